@@ -1,0 +1,69 @@
+# p4tap. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+P4C ?= p4c-bm2-ss
+P4C_FLAGS := --arch v1model --std p4-16
+
+P4TAP_SRC := p4src/v1model/p4tap.p4 $(wildcard p4src/include/*.p4)
+MINIMAL_SRC := bench/p4src/l2_minimal.p4
+
+.PHONY: help setup apt-deps p4 test ptf run bench clean
+
+help:  ## this list
+	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+# Debian tools the tests and the demo drive: tshark reads captures, net-snmp's
+# tools play the mediation device. Installed only when missing, and only as root.
+APT_PACKAGES := iproute2 tshark snmp snmptrapd
+
+apt-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "==> installing Debian packages: $$missing"; \
+	    (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null) \
+	      || { echo "apt-get install $$missing failed"; exit 1; }; \
+	  else echo "note: not root, not installing $$missing (tests that need them will skip)"; fi; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@echo "==> setting up $(VENV) (Python dependencies)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+setup: apt-deps $(VENV)/.installed  ## create .venv with p4tap and its dependencies (and Debian tools, as root)
+
+# p4c writes paths into its output as given, so it always runs from the
+# repository root with relative paths: the output is then reproducible,
+# which is what tests/test_artifacts.py checks.
+build/v1model/p4tap.json build/v1model/p4tap.p4info.txtpb &: $(P4TAP_SRC)
+	@command -v $(P4C) >/dev/null || { echo "$(P4C) not on PATH: see README, Toolchain"; exit 1; }
+	@mkdir -p build/v1model
+	$(P4C) $(P4C_FLAGS) --p4runtime-files build/v1model/p4tap.p4info.txtpb -o build/v1model/p4tap.json p4src/v1model/p4tap.p4
+
+build/bench/l2_minimal.json build/bench/l2_minimal.p4info.txtpb &: $(MINIMAL_SRC)
+	@command -v $(P4C) >/dev/null || { echo "$(P4C) not on PATH: see README, Toolchain"; exit 1; }
+	@mkdir -p build/bench
+	$(P4C) $(P4C_FLAGS) --p4runtime-files build/bench/l2_minimal.p4info.txtpb -o build/bench/l2_minimal.json $(MINIMAL_SRC)
+
+p4: build/v1model/p4tap.json build/bench/l2_minimal.json  ## compile p4src/ with p4c into build/ (commit the result)
+
+test: setup  ## run every test (bmv2/p4c tests skip, saying why, where those are absent)
+	$(PY) -m pytest
+
+ptf: setup  ## run only the PTF data-plane suite on bmv2
+	$(PY) -m pytest -v tests/test_ptf.py
+
+run: setup  ## the demo: tap a subject on bmv2 and show what the mediation device receives
+	$(PY) -m bmv2_topo.demo
+
+bench: setup  ## run the benchmarks and append their figures to BENCHMARKS.md
+	$(PY) -m bench.tap_scale
+
+clean:  ## remove the venv and caches (build/ is source-controlled)
+	rm -rf $(VENV) .pytest_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

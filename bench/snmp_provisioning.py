@@ -1,0 +1,198 @@
+"""Benchmark: provisioning over SNMP versus through the controller's API.
+
+N taps (default 1,000) provisioned one at a time on bmv2, in the same run:
+- api: `controller.provision(mediation, [stream])` per tap;
+- snmp: a mediation device (mediation/snmp_client.py, pysnmp, SNMPv3
+  authPriv SHA-256/AES, in a process of its own) sends REFERENCE.md's three
+  createAndGo SETs per tap to the agent (mib_bridge), which drives the same
+  controller.
+Each sample starts from a fresh bmv2 and an empty intent store; the
+configurations alternate, the median of the samples is reported.
+
+Goal (issue 4): snmp no more than 2x api.
+
+    .venv/bin/python -m bench.snmp_provisioning [--taps N] [--repeats R] [--record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import multiprocessing
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from bmv2_topo.bmv2_switch import Bmv2Switch, find_simple_switch_grpc
+from controller.model import InetAddressType, IpFilter, Mediation, Stream
+from controller.pipeline import P4TAP, REPO_ROOT
+from controller.service import Controller, SwitchConfig
+from controller.topology import NextHop, Route, SwitchTopology
+
+MD = ipaddress.ip_address("203.0.113.250")
+MD_PORT = 7000
+SUBJECTS = [ipaddress.ip_address("192.0.2.0") + i for i in range(256)] + \
+           [ipaddress.ip_address("198.51.100.0") + i for i in range(256)]
+AUTH_KEY, PRIV_KEY = "bench-auth-passphrase", "bench-priv-passphrase"
+
+
+def topology() -> SwitchTopology:
+    return SwitchTopology(
+        ports={1: 1, 2: 2, 3: 3},
+        routes=(Route(0, ipaddress.ip_network(f"{MD}/32"), NextHop(3, "02:00:00:00:0b:fe", "02:00:00:00:0b:03")),),
+        tap_sources={4: ipaddress.ip_address("203.0.113.1")},
+        tap_source_port=49152,
+    )
+
+
+def tap(i: int) -> tuple[int, ipaddress.IPv4Address, int]:
+    """Tap i: (content id, subject, UDP destination port)."""
+    return i + 1, SUBJECTS[i % len(SUBJECTS)], 10000 + i // len(SUBJECTS)
+
+
+def run_api(controller: Controller, n: int, timeout: datetime) -> float:
+    started = time.perf_counter()
+    for i in range(n):
+        content_id, subject, port = tap(i)
+        controller.provision(
+            Mediation(content_id, MD, MD_PORT, timeout=timeout),
+            [Stream(content_id, 1, IpFilter(InetAddressType.IPV4, src_address=subject, src_length=32, protocol=17,
+                                            dst_port_min=port, dst_port_max=port), True)],
+            actor="bench")
+    return time.perf_counter() - started
+
+
+def _snmp_client(port: int, n: int, timeout: datetime, result) -> None:
+    """The mediation device, in a process of its own."""
+    from mediation.snmp_client import Filter, TapClient
+
+    with TapClient("127.0.0.1", port, "md", AUTH_KEY, PRIV_KEY, timeout=10, retries=0) as client:
+        client.get((1, 3, 6, 1, 2, 1, 1, 5, 0))  # USM discovery, outside the timing
+        started = time.perf_counter()
+        for i in range(n):
+            content_id, subject, dst_port = tap(i)
+            client.provision(content_id, MD, MD_PORT, timeout,
+                             [Filter(src=f"{subject}/32", protocol=17, dst_ports=(dst_port, dst_port))])
+        result.put(time.perf_counter() - started)
+
+
+def run_snmp(controller: Controller, n: int, timeout: datetime, workdir: Path) -> float:
+    from mib_bridge.agent import Agent
+    from mib_bridge.config import load
+
+    config = workdir / "snmp.toml"
+    config.write_text(textwrap.dedent(f"""\
+        [agent]
+        listen = ["127.0.0.1:0"]
+        [[view]]
+        name = "tap"
+        include = ["1.3.6.1.4.1.9.9.399", "1.3.6.1.4.1.9.9.394", "1.3.6.1.2.1.1"]
+        [[group]]
+        name = "li"
+        lawful_intercept = true
+        read_view = "tap"
+        write_view = "tap"
+        notify_view = "tap"
+        [[user]]
+        name = "md"
+        group = "li"
+        auth_protocol = "SHA-256"
+        auth_key = "{AUTH_KEY}"
+        priv_protocol = "AES"
+        priv_key = "{PRIV_KEY}"
+        """))
+    config.chmod(0o600)
+    agent = Agent(load(config), controller)
+    agent.start()
+    try:
+        context = multiprocessing.get_context("spawn")
+        result = context.Queue()
+        client = context.Process(target=_snmp_client, args=(agent.addresses[0].port, n, timeout, result))
+        client.start()
+        seconds = result.get(timeout=3600)
+        client.join()
+    finally:
+        agent.stop()
+    return seconds
+
+
+def sample(mode: str, n: int, workdir: Path) -> float:
+    workdir.mkdir(parents=True)
+    bmv2 = Bmv2Switch(ports={}, log_file=workdir / "bmv2.log")
+    bmv2.start()
+    controller = Controller([SwitchConfig("s1", bmv2.grpc_address, topology())], workdir / "intent.db",
+                            workdir / "audit.jsonl")
+    try:
+        controller.start()
+        timeout = datetime.now(timezone.utc) + timedelta(hours=2)
+        seconds = run_api(controller, n, timeout) if mode == "api" else run_snmp(controller, n, timeout, workdir)
+        installed = len(controller.intercepts())
+        if installed != n:
+            raise RuntimeError(f"{mode}: {installed} of {n} taps installed")
+        return seconds
+    finally:
+        controller.stop()
+        bmv2.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--taps", type=int, default=1000, help="taps provisioned per sample (default 1000)")
+    parser.add_argument("--repeats", type=int, default=3, help="samples per mode; the median is reported")
+    parser.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    if find_simple_switch_grpc() is None:
+        print("simple_switch_grpc not on PATH: nothing to measure (README, Toolchain)", file=sys.stderr)
+        return 2
+    if not P4TAP.exists():
+        print("compiled pipeline missing in build/: run `make p4`", file=sys.stderr)
+        return 2
+    times: dict[str, list[float]] = {"api": [], "snmp": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeats):
+            for mode in ("api", "snmp"):
+                seconds = sample(mode, args.taps, Path(tmp) / f"{mode}-{r}")
+                times[mode].append(seconds)
+                print(f"   {mode} sample {r + 1}/{args.repeats}: {args.taps} taps in {seconds:.1f} s "
+                      f"({args.taps / seconds:.1f} taps/s)", flush=True)
+    api, snmp = statistics.median(times["api"]), statistics.median(times["snmp"])
+    ratio = snmp / api
+    table = "\n".join([
+        "| path | median for {:,} taps | taps/s | samples (s) |".format(args.taps),
+        "|---|---:|---:|---|",
+        f"| controller API (`provision` per tap) | {api:.1f} s | {args.taps / api:.1f} | "
+        f"{', '.join(f'{t:.1f}' for t in times['api'])} |",
+        f"| SNMPv3 authPriv, 3 createAndGo SETs per tap | {snmp:.1f} s | {args.taps / snmp:.1f} | "
+        f"{', '.join(f'{t:.1f}' for t in times['snmp'])} |",
+        "",
+        f"SNMP / API: **{ratio:.2f}x** (goal: no more than 2x).",
+    ])
+    print(table)
+    if args.record:
+        bmv2_version = subprocess.run(["simple_switch_grpc", "--version"], capture_output=True, text=True).stdout.strip()
+        record = (
+            f"\n## snmp_provisioning: {args.taps:,} taps over SNMP vs the controller API\n\n"
+            f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n"
+            f"- machine: {platform.node() or 'unknown'}, {os.cpu_count()} cores, {platform.machine()}, "
+            f"Linux {platform.release()}; bmv2 {bmv2_version or '?'}; Python {platform.python_version()}\n"
+            f"- command: `.venv/bin/python -m bench.snmp_provisioning --taps {args.taps} --repeats {args.repeats} "
+            f"--record`\n"
+            f"- method: each sample on a fresh bmv2 and empty intent store, taps provisioned one at a time; "
+            f"SNMP client (pysnmp) in its own process, USM discovery before the clock starts; "
+            f"median of {args.repeats} samples per path, alternating.\n\n"
+            f"{table}\n"
+        )
+        with open(REPO_ROOT / "BENCHMARKS.md", "a") as f:
+            f.write(record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

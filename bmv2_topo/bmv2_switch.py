@@ -1,0 +1,552 @@
+"""Run bmv2 ``simple_switch_grpc`` as a child process for tests, benchmarks and the demo.
+
+The switch starts empty (``--no-p4``); the controller pushes the pipeline over
+P4Runtime, exactly as on a hardware switch.  Every listening socket is on
+127.0.0.1 (or a unix socket), and each instance gets its own gRPC port,
+Thrift port (when the build has Thrift) and nanomsg notification socket, so
+several switches can run side by side without colliding on bmv2's fixed
+defaults (9559, 9090, ``ipc:///tmp/bmv2-<device-id>-notifications.ipc``).
+
+Quirks handled here:
+
+* ``--log-file X`` makes bmv2 (its bundled spdlog) write ``X.txt``; a
+  :attr:`Bmv2Switch.log_file` ending in ``.txt`` is used as is, any other
+  name gets ``.txt`` appended; :attr:`Bmv2Switch.log_path` is the real file.
+* ``--grpc-server-addr``, ``--cpu-port`` and ``--priority-queues`` are
+  *target* options and must come after ``--``.
+* ``--thrift-port`` / ``--notifications-addr`` only exist when bmv2 was built
+  with Thrift / nanomsg; the launcher reads ``--help`` once and only passes
+  what the binary understands.
+* The gRPC server prints "Server listening" even when it failed to bind, so
+  readiness is judged by actually connecting to the port.
+* bmv2 starts happily with ``-i 1@ifname`` for an interface that does not
+  exist (the port just never sees traffic), so interfaces are checked first.
+
+Targets: ``target="bmv2"`` runs ``simple_switch_grpc``; ``target="softswitch"``
+runs p4tap's own software switch (``python -m softswitch``, same command
+line, same behaviour).  Unset, :func:`resolve_target` picks ``$P4TAP_TARGET``
+if set, else bmv2 where ``simple_switch_grpc`` is on PATH, else softswitch.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import functools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "Bmv2Switch",
+    "Bmv2Error",
+    "SIMPLE_SWITCH_GRPC",
+    "SKIP_REASON",
+    "find_simple_switch_grpc",
+    "skip_reason",
+    "free_tcp_port",
+    "TARGETS",
+    "TARGET_ENV",
+    "resolve_target",
+    "target_skip_reason",
+]
+
+SIMPLE_SWITCH_GRPC = "simple_switch_grpc"
+SKIP_REASON = "simple_switch_grpc not on PATH: build bmv2 with PI (see README, 'Toolchain')"
+
+LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "off")
+
+
+TARGETS = ("bmv2", "softswitch")
+TARGET_ENV = "P4TAP_TARGET"
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve_target(target: str | None = None) -> str:
+    """The switch target to run: ``target`` if given, else ``$P4TAP_TARGET``,
+    else ``bmv2`` where simple_switch_grpc is on PATH, else ``softswitch``."""
+    choice = target or os.environ.get(TARGET_ENV, "").strip() or None
+    if choice is None:
+        return "bmv2" if find_simple_switch_grpc() else "softswitch"
+    if choice not in TARGETS:
+        raise Bmv2Error(f"unknown switch target {choice!r} (${TARGET_ENV} or target=): use one of {', '.join(TARGETS)}")
+    return choice
+
+
+def target_skip_reason(target: str | None = None) -> str | None:
+    """Why a switch of ``target`` (default: :func:`resolve_target`) cannot run here, or None."""
+    try:
+        t = resolve_target(target)
+    except Bmv2Error as e:
+        return str(e)
+    return SKIP_REASON if t == "bmv2" and not find_simple_switch_grpc() else None
+
+
+def find_simple_switch_grpc() -> str | None:
+    """Path of ``simple_switch_grpc`` on PATH, or None."""
+    return shutil.which(SIMPLE_SWITCH_GRPC)
+
+
+def skip_reason() -> str | None:
+    """Why bmv2 tests cannot run here (for ``pytest.skip``), or None if they can."""
+    return None if find_simple_switch_grpc() else SKIP_REASON
+
+
+class Bmv2Error(RuntimeError):
+    """simple_switch_grpc could not be started, or died."""
+
+
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@functools.lru_cache(maxsize=8)
+def _help_text(binary: str) -> str:
+    """``simple_switch_grpc --help`` output, to learn which options this build has."""
+    try:
+        out = subprocess.run(
+            [binary, "--help"], capture_output=True, text=True, timeout=20, check=False
+        )
+        return out.stdout + out.stderr
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _tail(path: Path | None, lines: int = 30) -> str:
+    if path is None:
+        return ""
+    try:
+        data = path.read_bytes()[-16384:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def _looks_like_bind_failure(text: str) -> bool:
+    t = text.lower()
+    return "address already in use" in t or "failed to add" in t or "bind" in t and "fail" in t
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _connect_in_netns(netns: str, host: str, port: int, timeout: float) -> bool:
+    """TCP-connect to host:port from inside network namespace ``netns``.
+
+    Done on a throwaway thread that switches its own network namespace
+    (setns is per thread), so the rest of the process is unaffected.
+    """
+    result = [False]
+
+    def probe() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        with open(f"/run/netns/{netns}", "rb") as f:
+            if libc.setns(f.fileno(), _CLONE_NEWNET) != 0:
+                return
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result[0] = True
+        except OSError:
+            pass
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout + 1)
+    return result[0]
+
+
+_running: "weakref.WeakSet[Bmv2Switch]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Never leave a switch running when the Python process exits."""
+    for sw in list(_running):
+        try:
+            sw.stop(grace=1.0)
+        except Exception:
+            pass
+
+
+@dataclass(eq=False)
+class Bmv2Switch:
+    """One ``simple_switch_grpc`` child process.
+
+    ``ports`` maps bmv2 port numbers to interface names (``-i P@IFACE``); the
+    interfaces must exist (and live in ``netns`` when that is given).
+    ``grpc_port`` / ``thrift_port`` default to free ports on 127.0.0.1.
+    ``log_file`` defaults to ``<name>.log.txt`` in ``workdir`` (a temp dir unless
+    given); ``log_level`` is ``warn`` by default because per-packet logging at
+    ``trace`` (bmv2's default) slows the switch down several times.
+
+    With ``netns`` the switch runs under ``ip netns exec NS``; its gRPC server
+    then listens on a unix socket in ``workdir`` by default
+    (``grpc_unix_socket``), because 127.0.0.1 inside the namespace is not
+    reachable from the controller outside it.
+    """
+
+    ports: dict[int, str] = field(default_factory=dict)
+    grpc_port: int | None = None
+    device_id: int = 0
+    thrift_port: int | None = None
+    cpu_port: int | None = None
+    priority_queues: int | None = None
+    log_file: Path | None = None
+    log_level: str = "warn"
+    log_flush: bool = False
+    extra_args: list[str] = field(default_factory=list)
+    extra_target_args: list[str] = field(default_factory=list)
+    netns: str | None = None
+    grpc_unix_socket: bool | None = None
+    json_config: Path | None = None
+    workdir: Path | None = None
+    binary: str | None = None
+    name: str = "bmv2"
+    target: str | None = None
+
+    _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _out: object | None = field(default=None, init=False, repr=False)
+    _own_workdir: bool = field(default=False, init=False, repr=False)
+    _auto_grpc_port: bool = field(default=False, init=False, repr=False)
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def grpc_address(self) -> str:
+        """Target string for :class:`controller.switch.SwitchConnection`."""
+        if self._use_unix():
+            return f"unix:{self._unix_socket_path()}"
+        if self.grpc_port is None:
+            raise Bmv2Error(f"{self.name}: gRPC port not chosen yet (call start())")
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode if self._proc is not None else None
+
+    @property
+    def log_path(self) -> Path | None:
+        """The file bmv2 actually logs to."""
+        return self._log_file_resolved()
+
+    @property
+    def stdout_path(self) -> Path | None:
+        return self.workdir / f"{self.name}.stdout.txt" if self.workdir else None
+
+    def _use_unix(self) -> bool:
+        return self.grpc_unix_socket if self.grpc_unix_socket is not None else self.netns is not None
+
+    def _unix_socket_path(self) -> Path:
+        self._ensure_workdir()
+        return self.workdir / f"{self.name}.p4rt.sock"
+
+    def _ensure_workdir(self) -> None:
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix=f"p4tap-{self.name}-"))
+            self._own_workdir = True
+        else:
+            self.workdir = Path(self.workdir)
+            self.workdir.mkdir(parents=True, exist_ok=True)
+
+    def _log_file_resolved(self) -> Path | None:
+        """Where bmv2 really logs: ``log_file`` if it ends in .txt, else ``log_file`` + '.txt'."""
+        if self.log_file is not None:
+            p = Path(self.log_file)
+            return p if p.name.endswith(".txt") else p.with_name(p.name + ".txt")
+        return self.workdir / f"{self.name}.log.txt" if self.workdir else None
+
+    # ------------------------------------------------------------ command line
+
+    def command(self) -> list[str]:
+        """The full command line (also useful to print for manual debugging)."""
+        self.target = resolve_target(self.target)
+        if self.target == "softswitch":
+            program = [sys.executable, "-m", "softswitch"]
+            helptext = ""  # accepts bmv2's options; Thrift/nanomsg are not needed
+        else:
+            binary = self.binary or find_simple_switch_grpc()
+            if binary is None:
+                raise Bmv2Error(SKIP_REASON)
+            program = [binary]
+            helptext = _help_text(binary)
+        if self.log_level not in LOG_LEVELS:
+            raise Bmv2Error(f"log_level must be one of {LOG_LEVELS}, not {self.log_level!r}")
+        self._ensure_workdir()
+
+        cmd: list[str] = []
+        if self.netns:
+            cmd += ["ip", "netns", "exec", self.netns]
+        cmd += program
+        cmd += ["--device-id", str(self.device_id)]
+        for port, iface in sorted(self.ports.items()):
+            if self.cpu_port is not None and port == self.cpu_port:
+                raise Bmv2Error(f"{self.name}: port {port} is the CPU port; do not attach an interface to it")
+            cmd += ["-i", f"{port}@{iface}"]
+        if "--thrift-port" in helptext:
+            if self.thrift_port is None:
+                self.thrift_port = free_tcp_port()
+            cmd += ["--thrift-port", str(self.thrift_port)]
+        if "--notifications-addr" in helptext:
+            cmd += ["--notifications-addr", f"ipc://{self.workdir / (self.name + '.notifications.ipc')}"]
+        # bmv2 appends ".txt" to --log-file; pass the name without it.
+        log_arg = str(self._log_file_resolved())
+        log_arg = log_arg[: -len(".txt")] if log_arg.endswith(".txt") else log_arg
+        cmd += ["--log-file", log_arg, "--log-level", self.log_level]
+        if self.log_flush:
+            cmd.append("--log-flush")
+        cmd += list(self.extra_args)
+        if self.json_config is not None:
+            cmd.append(str(self.json_config))
+        else:
+            cmd.append("--no-p4")
+
+        cmd.append("--")
+        if self._use_unix():
+            cmd += ["--grpc-server-addr", f"unix:{self._unix_socket_path()}"]
+        else:
+            if self.grpc_port is None:
+                self.grpc_port = free_tcp_port()
+                self._auto_grpc_port = True
+            cmd += ["--grpc-server-addr", f"127.0.0.1:{self.grpc_port}"]
+        if self.cpu_port is not None:
+            cmd += ["--cpu-port", str(self.cpu_port)]
+        if self.priority_queues is not None:
+            cmd += ["--priority-queues", str(self.priority_queues)]
+        cmd += list(self.extra_target_args)
+        return cmd
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 15.0) -> "Bmv2Switch":
+        """Spawn the switch and wait until its gRPC server accepts connections.
+
+        Raises :class:`Bmv2Error` with the tail of the switch's output and log
+        if it exits or does not listen within ``timeout`` seconds.
+        """
+        if self.alive:
+            raise Bmv2Error(f"{self.name} is already running (pid {self.pid})")
+        if self.netns and not Path(f"/run/netns/{self.netns}").exists():
+            raise Bmv2Error(f"{self.name}: network namespace {self.netns!r} does not exist")
+        self._check_interfaces()
+        if self.netns and not self._use_unix():
+            # a fresh namespace has lo down, and bmv2 binds 127.0.0.1 there
+            subprocess.run(["ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up"],
+                           capture_output=True, timeout=30)
+        attempts = 3
+        for attempt in range(attempts):
+            try:
+                self._start_once(timeout)
+                return self
+            except Bmv2Error as e:
+                # An auto-picked port may have been taken between our probe and
+                # bmv2's bind; try another one.
+                if (
+                    self._auto_grpc_port
+                    and attempt + 1 < attempts
+                    and getattr(e, "died", False)
+                    and _looks_like_bind_failure(_tail(self.stdout_path, 10))
+                ):
+                    self.grpc_port = None
+                    self.thrift_port = None
+                    continue
+                if self._own_workdir and self.workdir is not None:
+                    # the exception already carries the output and log tails
+                    shutil.rmtree(self.workdir, ignore_errors=True)
+                    self.workdir = None
+                    self._own_workdir = False
+                raise
+        raise AssertionError("unreachable")
+
+    def _check_interfaces(self) -> None:
+        """bmv2 silently runs with a port whose interface does not exist; fail early instead."""
+        if not self.ports:
+            return
+        if self.netns:
+            script = " && ".join(f"test -e /sys/class/net/{iface}" for iface in self.ports.values())
+            r = subprocess.run(["ip", "netns", "exec", self.netns, "sh", "-c", script], capture_output=True, timeout=30)
+            missing = [] if r.returncode == 0 else [
+                iface for iface in self.ports.values()
+                if subprocess.run(["ip", "netns", "exec", self.netns, "test", "-e", f"/sys/class/net/{iface}"],
+                                  capture_output=True, timeout=30).returncode != 0
+            ]
+        else:
+            missing = [iface for iface in self.ports.values() if not Path(f"/sys/class/net/{iface}").exists()]
+        if missing:
+            where = f" in network namespace {self.netns!r}" if self.netns else ""
+            raise Bmv2Error(f"bmv2 switch {self.name!r}: interface(s) {', '.join(missing)} do not exist{where}")
+
+    def _start_once(self, timeout: float) -> None:
+        cmd = self.command()
+        if self._use_unix():
+            try:
+                self._unix_socket_path().unlink()
+            except FileNotFoundError:
+                pass
+        out_path = self.stdout_path
+        self._out = open(out_path, "ab")
+        self._out.write(f"\n=== {time.strftime('%H:%M:%S')} {' '.join(cmd)}\n".encode())
+        self._out.flush()
+        try:
+            env = None
+            if self.target == "softswitch":
+                env = dict(os.environ)
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
+            self._proc = subprocess.Popen(
+                cmd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # our Ctrl-C is not the switch's
+            )
+        except OSError as e:
+            self._close_out()
+            raise Bmv2Error(f"{self.name}: cannot run {cmd[0]}: {e}") from e
+        _running.add(self)
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                rc = self._proc.returncode
+                self._reap()
+                err = Bmv2Error(self._failure_message(f"exited with status {rc} during startup"))
+                err.died = True  # type: ignore[attr-defined]
+                raise err
+            if self._ready():
+                # The server may come up and then abort (e.g. bad interface); a
+                # short grace catches the common startup failures.
+                time.sleep(0.05)
+                if self._proc.poll() is None:
+                    return
+                continue
+            if time.monotonic() > deadline:
+                self._terminate(grace=2.0)
+                raise Bmv2Error(
+                    self._failure_message(f"did not accept gRPC connections on {self.grpc_address} within {timeout:g}s")
+                )
+            time.sleep(0.05)
+
+    def _ready(self) -> bool:
+        if self._use_unix():
+            path = self._unix_socket_path()
+            if not path.exists():
+                return False
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(0.5)
+                try:
+                    s.connect(str(path))
+                    return True
+                except OSError:
+                    return False
+        if self.netns:
+            return _connect_in_netns(self.netns, "127.0.0.1", self.grpc_port, 0.5)
+        try:
+            with socket.create_connection(("127.0.0.1", self.grpc_port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def _failure_message(self, what: str) -> str:
+        parts = [f"bmv2 switch {self.name!r} {what}.", "command: " + " ".join(self._proc.args if self._proc else [])]
+        out = _tail(self.stdout_path)
+        if out:
+            parts.append(f"--- tail of {self.stdout_path} ---\n{out}")
+        log = _tail(self.log_path)
+        if log:
+            parts.append(f"--- tail of {self.log_path} ---\n{log}")
+        return "\n".join(parts)
+
+    def _reap(self) -> None:
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        _running.discard(self)
+        self._close_out()
+
+    def _close_out(self) -> None:
+        if self._out is not None:
+            try:
+                self._out.close()
+            except OSError:
+                pass
+            self._out = None
+
+    def _terminate(self, grace: float) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            except ProcessLookupError:
+                pass
+        self._reap()
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; always reaped. Idempotent.
+
+        A temp workdir created by :meth:`start` is removed; one you passed is kept.
+        """
+        self._terminate(grace)
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+            self._own_workdir = False
+
+    def kill(self) -> None:
+        """SIGKILL without grace, like a crash (logs are kept for :meth:`restart`)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        self._reap()
+
+    def restart(self, timeout: float = 15.0) -> "Bmv2Switch":
+        """Stop (if running) and start again on the same ports; the switch comes back empty."""
+        self._terminate(grace=5.0)
+        return self.start(timeout=timeout)
+
+    def __enter__(self) -> "Bmv2Switch":
+        if not self.alive:
+            self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __del__(self) -> None:  # last resort; stop() is the way
+        try:
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+        except Exception:
+            pass

@@ -1,0 +1,132 @@
+"""The compiled p4tap pipeline: where its artifacts live and how to name its parts.
+
+p4c's outputs (bmv2 JSON and P4Info) are committed under build/, so a
+machine without p4c runs everything. `Pipeline` loads them and answers the
+questions every P4Runtime message needs: the id of a table, match field or
+action parameter, and a value encoded as P4Runtime's canonical bytestring.
+Name lookups go through p4runtime-shell's P4Info context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from google.protobuf import text_format
+from p4.config.v1 import p4info_pb2
+from p4runtime_sh.bytes_utils import to_canonical_bytes
+from p4runtime_sh.context import Context, P4Type
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_DIR = REPO_ROOT / "build"
+P4SRC_DIR = REPO_ROOT / "p4src"
+
+
+@dataclass(frozen=True)
+class PipelineArtifacts:
+    """The files p4c makes for one P4 program."""
+
+    name: str
+    source: Path  # top-level P4 file, relative to the repository root
+    bmv2_json: Path
+    p4info: Path
+
+    def exists(self) -> bool:
+        return self.bmv2_json.is_file() and self.p4info.is_file()
+
+
+def artifacts(name: str) -> PipelineArtifacts:
+    """Artifacts of a program known to the build (see the Makefile's `p4` target)."""
+    sources = {
+        "p4tap": Path("p4src/v1model/p4tap.p4"),
+        "l2_minimal": Path("bench/p4src/l2_minimal.p4"),
+    }
+    out = BUILD_DIR / ("v1model" if name == "p4tap" else "bench")
+    return PipelineArtifacts(name, sources[name], out / f"{name}.json", out / f"{name}.p4info.txtpb")
+
+
+P4TAP = artifacts("p4tap")
+
+
+class PipelineError(Exception):
+    """The pipeline's artifacts are missing or do not have what the controller needs."""
+
+
+class Pipeline:
+    """A loaded P4Info plus its bmv2 JSON, with id lookups and value encoding."""
+
+    def __init__(self, p4info: p4info_pb2.P4Info, device_config: bytes) -> None:
+        self.p4info = p4info
+        self.device_config = device_config
+        self._context = Context()
+        self._context.set_p4info(p4info)
+
+    @classmethod
+    def load(cls, which: PipelineArtifacts = P4TAP) -> Pipeline:
+        if not which.exists():
+            raise PipelineError(
+                f"compiled pipeline {which.name!r} not found ({which.bmv2_json}, {which.p4info}): run `make p4`"
+            )
+        p4info = p4info_pb2.P4Info()
+        text_format.Parse(which.p4info.read_text(), p4info)
+        return cls(p4info, which.bmv2_json.read_bytes())
+
+    def _lookup(self, kind: P4Type, name: str) -> int:
+        try:
+            return self._context.get_obj_id(kind, name)
+        except KeyError:
+            raise PipelineError(f"the pipeline has no {kind.name} named {name!r}") from None
+
+    def table_id(self, name: str) -> int:
+        return self._lookup(P4Type.table, name)
+
+    def action_id(self, name: str) -> int:
+        return self._lookup(P4Type.action, name)
+
+    def counter_id(self, name: str) -> int:
+        return self._lookup(P4Type.counter, name)
+
+    def direct_counter_id(self, name: str) -> int:
+        return self._lookup(P4Type.direct_counter, name)
+
+    def match_field(self, table: str, field: str) -> p4info_pb2.MatchField:
+        mf = self._context.get_mf(table, field)
+        if mf is None:
+            raise PipelineError(f"table {table!r} has no match field {field!r}")
+        return mf
+
+    def param(self, action: str, param: str) -> p4info_pb2.Action.Param:
+        p = self._context.get_param(action, param)
+        if p is None:
+            raise PipelineError(f"action {action!r} has no parameter {param!r}")
+        return p
+
+    def name_of(self, object_id: int) -> str:
+        return self._context.get_name_from_id(object_id)
+
+    @cached_property
+    def cookie(self) -> int:
+        """A stable fingerprint of this pipeline, for verifying what a switch runs."""
+        import hashlib
+
+        digest = hashlib.sha256(self.p4info.SerializeToString(deterministic=True) + self.device_config)
+        return int.from_bytes(digest.digest()[:8], "big")
+
+
+def encode(value: int, bits: int) -> bytes:
+    """An unsigned value as P4Runtime's canonical bytestring (no leading zeros)."""
+    if value < 0 or value >> bits:
+        raise ValueError(f"{value} does not fit in {bits} bits")
+    return to_canonical_bytes(value.to_bytes((bits + 7) // 8, "big"))
+
+
+def decode(data: bytes) -> int:
+    return int.from_bytes(data, "big")
+
+
+def mac_to_int(mac: str) -> int:
+    parts = mac.split(":")
+    if len(parts) != 6:
+        raise ValueError(f"not a MAC address: {mac!r}")
+    return int("".join(f"{int(p, 16):02x}" for p in parts), 16)

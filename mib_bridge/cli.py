@@ -1,0 +1,99 @@
+"""Run the SNMPv3 TAP-MIB agent (RFC 3924 interface d) with its controller.
+
+    python -m mib_bridge --config snmp.toml --controller-config p4tap.toml
+    python -m mib_bridge --config snmp.toml --check      # only check the agent config
+
+The process runs the controller (connects to the switches in
+--controller-config, reconciles them, serves its control socket so that
+`p4tap tap list` works) and the agent (UDP, the addresses in [agent] listen).
+Mediation devices provision intercepts with SNMPv3 SETs on
+CISCO-TAP2-MIB (1.3.6.1.4.1.9.9.399) and CISCO-IP-TAP-MIB
+(1.3.6.1.4.1.9.9.394); the config's [[user]], [[group]] and [[view]] say who
+may. The config holds keys and must be mode 0600: see mib_bridge/config.py
+for every key, or the example in README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from mib_bridge.config import ConfigError, load
+
+
+def build_parser(prog: str = "python -m mib_bridge") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, metavar="SNMP_TOML",
+                        help="agent config: listen addresses, USM users, VACM groups/views, notification targets")
+    parser.add_argument("--controller-config", type=Path, metavar="P4TAP_TOML",
+                        help="controller config (as for `p4tap controller run`); required unless --check")
+    parser.add_argument("--check", action="store_true", help="check the agent config and exit")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def run(args: argparse.Namespace) -> int:
+    from controller import config as controller_config
+    from controller.control import ControlServer
+    from controller.service import Controller
+    from mib_bridge.agent import Agent, AgentError
+
+    log = logging.getLogger("p4tap.snmp")
+    try:
+        cfg = load(args.config)
+    except ConfigError as error:
+        print(f"mib_bridge: {error}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"{args.config}: {len(cfg.users)} user(s), {len(cfg.groups)} group(s), "
+              f"listening on {', '.join(map(str, cfg.listen))}")
+        return 0
+    if args.controller_config is None:
+        print("mib_bridge: --controller-config is required (or --check)", file=sys.stderr)
+        return 2
+    try:
+        settings = controller_config.load(args.controller_config)
+    except controller_config.ConfigError as error:
+        print(f"mib_bridge: {error}", file=sys.stderr)
+        return 2
+    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    controller = Controller(settings.switches, settings.store_path, settings.audit_path)
+    agent = Agent(cfg, controller)
+    controller.start()
+    server = ControlServer(settings.control_socket, controller)
+    server.start()
+    try:
+        agent.start()
+    except AgentError as error:
+        print(f"mib_bridge: {error}", file=sys.stderr)
+        server.close()
+        controller.stop()
+        return 1
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    log.info("stopping (switches keep their intercepts)")
+    agent.stop()
+    server.close()
+    controller.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""The agent's config file (TOML): where it listens, its SNMPv3 users, VACM
+groups and views, and where notifications go.
+
+    [agent]
+    listen = ["127.0.0.1:161", "[::1]:161"]   # UDP, IPv4 and IPv6; port 0 = any free port
+    # engine_id = "80001f8804703474617031"      # hex; default: a new one each start
+    sys_name = "p4tap"
+    debug_age_minutes = 1440                    # cTap2DebugAge
+    debug_max_entries = 256                     # cTap2DebugMaxEntries
+    # switches = ["access1"]                    # where new intercepts go (default: every switch)
+
+    [[view]]
+    name = "tap"
+    include = ["1.3.6.1.4.1.9.9.399", "1.3.6.1.4.1.9.9.394", "1.3.6.1.2.1.1"]
+    exclude = []
+
+    [[group]]
+    name = "li"
+    lawful_intercept = true        # only such groups may ever reach .399 and .394
+    security_level = "authPriv"    # the least a request must have (authPriv or authNoPriv)
+    read_view = "tap"
+    write_view = "tap"
+    notify_view = "tap"
+
+    [[user]]
+    name = "md1"
+    group = "li"
+    auth_protocol = "SHA-256"      # SHA-224, SHA-256, SHA-384, SHA-512
+    auth_key = "at least 8 characters"
+    priv_protocol = "AES"          # AES (128), AES-192, AES-256 (net-snmp's AES192/AES256),
+    priv_key = "at least 8 characters"   # AES-192-C, AES-256-C (Cisco's key extension)
+
+    [[notify]]
+    target = "127.0.0.1:162"       # or "[2001:db8::1]:162"
+    user = "md1"                   # must be in a lawful_intercept group
+    type = "inform"                # or "trap"
+    timeout = 1.5                  # seconds before an inform is sent again
+    retries = 3
+
+The file holds keys: it must be readable by its owner only (mode 0600),
+else it is refused. Keys never appear in a log, a repr or an error message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mib_bridge import oids
+from mib_bridge.oids import OID
+
+AUTH_PROTOCOLS = ("SHA-224", "SHA-256", "SHA-384", "SHA-512")
+PRIV_PROTOCOLS = ("AES", "AES-192", "AES-256", "AES-192-C", "AES-256-C")
+SECURITY_LEVELS = {"authNoPriv": 2, "authPriv": 3}
+MIN_KEY = 8  # RFC 3414 11.2: passphrases shorter than 8 octets are refused
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    @property
+    def family(self) -> int:
+        return ipaddress.ip_address(self.host).version
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if self.family == 6 else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    include: tuple[OID, ...]
+    exclude: tuple[OID, ...] = ()
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    security_level: str
+    read_view: str | None
+    write_view: str | None
+    notify_view: str | None
+    lawful_intercept: bool = False
+
+    @property
+    def level(self) -> int:
+        return SECURITY_LEVELS[self.security_level]
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    group: str
+    auth_protocol: str
+    auth_key: str = field(repr=False)
+    priv_protocol: str | None = None
+    priv_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    target: Endpoint
+    user: str
+    type: str = "inform"
+    timeout: float = 1.5
+    retries: int = 3
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    listen: tuple[Endpoint, ...]
+    users: tuple[User, ...]
+    groups: tuple[Group, ...]
+    views: tuple[View, ...]
+    notify: tuple[NotifyTarget, ...] = ()
+    engine_id: bytes | None = None
+    sys_name: str = "p4tap"
+    sys_location: str = ""
+    sys_contact: str = ""
+    debug_age_minutes: int = 1440
+    debug_max_entries: int = 256
+    switches: tuple[str, ...] | None = None
+
+    def group_of(self, user: str) -> Group | None:
+        for u in self.users:
+            if u.name == user:
+                return next(g for g in self.groups if g.name == u.group)
+        return None
+
+
+def endpoint(text: str, where: str) -> Endpoint:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+        number = int(port)
+        if not sep or not 0 <= number <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{where}: {text!r} is not ADDRESS:PORT ([v6]:port for IPv6)") from None
+    return Endpoint(str(address), number)
+
+
+def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = ...) -> Any:
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"{where}: missing `{key}`")
+        return default
+    value = table[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: `{key}` has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _only(table: dict[str, Any], keys: set[str], where: str) -> None:
+    unknown = set(table) - keys
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+
+
+def _oids(values: list[Any], where: str) -> tuple[OID, ...]:
+    try:
+        return tuple(oids.parse(str(v)) for v in values)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _user(raw: dict[str, Any], i: int) -> User:
+    where = f"[[user]] #{i + 1}"
+    _only(raw, {"name", "group", "auth_protocol", "auth_key", "priv_protocol", "priv_key"}, where)
+    name = _get(raw, "name", str, where)
+    where = f"user {name!r}"
+    auth = _get(raw, "auth_protocol", str, where)
+    if auth not in AUTH_PROTOCOLS:
+        raise ConfigError(f"{where}: auth_protocol must be one of {', '.join(AUTH_PROTOCOLS)}")
+    priv = _get(raw, "priv_protocol", str, where, None)
+    if priv is not None and priv not in PRIV_PROTOCOLS:
+        raise ConfigError(f"{where}: priv_protocol must be one of {', '.join(PRIV_PROTOCOLS)}")
+    auth_key = _get(raw, "auth_key", str, where)
+    priv_key = _get(raw, "priv_key", str, where, None)
+    if (priv is None) != (priv_key is None):
+        raise ConfigError(f"{where}: priv_protocol and priv_key go together")
+    for label, key in (("auth_key", auth_key), ("priv_key", priv_key)):
+        if key is not None and len(key.encode()) < MIN_KEY:
+            raise ConfigError(f"{where}: {label} is shorter than {MIN_KEY} characters")
+    return User(name, _get(raw, "group", str, where), auth, auth_key, priv, priv_key)
+
+
+def parse(raw: dict[str, Any], source: str = "config") -> AgentConfig:
+    _only(raw, {"agent", "view", "group", "user", "notify"}, source)
+    agent = _get(raw, "agent", dict, source, {})
+    _only(agent, {"listen", "engine_id", "sys_name", "sys_location", "sys_contact", "debug_age_minutes",
+                  "debug_max_entries", "switches"}, "[agent]")
+    listen = tuple(endpoint(str(e), "[agent] listen")
+                   for e in _get(agent, "listen", list, "[agent]", ["127.0.0.1:161", "[::1]:161"]))
+    if not listen:
+        raise ConfigError("[agent] listen: give at least one ADDRESS:PORT")
+    engine_id = _get(agent, "engine_id", str, "[agent]", None)
+    if engine_id is not None:
+        try:
+            engine_id = bytes.fromhex(engine_id)
+        except ValueError:
+            raise ConfigError("[agent] engine_id must be hex") from None
+        if not 5 <= len(engine_id) <= 32:
+            raise ConfigError("[agent] engine_id must be 5 to 32 octets")
+    for key in ("debug_age_minutes", "debug_max_entries"):
+        if not 1 <= _get(agent, key, int, "[agent]", 1) <= 2**31 - 1:
+            raise ConfigError(f"[agent] {key} must be at least 1")
+    switches = _get(agent, "switches", list, "[agent]", None)
+
+    views = []
+    for i, v in enumerate(_get(raw, "view", list, source, [])):
+        where = f"[[view]] #{i + 1}"
+        _only(v, {"name", "include", "exclude"}, where)
+        views.append(View(_get(v, "name", str, where), _oids(_get(v, "include", list, where), where),
+                          _oids(_get(v, "exclude", list, where, []), where)))
+    view_names = {v.name for v in views}
+
+    groups = []
+    for i, g in enumerate(_get(raw, "group", list, source, [])):
+        where = f"[[group]] #{i + 1}"
+        _only(g, {"name", "lawful_intercept", "security_level", "read_view", "write_view", "notify_view"}, where)
+        level = _get(g, "security_level", str, where, "authPriv")
+        if level not in SECURITY_LEVELS:
+            raise ConfigError(f"{where}: security_level must be authPriv or authNoPriv")
+        group = Group(_get(g, "name", str, where), level, _get(g, "read_view", str, where, None),
+                      _get(g, "write_view", str, where, None), _get(g, "notify_view", str, where, None),
+                      _get(g, "lawful_intercept", bool, where, False))
+        for view in (group.read_view, group.write_view, group.notify_view):
+            if view is not None and view not in view_names:
+                raise ConfigError(f"group {group.name!r}: no [[view]] named {view!r}")
+        groups.append(group)
+    group_names = {g.name for g in groups}
+
+    users = [_user(u, i) for i, u in enumerate(_get(raw, "user", list, source, []))]
+    for u in users:
+        if u.group not in group_names:
+            raise ConfigError(f"user {u.name!r}: no [[group]] named {u.group!r}")
+        group = next(g for g in groups if g.name == u.group)
+        if group.level == 3 and u.priv_protocol is None:
+            raise ConfigError(f"user {u.name!r}: group {group.name!r} needs authPriv, so the user needs a priv_key")
+    if len({u.name for u in users}) != len(users):
+        raise ConfigError("user names must be unique")
+
+    notify = []
+    for i, n in enumerate(_get(raw, "notify", list, source, [])):
+        where = f"[[notify]] #{i + 1}"
+        _only(n, {"target", "user", "type", "timeout", "retries"}, where)
+        target = NotifyTarget(endpoint(_get(n, "target", str, where), where), _get(n, "user", str, where),
+                              _get(n, "type", str, where, "inform"), float(_get(n, "timeout", (int, float), where, 1.5)),
+                              _get(n, "retries", int, where, 3))
+        if target.type not in ("inform", "trap"):
+            raise ConfigError(f"{where}: type must be inform or trap")
+        user = next((u for u in users if u.name == target.user), None)
+        if user is None or not next(g for g in groups if g.name == user.group).lawful_intercept:
+            raise ConfigError(f"{where}: user {target.user!r} is not a user of a lawful_intercept group")
+        notify.append(target)
+
+    return AgentConfig(
+        listen=listen, users=tuple(users), groups=tuple(groups), views=tuple(views), notify=tuple(notify),
+        engine_id=engine_id, sys_name=_get(agent, "sys_name", str, "[agent]", "p4tap"),
+        sys_location=_get(agent, "sys_location", str, "[agent]", ""),
+        sys_contact=_get(agent, "sys_contact", str, "[agent]", ""),
+        debug_age_minutes=_get(agent, "debug_age_minutes", int, "[agent]", 1440),
+        debug_max_entries=_get(agent, "debug_max_entries", int, "[agent]", 256),
+        switches=tuple(str(s) for s in switches) if switches else None,
+    )
+
+
+def load(path: Path) -> AgentConfig:
+    """Read and check the config; refuse a file others may read (it holds keys)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if mode & 0o077:
+            raise ConfigError(f"{path} holds SNMPv3 keys but group/others may access it "
+                              f"(mode {stat.S_IMODE(mode):04o}): run `chmod 600 {path}`")
+        data = f.read()
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return parse(raw, str(path))

@@ -1,0 +1,59 @@
+/*
+ * p4tap for v1model (bmv2 simple_switch_grpc).
+ *
+ * Ingress: routing context, forwarding, intercept classification (clone).
+ * Egress:  intercept copies are encapsulated for their mediation device;
+ *          everything else leaves as forwarding made it.
+ */
+#include <core.p4>
+#include <v1model.p4>
+
+#include "../include/defines.p4"
+#include "../include/headers.p4"
+#include "../include/parser.p4"
+#include "../include/checksum.p4"
+#include "../include/vrf.p4"
+#include "../include/forwarding.p4"
+#include "../include/intercept.p4"
+#include "../include/encap.p4"
+
+control P4tapIngress(inout headers_t hdr,
+                     inout local_metadata_t meta,
+                     inout standard_metadata_t std_meta) {
+    VrfClassifier() vrf_classifier;
+    Forwarding() forwarding;
+    InterceptClassifier() intercept_classifier;
+
+    apply {
+        vrf_classifier.apply(hdr, meta, std_meta);
+        forwarding.apply(hdr, meta, std_meta);
+        intercept_classifier.apply(hdr, meta, std_meta);
+    }
+}
+
+control P4tapEgress(inout headers_t hdr,
+                    inout local_metadata_t meta,
+                    inout standard_metadata_t std_meta) {
+    InterceptEncap() intercept_encap;
+    FloodPrune() flood_prune;
+
+    apply {
+        if (std_meta.instance_type == INSTANCE_TYPE_INGRESS_CLONE) {
+            // Egress never clones, so a copy is never copied again.
+            if (meta.intercept_session != 0) {
+                intercept_encap.apply(hdr, meta, std_meta);
+            } else {
+                mark_to_drop(std_meta);
+            }
+        } else {
+            flood_prune.apply(std_meta);
+        }
+    }
+}
+
+V1Switch(P4tapParser(),
+         P4tapVerifyChecksum(),
+         P4tapIngress(),
+         P4tapEgress(),
+         P4tapComputeChecksum(),
+         P4tapDeparser()) main;

@@ -1,0 +1,71 @@
+"""The controller's TOML config: a full file loads into the topology the
+planner uses, and each kind of mistake is reported with where it is."""
+
+from __future__ import annotations
+
+import ipaddress
+import textwrap
+
+import pytest
+
+from controller.config import ConfigError, load
+from controller.topology import NextHop
+
+GOOD = """
+[controller]
+state_dir = "state"
+control_socket = "ctl.sock"
+
+[[switch]]
+name = "access1"
+address = "127.0.0.1:9559"
+election_id = 7
+tap_source_ipv4 = "203.0.113.1"
+tap_source_ipv6 = "2001:db8:ff::1"
+router_macs = ["02:00:00:00:00:FE"]
+vrfs = { red = 7 }
+ports = [ { port = 1, ifindex = 101 }, { port = 2, ifindex = 102, vrf = "red" } ]
+vlan_vrfs = [ { port = 1, vid = 100, vrf = "red" } ]
+l2 = [ { mac = "02:00:00:00:00:01", port = 1 } ]
+flood = { group = 1, ports = [1, 2] }
+routes = [ { prefix = "203.0.113.10/32", port = 2, src_mac = "02:00:00:00:00:fe", dst_mac = "02:00:00:00:00:04" } ]
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "p4tap.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_full_config_loads(tmp_path):
+    settings = load(write(tmp_path, GOOD))
+    assert settings.store_path == tmp_path / "state" / "intent.db"
+    assert settings.control_socket == tmp_path / "ctl.sock"
+    (sw,) = settings.switches
+    assert (sw.name, sw.address, sw.election_id) == ("access1", "127.0.0.1:9559", (0, 7))
+    topo = sw.topology
+    assert topo.ingress_port(102) == 2 and topo.port_vrfs == {2: 7} and topo.vlan_vrfs == {(1, 100): 7}
+    assert topo.router_macs == ("02:00:00:00:00:fe",)
+    assert topo.route_to(ipaddress.ip_address("203.0.113.10")) == NextHop(2, "02:00:00:00:00:fe", "02:00:00:00:00:04")
+    assert topo.tap_source(6) == ipaddress.ip_address("2001:db8:ff::1")
+
+
+@pytest.mark.parametrize("change, message", [
+    (('address = "127.0.0.1:9559"', ""), "switch 'access1': missing `address`"),
+    (('vrf = "red" }', 'vrf = "blue" }'), "unknown vrf 'blue'"),
+    (('prefix = "203.0.113.10/32"', 'prefix = "203.0.113.10/33"'), "routes[0]"),
+    (('dst_mac = "02:00:00:00:00:04"', 'dst_mac = "nope"'), "'nope' is not a MAC address"),
+    (('tap_source_ipv4 = "203.0.113.1"', 'tap_source_ipv4 = "2001:db8::1"'), "is not IPv4"),
+    (("election_id = 7", 'election_id = "7"'), "`election_id` must be int"),
+    (("[[switch]]", "[[switch]\n"), "p4tap.toml"),
+])
+def test_mistakes_are_reported_where_they_are(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load(write(tmp_path, GOOD.replace(*change)))
+
+
+def test_duplicate_switch_names_refused(tmp_path):
+    text = GOOD + GOOD[GOOD.index("[[switch]]"):]
+    with pytest.raises(ConfigError, match="unique"):
+        load(write(tmp_path, text))
