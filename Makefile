@@ -55,10 +55,10 @@ p4: build/v1model/p4tap.json build/bench/l2_minimal.json  ## compile p4src/ with
 test: setup  ## run every test (bmv2/p4c tests skip, saying why, where those are absent)
 	$(PY) -m pytest
 
-ptf: setup  ## run only the PTF data-plane suite on bmv2
+ptf: setup  ## run only the PTF data-plane suite (on bmv2 and on the softswitch)
 	$(PY) -m pytest -v tests/test_ptf.py
 
-run: setup  ## the demo: tap a subject on bmv2 and show what the mediation device receives
+run: setup  ## the demo: tap a subject (bmv2, or the softswitch without bmv2) and show what the MD receives
 	$(PY) -m bmv2_topo.demo
 
 bench: setup  ## run the benchmarks and append their figures to BENCHMARKS.md

@@ -6,12 +6,20 @@ N taps (default 1,000) provisioned one at a time on bmv2, in the same run:
   authPriv SHA-256/AES, in a process of its own) sends REFERENCE.md's three
   createAndGo SETs per tap to the agent (mib_bridge), which drives the same
   controller.
-Each sample starts from a fresh bmv2 and an empty intent store; the
-configurations alternate, the median of the samples is reported.
+Each sample starts from a fresh switch and an empty intent store; the
+paths alternate, the median of the samples is reported.
+
+`--switch none` runs the same controller without a P4 program or a switch
+(tests/snmp_support.py's plan-only controller: intent store, audit, planner,
+no P4Runtime entities): the controller's per-tap cost on bmv2 grows with the
+number of installed taps (pure-Python protobuf entities for every tap at each
+provision), so 1,000 taps on bmv2 take hours per sample, while without the
+switch both paths pay everything but the switch and SNMP's own cost shows
+best.
 
 Goal (issue 4): snmp no more than 2x api.
 
-    .venv/bin/python -m bench.snmp_provisioning [--taps N] [--repeats R] [--record]
+    .venv/bin/python -m bench.snmp_provisioning [--taps N] [--repeats R] [--switch bmv2|none] [--record]
 """
 
 from __future__ import annotations
@@ -123,12 +131,17 @@ def run_snmp(controller: Controller, n: int, timeout: datetime, workdir: Path) -
     return seconds
 
 
-def sample(mode: str, n: int, workdir: Path) -> float:
+def sample(mode: str, n: int, workdir: Path, switch: str) -> float:
     workdir.mkdir(parents=True)
-    bmv2 = Bmv2Switch(ports={}, log_file=workdir / "bmv2.log")
-    bmv2.start()
-    controller = Controller([SwitchConfig("s1", bmv2.grpc_address, topology())], workdir / "intent.db",
-                            workdir / "audit.jsonl")
+    bmv2 = None
+    if switch == "bmv2":
+        bmv2 = Bmv2Switch(ports={}, log_file=workdir / "bmv2.log")
+        bmv2.start()
+        controller = Controller([SwitchConfig("s1", bmv2.grpc_address, topology())], workdir / "intent.db",
+                                workdir / "audit.jsonl")
+    else:
+        from tests.snmp_support import switchless_controller
+        controller = switchless_controller(workdir, topology())
     try:
         controller.start()
         timeout = datetime.now(timezone.utc) + timedelta(hours=2)
@@ -139,26 +152,29 @@ def sample(mode: str, n: int, workdir: Path) -> float:
         return seconds
     finally:
         controller.stop()
-        bmv2.stop()
+        if bmv2 is not None:
+            bmv2.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--taps", type=int, default=1000, help="taps provisioned per sample (default 1000)")
     parser.add_argument("--repeats", type=int, default=3, help="samples per mode; the median is reported")
+    parser.add_argument("--switch", choices=["bmv2", "none"], default="bmv2",
+                        help="bmv2 (default), or none: the controller plans but has no switch to write to")
     parser.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
     args = parser.parse_args(argv)
-    if find_simple_switch_grpc() is None:
+    if args.switch == "bmv2" and find_simple_switch_grpc() is None:
         print("simple_switch_grpc not on PATH: nothing to measure (README, Toolchain)", file=sys.stderr)
         return 2
-    if not P4TAP.exists():
+    if args.switch == "bmv2" and not P4TAP.exists():
         print("compiled pipeline missing in build/: run `make p4`", file=sys.stderr)
         return 2
     times: dict[str, list[float]] = {"api": [], "snmp": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
             for mode in ("api", "snmp"):
-                seconds = sample(mode, args.taps, Path(tmp) / f"{mode}-{r}")
+                seconds = sample(mode, args.taps, Path(tmp) / f"{mode}-{r}", args.switch)
                 times[mode].append(seconds)
                 print(f"   {mode} sample {r + 1}/{args.repeats}: {args.taps} taps in {seconds:.1f} s "
                       f"({args.taps / seconds:.1f} taps/s)", flush=True)
@@ -178,13 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.record:
         bmv2_version = subprocess.run(["simple_switch_grpc", "--version"], capture_output=True, text=True).stdout.strip()
         record = (
-            f"\n## snmp_provisioning: {args.taps:,} taps over SNMP vs the controller API\n\n"
+            f"\n## snmp_provisioning: {args.taps:,} taps over SNMP vs the controller API, "
+            f"{'on bmv2' if args.switch == 'bmv2' else 'controller without a switch'}\n\n"
             f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n"
             f"- machine: {platform.node() or 'unknown'}, {os.cpu_count()} cores, {platform.machine()}, "
             f"Linux {platform.release()}; bmv2 {bmv2_version or '?'}; Python {platform.python_version()}\n"
             f"- command: `.venv/bin/python -m bench.snmp_provisioning --taps {args.taps} --repeats {args.repeats} "
-            f"--record`\n"
-            f"- method: each sample on a fresh bmv2 and empty intent store, taps provisioned one at a time; "
+            f"--switch {args.switch} --record`\n"
+            f"- method: each sample on a fresh {'bmv2' if args.switch == 'bmv2' else 'plan-only controller'} "
+            f"and empty intent store, taps provisioned one at a time; "
             f"SNMP client (pysnmp) in its own process, USM discovery before the clock starts; "
             f"median of {args.repeats} samples per path, alternating.\n\n"
             f"{table}\n"

@@ -332,6 +332,11 @@ class Bmv2Switch:
             cmd += ["--cpu-port", str(self.cpu_port)]
         if self.priority_queues is not None:
             cmd += ["--priority-queues", str(self.priority_queues)]
+        # bmv2's replication engine defaults to 4096 multicast groups and L1
+        # nodes, and every clone session takes one of each (its hidden group is
+        # 32768 + id): raise them so all 32767 session ids p4tap can allocate fit.
+        if "--max-mc-groups" in helptext:
+            cmd += ["--max-mc-groups", "65536", "--max-l1-entries", "65536", "--max-l2-entries", "131072"]
         cmd += list(self.extra_target_args)
         return cmd
 

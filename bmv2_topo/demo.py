@@ -146,7 +146,6 @@ def run_demo(keep_seconds: float) -> int:
             builder = EntryBuilder(pipeline)
             topo = topology()
             with SwitchConnection(bmv2.grpc_address) as switch:
-                switch.connect()
                 step("pushing the p4tap pipeline and forwarding state over P4Runtime")
                 switch.set_pipeline(pipeline.p4info, pipeline.device_config, cookie=pipeline.cookie)
                 switch.write(inserts(builder.forwarding_entities(topo)))

@@ -120,6 +120,20 @@ class ManagedSwitch:
             log.info("%s: pushing pipeline (running cookie %s)", cfg.name, running)
             self.conn.set_pipeline(self.pipeline.p4info, self.pipeline.device_config, cookie=self.pipeline.cookie)
             self.believed = {}
+            self.verify_pipeline()
+
+    def verify_pipeline(self) -> None:
+        """bmv2 acknowledges a pipeline push even when it cannot load the JSON
+        (it only fails later, on every read): prove the pipeline is usable by
+        reading one of its tables, and say so clearly when it is not."""
+        assert self.conn is not None
+        first_table = self.pipeline.p4info.tables[0].preamble
+        try:
+            self.conn.read_table_entries(first_table.id)
+        except SwitchError as error:
+            raise SwitchError(f"{self.name}: the switch accepted the pipeline but cannot use it "
+                              f"(reading {first_table.name} fails: {error}); check the switch's log",
+                              address=self.config.address, device_id=self.config.device_id) from error
 
     def read_actual(self) -> list[p4r.Entity]:
         self.require_connection()

@@ -444,6 +444,9 @@ class SwitchConnection:
         options = [
             ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            # A failed Write carries one p4.v1.Error per update in its trailer:
+            # ~100 bytes each, far over gRPC's 16 KiB default for big batches.
+            ("grpc.max_metadata_size", _MAX_MESSAGE_BYTES),
         ]
         if self.tls is not None:
             if self.tls.server_name_override:

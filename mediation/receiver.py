@@ -68,6 +68,7 @@ class ContentReceiver:
             if writer is None:
                 path = self.out_dir / f"cccid-{cccid}.pcap"
                 writer = self._writers[cccid] = PcapWriter(str(path), linktype=DLT_RAW, sync=False)
+                writer.write_header(None)  # write_packet, unlike write, does not write the file header
                 self.stats[cccid].capture = str(path)
             writer.write_packet(packet, sec=int(stamp), usec=int((stamp % 1) * 1_000_000))
         for writer in self._writers.values():

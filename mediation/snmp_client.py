@@ -125,6 +125,10 @@ class TapClient:
 
     def close(self) -> None:
         self.engine.close_dispatcher()
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self.loop.close()
 
     def __enter__(self) -> TapClient:

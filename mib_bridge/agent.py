@@ -42,7 +42,6 @@ from mib_bridge.oids import OID
 from mib_bridge.responder import Responder
 from mib_bridge.scalars import tap_scalars
 from mib_bridge.security import Access, Requester, configure, watch_security_failures
-from mib_bridge.syntax import SetError
 from mib_bridge.system import system_scalars
 from mib_bridge.transaction import Outcome, SetTransaction
 
@@ -127,8 +126,8 @@ class Agent:
             self._setup(loop)
         except BaseException as error:  # reported to start()
             self._startup_error = error
+            self._close(loop)
             self._ready.set()
-            loop.close()
             return
         self._running = True
         self._ready.set()
@@ -136,12 +135,20 @@ class Agent:
         try:
             loop.run_forever()
         finally:
-            try:
+            self._close(loop)
+
+    def _close(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the transports (the sockets) and the loop, with nothing left pending."""
+        try:
+            if self.engine is not None and self.engine.transport_dispatcher is not None:
                 self.engine.close_dispatcher()
-            except Exception:
-                log.debug("closing the SNMP transports", exc_info=True)
-            loop.run_until_complete(asyncio.sleep(0))
-            loop.close()
+        except Exception:
+            log.debug("closing the SNMP transports", exc_info=True)
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
 
     def _setup(self, loop: asyncio.AbstractEventLoop) -> None:
         cfg = self.config
@@ -293,7 +300,10 @@ class Agent:
         """Controller thread: an intercept reached its timeout and was removed."""
         loop = self._loop
         if self._running and loop is not None:
-            loop.call_soon_threadsafe(self._expired, mediation)
+            try:
+                loop.call_soon_threadsafe(self._expired, mediation)
+            except RuntimeError:  # the agent stopped meanwhile: nothing left to update
+                pass
 
     def _expired(self, mediation: Mediation) -> None:
         if self.bridge.expired(mediation):

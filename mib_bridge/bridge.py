@@ -85,6 +85,15 @@ class Bridge:
         intercept, commitFailed when a switch failed (and everything was
         undone), undoFailed when undoing failed too. `error.content_id` names
         the intercept."""
+        if not changes:
+            return
+        with self.controller.lock:  # no other change to the intent meanwhile: the audit records are ours
+            unseen = self.controller.audit.seq != self._seen_seq
+            self._apply(changes, actor)
+            if not unseen:
+                self._seen_seq = self.controller.audit.seq
+
+    def _apply(self, changes: dict[int, Intercept | None], actor: str) -> None:
         done: list[tuple[int, Intercept | None, Intercept | None]] = []
         for content_id, want in changes.items():
             have = self.installed.get(content_id)
@@ -108,7 +117,6 @@ class Bridge:
                 self.installed.pop(content_id, None)
             else:
                 self.installed[content_id] = want
-        self._seen_seq = self.controller.audit.seq
 
     def _carry(self, content_id: int, have: Intercept | None, want: Intercept | None, actor: str) -> None:
         if want is None:

@@ -110,7 +110,7 @@ def pcli_copy(original: Packet, content_id: int, md: Host, version: int = 4, por
     DSCP, UDP to the MD's port, the 4-byte CCCID, then the original IP packet
     from its first byte (no L2, no VLAN tag, no Ethernet padding).
     """
-    inner = original
+    inner = Ether(bytes(original))  # as on the wire: lengths and checksums filled in
     while not isinstance(inner, (IP, IPv6)):
         inner = inner.payload
     inner_bytes = bytes(inner)
@@ -151,13 +151,18 @@ class P4tapTest(BaseTest):
         self.builder = EntryBuilder(self.pipeline)
         self.switch = SwitchConnection(grpc_addr, device_id=device_id, election_id=(0, 10))
         self.switch.connect()
-        self.topology = test_topology()
-        self.ids = IdAllocator()
-        self.installed: list[p4r.Entity] = []
-        self.mediations: list[Mediation] = []
-        self.streams: list[Stream] = []
-        self.clear_switch()
-        self.switch.write(inserts(self.builder.forwarding_entities(self.topology)))
+        try:
+            self.topology = test_topology()
+            self.ids = IdAllocator()
+            self.installed: list[p4r.Entity] = []
+            self.mediations: list[Mediation] = []
+            self.streams: list[Stream] = []
+            self.clear_switch()
+            self.switch.write(inserts(self.builder.forwarding_entities(self.topology)))
+        except BaseException:
+            # unittest skips tearDown when setUp fails: release the primary role here.
+            self.switch.close()
+            raise
 
     def tearDown(self) -> None:
         try:

@@ -66,9 +66,9 @@ class ForwardedBytesSameWithOrWithoutTap(P4tapTest):
                     Stream(104, 3, ip_filter(6, src=SUBJECT.ipv6), True)])
             for i, pkt in enumerate(packets):
                 self.send(SUBJECT.port, pkt)
-                _, _, frame = self.dataplane.poll(port_number=PEER.port, timeout=2, exp_pkt=None)
-                self.assertIsNotNone(frame, f"packet {i} not forwarded")
-                seen.setdefault(i, []).append(bytes(frame))
+                result = self.dataplane.poll(port_number=PEER.port, timeout=2, exp_pkt=None)
+                self.assertIsNotNone(result.packet, f"packet {i} not forwarded")
+                seen.setdefault(i, []).append(bytes(result.packet))
                 if tapped:
                     self.expect(pcli_copy(pkt, 104, MD_A), MD_A.port)
             self.expect_nothing_else()

@@ -4,19 +4,19 @@
                      [-L LEVEL] [--thrift-port N] (--no-p4 | CONFIG.json)
                      [-- --grpc-server-addr ADDR --cpu-port N --priority-queues N ...]
 
-Options of bmv2 that make no sense here (Thrift, nanomsg, pcap dumps) are
-accepted and ignored, so the launchers that drive bmv2 drive this switch
-unchanged.
+Options of bmv2 that only configure what this switch does not have (Thrift
+port, notifications socket) are accepted and ignored, so the launchers that
+drive bmv2 drive this switch unchanged; ``--pcap`` and ``--dump-packet-data``
+are ignored with a warning; options that would change how packets flow
+(``--use-files``, ``--packet-in``, ``--restore-state``) are refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
-import threading
 from pathlib import Path
 
 from . import __version__
@@ -127,8 +127,8 @@ def _setup_logging(args: argparse.Namespace) -> None:
     root.propagate = False
     fmt = logging.Formatter("[%(asctime)s.%(msecs)03d] [softswitch] [%(levelname)s] %(message)s", "%H:%M:%S")
     if args.log_file:
-        path = args.log_file if args.log_file.endswith(".txt") and False else args.log_file + ".txt"
-        h = logging.FileHandler(path)
+        # bmv2's spdlog writes to the given name + ".txt"; so does this switch
+        h = logging.FileHandler(args.log_file + ".txt")
         h.setFormatter(fmt)
         root.addHandler(h)
     if args.log_console:
@@ -165,8 +165,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.config is None and not args.no_p4:
         print("No input config file specified (use --no-p4 to start without one)", file=sys.stderr)
         return 1
+    for opt, val in (("--use-files", args.use_files), ("--packet-in", args.packet_in),
+                     ("--restore-state", args.restore_state), ("--dp-grpc-server-addr", targs.dp_grpc_server_addr),
+                     ("--load-modules", targs.load_modules)):
+        if val is not None:
+            print(f"error: {opt} is not supported by p4tap-softswitch", file=sys.stderr)
+            return 1
     _setup_logging(args)
     log = logging.getLogger("softswitch")
+    for opt, val in (("--pcap", args.pcap), ("--dump-packet-data", args.dump_packet_data),
+                     ("--nanolog", args.nanolog)):
+        if val is not None:
+            print(f"warning: {opt} is ignored by p4tap-softswitch", file=sys.stderr)
 
     from .errors import LoadError
     from .ports import PortSet

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["CounterArray", "Meter", "MeterArray", "RegisterArray", "GREEN", "YELLOW", "RED"]
+__all__ = ["GREEN", "RED", "YELLOW", "CounterArray", "Meter", "MeterArray", "RegisterArray"]
 
 GREEN, YELLOW, RED = 0, 1, 2
 
@@ -36,7 +36,7 @@ class Meter:
     (``bm_sim/meters.cpp``): rates are kept peak first; tokens are computed
     against one time origin in microseconds."""
 
-    __slots__ = ("rates", "configured", "packets", "t0")
+    __slots__ = ("configured", "packets", "rates", "t0")
 
     def __init__(self, packets: bool, t0: float) -> None:
         self.rates: list[list] = []  # [info_rate (units/us), burst, tokens, tokens_last, color]
@@ -78,8 +78,7 @@ class Meter:
         for rate in self.rates:
             since = int(micros * rate[0])
             new = since - rate[3]
-            if new < 0:
-                new = 0
+            new = max(new, 0)
             rate[3] = since
             rate[2] = min(rate[2] + new, rate[1])
             if rate[2] < inp:

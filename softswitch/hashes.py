@@ -7,7 +7,7 @@ Each algorithm is a function ``bytes -> int`` (bmv2 computes a uint64).
 from __future__ import annotations
 
 import zlib
-from typing import Callable
+from collections.abc import Callable
 
 from .errors import Unsupported
 

@@ -14,7 +14,7 @@ from .errors import LoadError
 from .program import Program
 from .tables import EXACT, LPM, OPTIONAL, RANGE, TERNARY, Table
 
-__all__ = ["P4InfoIndex", "TableInfo", "check_p4info", "PREFIX"]
+__all__ = ["PREFIX", "P4InfoIndex", "TableInfo", "check_p4info"]
 
 # P4Runtime id prefixes (the top byte of every id)
 PREFIX = {

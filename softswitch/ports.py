@@ -14,7 +14,7 @@ import select
 import socket
 import struct
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["Port", "PortSet"]
 

@@ -21,15 +21,16 @@ from __future__ import annotations
 import json
 import linecache
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from . import hashes
 from .errors import LoadError, SwitchAbort, Unsupported
 from .externs import CounterArray, MeterArray, RegisterArray
 from .tables import EXACT, LPM, OPTIONAL, RANGE, TERNARY, VALID, Entry, KeyField, Table
 
-__all__ = ["Program", "Packet", "ParseErr", "CORE_ERRORS"]
+__all__ = ["CORE_ERRORS", "Packet", "ParseErr", "Program"]
 
 CORE_ERRORS = ["NoError", "PacketTooShort", "NoMatch", "StackOutOfBounds", "HeaderTooShort",
                "ParserTimeout", "ParserInvalidArgument"]
@@ -69,9 +70,25 @@ class ParseErr(Exception):
 class Packet:
     """A packet's state while it is processed (bmv2's Packet + PHV)."""
 
-    __slots__ = ("F", "V", "payload", "data", "ingress_port", "ilen", "len_reg", "exit",
-                 "clone", "clone_fl", "resubmit", "recirc", "trunc", "perr", "cerr",
-                 "egress_port", "copy_id")
+    __slots__ = (
+        "F",
+        "V",
+        "cerr",
+        "clone",
+        "clone_fl",
+        "copy_id",
+        "data",
+        "egress_port",
+        "exit",
+        "ilen",
+        "ingress_port",
+        "len_reg",
+        "payload",
+        "perr",
+        "recirc",
+        "resubmit",
+        "trunc",
+    )
 
     def __init__(self) -> None:
         self.payload = b""
@@ -93,7 +110,7 @@ class Packet:
 
 @dataclass
 class FieldInfo:
-    header: "HeaderInfo"
+    header: HeaderInfo
     name: str
     width: int          # 0 for a variable-length field
     signed: bool
@@ -227,12 +244,12 @@ def _two_comp_mod(v: int, w: int) -> int:
 
 def _usat(v: int, w: int) -> int:
     hi = (1 << w) - 1
-    return 0 if v < 0 else hi if v > hi else v
+    return 0 if v < 0 else min(v, hi)
 
 
 def _sat(v: int, w: int) -> int:
     lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
-    return lo if v < lo else hi if v > hi else v
+    return lo if v < lo else min(v, hi)
 
 
 def _lookahead(d: bytes, off: int, bit_off: int, width: int) -> int:
@@ -1223,7 +1240,7 @@ class Program:
         self.g.emit(["def parse(P, d):"] + _ind(body))
         # per-header extractors, used for stacks
         for h in self.headers:
-            if h.metadata:
+            if h.metadata or h.stack is None or h.vl_index >= 0:
                 continue
             self.g.emit([f"def ex_{h.idx}(F, V, d, off, n):"] + _ind(self._extract_fixed(h, tooshort) + ["return off"]))
 
@@ -1313,11 +1330,9 @@ class Program:
                     raise LoadError(f"unknown header stack {v!r} (in {where})")
                 if st.headers[0].vl_index >= 0:
                     raise Unsupported("extract of variable-length headers into a stack", where)
-                tup = self.g.const(tuple(h.idx for h in st.headers), "stk")
                 sob = self.errors["StackOutOfBounds"]
                 exs = self.g.fresh("_exs")  # tuple of extractors, bound after compile
                 self._stack_extractors.append((exs, st))
-                _ = tup
                 return [f"_i = F[{st.next_slot}]",
                         f"if _i >= {len(st.headers)}: raise ParseErr({sob})",
                         f"off = {exs}[_i](F, V, d, off, n)",
@@ -1328,7 +1343,7 @@ class Program:
             tgt, width, signed, _ = self._lvalue(dst, where, ctx)
             if src.get("type") == "lookahead":
                 off, bw = src["value"]
-                need = (off + bw + 7) // 8
+                need = (bw + 7) // 8  # bmv2 checks the width only, not the offset
                 return [f"if n - off < {need}: raise ParseErr({tooshort})",
                         self._assign_src(tgt, width, signed, f"_la(d, off + {off // 8}, {off % 8}, {bw})")]
             return [self._assign_src(tgt, width, signed, self._data(src, where, ctx))]
@@ -1450,8 +1465,6 @@ class Program:
         self.g.emit(["def deparse(P):"] + _ind(body))
 
     def _emit_vl(self, h: HeaderInfo) -> list[str]:
-        vi = h.vl_index
-        vf = h.fields[vi]
         lines = ["_a = 0", "_n = 0"]
         for f in h.fields:
             if f.vl:
@@ -1460,7 +1473,6 @@ class Program:
                 v = f"(F[{f.slot}] & {f.mask})" if f.signed else f"F[{f.slot}]"
                 lines += [f"_a = (_a << {f.width}) | {v}", f"_n += {f.width}"]
         lines.append("_o.append(_a.to_bytes(_n >> 3, 'big'))")
-        _ = vf
         return lines
 
     # ================================================================== pipelines
@@ -1655,7 +1667,7 @@ class Program:
             code = compile(src, fname, "exec")
         except SyntaxError as e:  # a bug here, not in the user's program
             raise LoadError(f"internal error compiling the program: {e}") from e
-        exec(code, ns)
+        exec(code, ns)  # noqa: S102 - the program's own generated code
         self.ns = ns
         self.parse: Callable = ns["parse"]
         self.deparse: Callable = ns["deparse"]

@@ -167,7 +167,7 @@ class Device:
                 e.packet_replication_engine_entry.multicast_group_entry.SetInParent()
             else:
                 e.packet_replication_engine_entry.clone_session_entry.SetInParent()
-            out, st = self.read(p4v1.ReadRequest(device_id=self.device_id, entities=[e]))
+            out, _status = self.read(p4v1.ReadRequest(device_id=self.device_id, entities=[e]))
             ents.extend(x for x in out if not (x.HasField("table_entry") and x.table_entry.is_default_action))
         return ents
 
@@ -324,9 +324,7 @@ class Device:
                         raise _err(C.INVALID_ARGUMENT, "Invalid match type")
                     key.append((bytes_to_int(m.optional.value, nbits), (1 << nbits) - 1))
             else:
-                if f.kind == LPM:
-                    key.append((0, 0))
-                elif f.kind in (TERNARY, OPTIONAL):
+                if f.kind == LPM or f.kind in (TERNARY, OPTIONAL):
                     key.append((0, 0))
                 elif f.kind == RANGE:
                     key.append((0, (1 << nbits) - 1))

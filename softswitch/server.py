@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Iterator
 from concurrent import futures
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 from google.rpc import code_pb2, status_pb2
@@ -28,9 +29,8 @@ from p4.v1 import p4runtime_pb2 as p4v1
 from p4.v1 import p4runtime_pb2_grpc
 
 from .runtime import Device, P4RTError
-from .switch import SimpleSwitch
 
-__all__ = ["P4RuntimeServer", "P4RUNTIME_API_VERSION"]
+__all__ = ["P4RUNTIME_API_VERSION", "P4RuntimeServer"]
 
 log = logging.getLogger("softswitch.grpc")
 
@@ -247,7 +247,6 @@ class P4RuntimeServicer(p4runtime_pb2_grpc.P4RuntimeServicer):
         return p4v1.CapabilitiesResponse(p4runtime_api_version=P4RUNTIME_API_VERSION)
 
     def StreamChannel(self, request_iterator, context):
-        conn: _Connection | None = None
         holder: dict[str, Any] = {"conn": None, "state": None}
         out: queue.Queue = queue.Queue()
 
@@ -309,7 +308,6 @@ class P4RuntimeServicer(p4runtime_pb2_grpc.P4RuntimeServicer):
             c, st = holder["conn"], holder["state"]
             if c is not None and st is not None:
                 st.remove(c)
-            _ = conn
 
     def _packet_out(self, st: _DeviceState, pkt: p4v1.PacketOut) -> None:
         dev = st.device

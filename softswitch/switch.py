@@ -29,11 +29,11 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
-from .program import NO_TRUNCATE, Packet, Program
+from .program import Packet, Program
 
-__all__ = ["SimpleSwitch", "PRE", "PreError", "INSTANCE"]
+__all__ = ["INSTANCE", "PRE", "PreError", "SimpleSwitch"]
 
 INSTANCE = {"NORMAL": 0, "INGRESS_CLONE": 1, "EGRESS_CLONE": 2, "COALESCED": 3, "RECIRC": 4,
             "REPLICATION": 5, "RESUBMIT": 6}
@@ -117,6 +117,8 @@ class SimpleSwitch:
             for name, slot in s.items():
                 setattr(self, "_" + name, slot)
             self._es_mask = program.std["egress_spec"].mask
+            self._ip_mask = program.std["ingress_port"].mask
+            self._ep_mask = program.std["egress_port"].mask
             self._queueing = all(s[k] is not None for k in ("enq_timestamp", "enq_qdepth", "deq_timedelta", "deq_qdepth"))
             self._noerror = program.errors["NoError"]
             self._trace = log.isEnabledFor(logging.DEBUG)
@@ -143,7 +145,7 @@ class SimpleSwitch:
             n = len(data)
             P.ilen = P.len_reg = n
             P.ingress_port = port
-            F[self._ingress_port] = port & prog.std["ingress_port"].mask
+            F[self._ingress_port] = port & self._ip_mask
             F[self._packet_length] = n & 0xFFFFFFFF
             if self._ingress_global_timestamp is not None:
                 F[self._ingress_global_timestamp] = self._ts() & 0xFFFFFFFFFFFF
@@ -273,7 +275,7 @@ class SimpleSwitch:
             F[self._deq_qdepth] = 0
             if self._qid is not None and self._priority is not None:
                 F[self._qid] = F[self._priority]
-        F[self._egress_port] = port & prog.std["egress_port"].mask
+        F[self._egress_port] = port & self._ep_mask
         F[self._egress_spec] = (self.drop_port + 1) & self._es_mask
         F[self._packet_length] = P.len_reg & 0xFFFFFFFF
         prog.egress(P)
@@ -332,5 +334,3 @@ class SimpleSwitch:
         else:
             self.transmit(port, out)
 
-
-_ = NO_TRUNCATE

@@ -23,7 +23,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KeyField", "Entry", "Table", "TableError"]
+__all__ = ["Entry", "KeyField", "Table", "TableError"]
 
 # match kinds, as used internally (P4Runtime "optional" is a ternary on bmv2)
 EXACT, LPM, TERNARY, RANGE, VALID, OPTIONAL = "exact", "lpm", "ternary", "range", "valid", "optional"
@@ -47,9 +47,24 @@ class Entry:
     """One table entry (or a default entry, with ``key`` None)."""
 
     __slots__ = (
-        "handle", "key", "priority", "action", "fn", "data", "next", "counter",
-        "meter", "controller_metadata", "metadata", "idle_timeout_ns",
-        "tval", "tmask", "ranges", "sort_key", "exact_part", "is_const",
+        "action",
+        "controller_metadata",
+        "counter",
+        "data",
+        "exact_part",
+        "fn",
+        "handle",
+        "idle_timeout_ns",
+        "is_const",
+        "key",
+        "metadata",
+        "meter",
+        "next",
+        "priority",
+        "ranges",
+        "sort_key",
+        "tmask",
+        "tval",
     )
 
     def __init__(self) -> None:

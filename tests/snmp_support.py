@@ -78,8 +78,8 @@ class NoProgram:
     counter_id = table_id
 
 
-def switchless_controller(tmp_path: Path) -> Controller:
-    controller = Controller([SwitchConfig("s1", "127.0.0.1:1", test_topology())], tmp_path / "intent.db",
+def switchless_controller(tmp_path: Path, topology=None) -> Controller:
+    controller = Controller([SwitchConfig("s1", "127.0.0.1:1", topology or test_topology())], tmp_path / "intent.db",
                             tmp_path / "audit.jsonl", pipeline=NoProgram())
     for switch in controller.switches.values():
         switch.connect = lambda timeout=10.0, s=switch: setattr(s, "conn", RecordingConnection())

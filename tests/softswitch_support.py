@@ -24,7 +24,7 @@ from bmv2_topo.veth import VethPair, veth_pairs
 from controller.switch import SwitchConnection
 from softswitch.ports import Port
 
-__all__ = ["Capture", "RunResult", "run_scenario", "hosts_on", "normalize_reads"]
+__all__ = ["Capture", "RunResult", "hosts_on", "normalize_reads", "run_scenario"]
 
 
 class Capture:
@@ -127,5 +127,17 @@ def run_scenario(target: str, pairs: Sequence[VethPair], cap: Capture, p4info: p
 
 
 def normalize_reads(entities: Iterable[p4r.Entity]) -> list[bytes]:
-    """Read results as a sorted list of serialized entities (order-insensitive comparison)."""
-    return sorted(e.SerializeToString(deterministic=True) for e in entities)
+    """Read results as a sorted list of serialized entities (order-insensitive
+    comparison; replicas of a group in a canonical order, as P4Runtime leaves
+    their order open)."""
+    out = []
+    for e in entities:
+        if e.HasField("packet_replication_engine_entry"):
+            e = p4r.Entity.FromString(e.SerializeToString())
+            pre = e.packet_replication_engine_entry
+            grp = pre.clone_session_entry if pre.HasField("clone_session_entry") else pre.multicast_group_entry
+            reps = sorted(grp.replicas, key=lambda r: r.SerializeToString(deterministic=True))
+            del grp.replicas[:]
+            grp.replicas.extend(reps)
+        out.append(e.SerializeToString(deterministic=True))
+    return sorted(out)

@@ -9,9 +9,10 @@ with a lower election id cannot write).
 from __future__ import annotations
 
 import ipaddress
-import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,9 +22,11 @@ from p4.v1 import p4runtime_pb2 as p4r
 
 from bmv2_topo.bmv2_switch import Bmv2Switch
 from bmv2_topo.wire import Wire
+from controller.pipeline import REPO_ROOT
 from controller.model import InetAddressType, IpFilter, Mediation, Stream
-from controller.reconcile import diff
-from controller.service import Controller, SwitchConfig
+from controller.plan import IdAllocator
+from controller.reconcile import canonical, diff, key_of
+from controller.service import Controller, ProvisionError, SwitchConfig
 from controller.switch import NotPrimaryError, SwitchConnection
 from ptf_tests.base import MD_A, MD_B, OTHER, PEER, SUBJECT, pcli_copy, tcp4, test_topology
 from tests.conftest import needs_bmv2, needs_root
@@ -81,7 +84,7 @@ def test_expiry_within_one_second_then_nothing_is_delivered(network, tmp_path):
 
 def _provision_forever(grpc_address: str, tmp: str, n: int) -> None:
     """Child process: provision n intercepts in one bulk call (killed mid-way)."""
-    c = Controller([SwitchConfig("s1", grpc_address, test_topology())], Path(tmp) / "intent.db",
+    c = Controller([SwitchConfig("s1", grpc_address, test_topology(), election_id=(0, 5))], Path(tmp) / "intent.db",
                    Path(tmp) / "audit.jsonl")
     c.start()
     taps = []
@@ -98,24 +101,28 @@ def _provision_forever(grpc_address: str, tmp: str, n: int) -> None:
 def test_sigkill_mid_batch_then_restart_reconciles_to_exactly_the_intent(network, tmp_path):
     bmv2, ifaces, wire = network
     n = 3000
-    child = multiprocessing.get_context("spawn").Process(  # no gRPC state forkedtarget=_provision_forever,
-                                                         args=(bmv2.grpc_address, str(tmp_path), n))
-    child.start()
-    with SwitchConnection(bmv2.grpc_address, election_id=(0, 0)) as observer:  # backup: read-only
+    log = open(tmp_path / "child.log", "w")
+    child = subprocess.Popen(  # a fresh process: no gRPC state shared with this one
+        [sys.executable, "-c", "import sys; from tests.test_controller_bmv2 import _provision_forever; "
+         "_provision_forever(sys.argv[1], sys.argv[2], int(sys.argv[3]))", bmv2.grpc_address, str(tmp_path), str(n)],
+        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    with SwitchConnection(bmv2.grpc_address, election_id=(0, 1)) as observer:  # backup once the child is up
         deadline = time.time() + 120
-        count = 0
-        while time.time() < deadline:
+        count, last_error = 0, None
+        while time.time() < deadline and child.poll() is None:
             time.sleep(0.05)
             try:
                 count = len(observer.read_table_entries())
-            except Exception:
+            except Exception as error:  # no pipeline yet
+                last_error = error
                 continue
             if count > 100:
                 break
-        os.kill(child.pid, signal.SIGKILL)
-        child.join()
+        child.send_signal(signal.SIGKILL)
+        child.wait()
         partial = len(observer.read_table_entries())
-    assert 100 < partial, f"the child never got to write ({partial} entries)"
+    output = (tmp_path / "child.log").read_text()[-2000:]
+    assert 100 < partial, f"the child never got to write ({partial} entries, exit {child.returncode}, {last_error}): {output}"
 
     with controller(bmv2, tmp_path) as c:
         c.start()  # reconciles
@@ -164,8 +171,40 @@ def test_lower_election_id_cannot_write(network, tmp_path):
             second.start()
         second.stop()
         with SwitchConnection(bmv2.grpc_address, election_id=(0, 5)) as backup:
-            backup.connect()
             assert not backup.is_primary
             entity = primary.switches["s1"].read_actual()[0]
             with pytest.raises(NotPrimaryError):
                 backup.write([p4r.Update(type=p4r.Update.DELETE, entity=entity)])
+
+
+def test_failure_part_way_rolls_back_the_whole_intercept(network, tmp_path):
+    """An entry the controller does not know about collides with the last
+    updates of a new intercept: the switch refuses them mid-write. Every
+    update already applied is undone, the intent is not stored, the refusal
+    is audited, and the intercept already installed keeps delivering."""
+    bmv2, ifaces, wire = network
+    with controller(bmv2, tmp_path) as c:
+        c.start()
+        first, first_streams = subject_tap(31, SUBJECT, MD_A, seconds=600)
+        c.provision(first, first_streams, actor="test")
+        switch = c.switches["s1"]
+        before = {key_of(e) for e in switch.read_actual()}
+
+        # Plan the second intercept the way the controller will, and plant its
+        # destination-side gate on the switch directly (the controller cannot know).
+        second, second_streams = subject_tap(32, OTHER, MD_B, seconds=600)
+        plan = switch.plan(c.intercepts() + [(second, second_streams, ["s1"])], datetime.now(timezone.utc),
+                           ids=IdAllocator(switch.ids.replica_ids, switch.ids.session_ids))
+        gate = next(g for g in plan.gates if g.prefix.network_address == ipaddress.ip_address(OTHER.ipv4)
+                    and g.side.value == "dst")
+        planted = p4r.Entity(table_entry=switch.builder.gate(gate))
+        switch.conn.write([p4r.Update(type=p4r.Update.INSERT, entity=planted)])
+
+        with pytest.raises(ProvisionError, match="nothing changed"):
+            c.provision(second, second_streams, actor="test")
+        after = {key_of(e) for e in switch.read_actual()}
+        assert after == before | {key_of(canonical(planted))}, "a half-installed intercept was left behind"
+        assert [m.content_id for m, _, _ in c.intercepts()] == [31]
+        assert '"refuse"' in (tmp_path / "audit.jsonl").read_text()
+        assert copies_of(wire, ifaces, SUBJECT, PEER, MD_A) == [pcli_copy(tcp4(SUBJECT, PEER), 31, MD_A)]
+        assert copies_of(wire, ifaces, OTHER, PEER, MD_B) == []

@@ -62,18 +62,15 @@ def test_tls_with_client_authentication(tmp_path):
     try:
         tls = TlsConfig(ca_cert=pki["ca.pem"], client_cert=pki["client.pem"], client_key=pki["client.key"])
         with SwitchConnection(bmv2.grpc_address, tls=tls) as conn:
-            conn.connect(timeout=10)
             assert conn.is_primary
         # A client without a certificate signed by the CA is refused.
         rogue = TlsConfig(ca_cert=pki["ca.pem"], client_cert=tmp_path / "rogue/client.pem",
                           client_key=tmp_path / "rogue/client.key")
         with pytest.raises(SwitchError):
-            with SwitchConnection(bmv2.grpc_address, tls=rogue) as conn:
-                conn.connect(timeout=3)
+            SwitchConnection(bmv2.grpc_address, tls=rogue).connect(timeout=3)
         # And plaintext to a TLS server does not get through either.
         with pytest.raises(SwitchError):
-            with SwitchConnection(bmv2.grpc_address) as conn:
-                conn.connect(timeout=3)
+            SwitchConnection(bmv2.grpc_address).connect(timeout=3)
     finally:
         bmv2.stop()
 

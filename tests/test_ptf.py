@@ -42,7 +42,6 @@ def switch(request, tmp_path_factory):
         try:
             pipeline = Pipeline.load()
             with SwitchConnection(sw.grpc_address, election_id=(0, 1)) as conn:
-                conn.connect()
                 conn.set_pipeline(pipeline.p4info, pipeline.device_config, cookie=pipeline.cookie)
             yield sw, pairs, logs
         finally:
@@ -58,7 +57,7 @@ def test_ptf(switch, module, tmp_path):
                f"grpc_addr='{sw.grpc_address}';device_id=0", "--default-negative-timeout", "0.3"]
     for pair in pairs:
         command += ["--interface", f"{pair.port}@{pair.host_end}"]
-    result = subprocess.run(command + [module], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command + [module], capture_output=True, text=True, timeout=600, check=False)
     if result.returncode != 0:
         log = (tmp_path / "ptf.log").read_text(errors="replace")[-6000:] if (tmp_path / "ptf.log").exists() else ""
         pytest.fail(f"PTF {module} failed on {sw.target}:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}\n"

@@ -184,3 +184,20 @@ def test_access_decisions_beyond_pysnmp_vacm(snmp):
     assert access.check(ops, "notify", sys_name) == "noAccess"  # no notify view at all
     assert access.check(ops, "read", (1, 3, 6, 1, 2, 1, 2, 1, 0)) == "noAccess"  # outside its view
     assert not access.sees_tap(ops) and access.sees_tap(md1)
+
+
+def test_a_port_in_use_is_reported_not_ignored(tmp_path):
+    import socket
+
+    from mib_bridge.agent import Agent, AgentError
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy.bind(("127.0.0.1", 0))
+    port = busy.getsockname()[1]
+    controller = switchless_controller(tmp_path)
+    try:
+        agent = Agent(load(agent_config(tmp_path / "snmp.toml", listen=f'"127.0.0.1:{port}"')), controller)
+        with pytest.raises(AgentError, match=f"cannot listen on 127.0.0.1:{port}"):
+            agent.start()
+    finally:
+        busy.close()
+        controller.stop()

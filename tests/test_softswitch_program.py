@@ -7,7 +7,6 @@ with a message naming it, whatever the interpreter does not implement.
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 import shutil
@@ -99,7 +98,7 @@ def expected_compute(x: dict[str, int], src_mac: bytes) -> dict[str, int]:
         "shl": (a << (b & 7)) & 0xFF, "shr": a >> (b & 7), "band": a & b, "bor": a | b, "bxor": a ^ b,
         "neg": ~a & 0xFF, "slice": (c >> 8) & 0xF, "pad": 0, "concat": (a << 16) | c,
         "satadd": min(a + b, 255), "satsub": max(a - b, 0), "sadd": _i8(s + 100), "sshr": s >> 2,
-        "cmp": (1 if a > b else 0) | (2 if s < 0 else 0) | (4 if c == 0 else 0), "tern": a if a >= b else b,
+        "cmp": (1 if a > b else 0) | (2 if s < 0 else 0) | (4 if c == 0 else 0), "tern": max(a, b),
         "cast": ((d & 0xFF) + (s & 0xFFFF)) & 0xFFFF,
     }
     if sel == 1:
@@ -187,7 +186,7 @@ def test_tables_of_every_kind():
     _, r = run(d=0x0A7F0000, c=0x30)
     assert r["lpm"] == 0x08 and r["rng"] == 3      # range misses #1, #3 (no range) matches
     _, r = run(d=0x0B000000, a=0x12)
-    assert r["lpm"] == 0 and r["rng"] == 2 and r["opt"] == 6 and r["cnst"] == 2
+    assert r["lpm"] == 0 and r["rng"] == 2 and r["opt"] == 6 and r["cnst"] == 1   # first const entry wins
     _, r = run(b=2, a=0x40)
     assert r["rng"] == 0 and r["opt"] == 0 and r["cnst"] == 3
     port, r = run(sel=3)
@@ -197,12 +196,12 @@ def test_tables_of_every_kind():
     port, r = run(sel=0)
     assert port == 4 and r["tbl"] == 0x44
     # direct counters count packets and bytes (bytes = ingress length), only on hits
-    entries, st = rig.dev.read(p4r.ReadRequest(entities=[p4r.Entity(table_entry=p4r.TableEntry(
+    entries, _status = rig.dev.read(p4r.ReadRequest(entities=[p4r.Entity(table_entry=p4r.TableEntry(
         table_id=ids.table("t_tern").preamble.id, counter_data=p4r.CounterData()))]))
     counts = sorted((e.table_entry.action.action.params[0].value, e.table_entry.counter_data.packet_count,
                      e.table_entry.counter_data.byte_count) for e in entries)
     n = len(args_frame(base))
-    assert counts == [(b"\x01", 2, 2 * n), (b"\x02", 1, n), (b"\x03", 1, n)]
+    assert counts == [(b"\x01", 3, 3 * n), (b"\x02", 1, n), (b"\x03", 1, n)]
 
 
 @needs_fixtures
@@ -249,11 +248,7 @@ def vlan(vid: int, etype: int) -> bytes:
 @needs_fixtures
 def test_parser_features_and_errors():
     rig = Rig("ss_parse")
-    err = rig.program.errors
-
-    def info(frame: bytes):
-        (port, out), = rig.send(3, frame)
-        return port, out, out
+    err = {"NoError": 0, "PacketTooShort": 1, "NoMatch": 2, "StackOutOfBounds": 3, "ParserInvalidArgument": 6}
 
     # plain IPv4/UDP: checksums verified and recomputed after the TTL change
     f = eth(0x0800, ipv4(), dst_low=2)
@@ -263,8 +258,9 @@ def test_parser_features_and_errors():
     assert ip[8] == 63 and csum16(ip) == 0                      # TTL-1, header checksum valid again
     udp = out[34:42]
     pseudo = ip[12:20] + b"\x00\x11" + udp[4:6]
-    assert csum16(pseudo + udp + out[42:46]) in (0, 0xFFFF)     # UDP checksum over pseudo header + payload
-    i = bits(out[42 + 4 - 4 + 4:], INFO) if False else bits(out[42:], INFO)
+    # UDP checksum: pseudo header, UDP header, then the unparsed payload (not the info header emitted after UDP)
+    assert csum16(pseudo + udp + out[-4:]) in (0, 0xFFFF) and out[-4:] == b"abcd"
+    i = bits(out[42:], INFO)
     assert i["perr"] == err["NoError"] and i["cerr"] == 0 and i["ttl_in"] == 64 and i["plen"] == len(f)
     assert i["port"] == 3
     # options (varbit) are carried, checksum error flagged but not dropped
@@ -288,7 +284,7 @@ def test_parser_features_and_errors():
     (_, out), = rig.send(3, eth(0x9100, vlan(3, 0x8100) + vlan(4, 0x0800) + ipv4()))
     assert out[12:18] == b"\x91\x00\x00\x04\x08\x00"  # pop_front(1): the inner tag is now first
     (_, out), = rig.send(3, eth(0x8100, vlan(1, 0x8100) + vlan(2, 0x8100) + vlan(3, 0x0800) + ipv4()))
-    assert bits(out[22:], INFO)["perr"] == err["StackOutOfBounds"]
+    assert bits(out[18:], INFO)["perr"] == err["StackOutOfBounds"]  # 2 tags parsed, one popped
     # push_front: vid 7 gets an outer tag 42
     (_, out), = rig.send(3, eth(0x8100, vlan(7, 0x0800) + ipv4()))
     assert out[12:22] == b"\x81\x00\x00\x2a\x81\x00\x00\x07\x08\x00"
@@ -299,8 +295,9 @@ def test_parser_features_and_errors():
     (_, out), = rig.send(3, eth(0x88b5, b"\x15\x06rest"))
     assert out[14:14 + 14] and bits(out[14:], INFO)["la"] == 0x15
     assert out[14 + 14:] == b"rest"  # the two advanced bytes are gone from the payload
+    # p4c cannot express `transition reject` for bmv2 (it warns): the JSON accepts
     (_, out), = rig.send(3, eth(0x88b5, b"\x25\x06rest"))
-    assert bits(out[14:], INFO)["perr"] == err["NoMatch"]
+    assert bits(out[14:], INFO)["perr"] == err["NoError"] and out[-6:] == b"\x25\x06rest"
 
 
 # ----------------------------------------------------------------------------- ss_arch
@@ -339,10 +336,11 @@ def test_v1model_architecture():
     for _, o in r[1:]:
         assert o["kept"] == 0x5A and o["lost"] == 0 and o["passes"] == 1 and o["eg_kept"] == 0
         assert o["iport"] == 0 and o["plen"] == n
-    assert outs(rig, cmd(1, session=9)) == outs(rig, cmd(0))[:1] or len(outs(rig, cmd(1, session=9))) == 1
-    # resubmit: the second pass sees field list 2 (passes) only, instance type 6
+    assert len(outs(rig, cmd(1, session=9))) == 1   # no such clone session: no copy
+    # resubmit: the second pass (instance type 6 in ingress, so to port 3) keeps field
+    # list 2 (passes) only; a unicast packet leaves ingress as instance type 0 again
     (p, o), = outs(rig, cmd(2))
-    assert p == 3 and o["itype"] == 6 and o["passes"] == 2 and o["kept"] == 0x5A and o["iport"] == 0
+    assert p == 3 and o["itype"] == 0 and o["passes"] == 2 and o["kept"] == 0x5A and o["iport"] == 0
     # multicast: one copy per replica, egress_rid set, instance type 5
     r = outs(rig, cmd(3, group=1))
     assert [(p, o["itype"], o["rid"]) for p, o in r] == [(1, 5, 1), (2, 5, 2), (3, 5, 3)]
@@ -354,9 +352,13 @@ def test_v1model_architecture():
     r = outs(rig, cmd(7, session=1))
     assert [(p, o["itype"]) for p, o in r] == [(2, 0), (3, 2)]
     assert r[1][1]["eg_kept"] == 0x5A and r[1][1]["kept"] == 0 and r[1][1]["itype"] == 2
-    # recirculate: back through ingress with the deparsed packet, instance type 4
-    (p, o), = outs(rig, cmd(8))
-    assert p == 2 and o["itype"] == 4 and o["passes"] == 2 and o["kept"] == 0x5A
+    # recirculate: the deparsed packet (with the first pass's `res` now payload)
+    # back through ingress, field list 1 kept
+    (p, data), = rig.send(1, cmd(8))
+    o = bits(data[22:], OUT)
+    assert p == 2 and o["itype"] == 0 and o["passes"] == 2 and o["kept"] == 0x5A
+    first = bits(data[22 + 18:], OUT)
+    assert first["passes"] == 1 and first["plen"] == n
     # truncate
     (p, data), = rig.send(1, cmd(0, trunc=20))
     assert len(data) == 20
@@ -394,7 +396,8 @@ def _mutated(name: str, mutate) -> bytes:
     (lambda j: j.__setitem__("header_union_types", [{"name": "u", "id": 0, "headers": []}]), "header union"),
     (lambda j: j["pipelines"][0]["action_profiles"].append({"name": "ap", "id": 0, "max_size": 4}), "action profile"),
     (lambda j: j["calculations"].append({"name": "c", "id": 99, "algo": "toeplitz", "input": []}), "toeplitz"),
-    (lambda j: j["pipelines"][0]["tables"][0]["key"][0].__setitem__("match_type", "fuzzy"), "fuzzy"),
+    (lambda j: next(t for t in j["pipelines"][0]["tables"] if t["key"])["key"][0].__setitem__("match_type", "fuzzy"),
+     "fuzzy"),
     (lambda j: j["pipelines"][0]["conditionals"][0]["expression"]["value"].__setitem__("op", "<=>"), "<=>"),
     (lambda j: j["__meta__"].__setitem__("version", [3, 0]), "version"),
     (lambda j: j.__setitem__("learn_lists", [{"id": 1, "name": "l", "elements": []}]), "digest"),
@@ -421,9 +424,11 @@ def test_unsupported_is_a_load_error_subclass():
 
 
 def _p4c(tmp_path: Path, source: Path) -> tuple[Path, Path]:
+    """Compile as the fixtures were: from the source's directory, with a relative path."""
     js, info = tmp_path / (source.stem + ".json"), tmp_path / (source.stem + ".p4info.txtpb")
     proc = subprocess.run(["p4c-bm2-ss", "--arch", "v1model", "--std", "p4-16", "--p4runtime-files", str(info),
-                           "-o", str(js), str(source)], capture_output=True, text=True, timeout=600, cwd=REPO)
+                           "-o", str(js), source.name], capture_output=True, text=True, timeout=600,
+                          cwd=source.parent, check=False)
     assert proc.returncode == 0, proc.stderr
     return js, info
 
@@ -445,9 +450,9 @@ def test_recompiled_programs_load(tmp_path, source):
 def test_fixtures_are_current(tmp_path, name):
     """The committed fixture JSON is what p4c makes of the committed source."""
     js, info = _p4c(tmp_path, FIXTURES / f"{name}.p4")
-    strip = lambda b: {k: v for k, v in json.loads(b).items() if k not in ("program", "__meta__")}
-    assert strip(js.read_bytes()) == strip((FIXTURES / f"{name}.json").read_bytes()) or True
+    def strip(blob: bytes) -> dict:
+        return {k: v for k, v in json.loads(blob).items() if k not in ("program", "__meta__")}
+
+    assert strip(js.read_bytes()) == strip((FIXTURES / f"{name}.json").read_bytes())
     assert info.read_text() == (FIXTURES / f"{name}.p4info.txtpb").read_text()
 
-
-_ = copy

@@ -20,7 +20,6 @@ const bit<8> IP_PROTO_TCP = 6;
 const bit<8> IP_PROTO_UDP = 17;
 
 // v1model standard_metadata.instance_type values as bmv2 sets them.
-const bit<32> INSTANCE_TYPE_NORMAL        = 0;
 const bit<32> INSTANCE_TYPE_INGRESS_CLONE = 1;
 const bit<32> INSTANCE_TYPE_REPLICATION   = 5;
 const bit<32> INSTANCE_TYPE_RESUBMIT      = 6;

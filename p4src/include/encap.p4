@@ -107,10 +107,12 @@ control InterceptEncap(inout headers_t hdr,
             l2_len = ETHERNET_LEN + VLAN_LEN;
         }
         bit<16> wire_len = (bit<16>)std_meta.packet_length - l2_len;
+        // Header validity, not meta.ip_version: bmv2 resets user metadata
+        // after re-parsing a clone, keeping only the preserved field list.
         bit<16> ip_len = wire_len;
-        if (meta.ip_version == 4) {
+        if (hdr.ipv4.isValid()) {
             ip_len = hdr.ipv4.total_len;
-        } else if (meta.ip_version == 6) {
+        } else if (hdr.ipv6.isValid()) {
             ip_len = IPV6_LEN + hdr.ipv6.payload_len;
         }
         meta.inner_len = ip_len < wire_len ? ip_len : wire_len;

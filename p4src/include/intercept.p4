@@ -31,12 +31,14 @@
 
 #include "headers.p4"
 
-// One side of the IPv4 classifier; instantiated for source and destination.
-control Ipv4FilterSide(in ipv4_addr_t side_addr,
-                       inout headers_t hdr,
+// One side of the IPv4 classifier: the source side (is_source) or the
+// destination side. Each instance has its own tables and counters.
+control Ipv4FilterSide(inout headers_t hdr,
                        inout local_metadata_t meta,
-                       inout standard_metadata_t std_meta,
-                       inout clone_session_t session) {
+                       inout standard_metadata_t std_meta)
+                      (bool is_source) {
+
+    ipv4_addr_t side_addr;  // the address this side's gate looks up
 
     // bmv2 counts every hit of the owning table's entries.
     direct_counter(CounterType.packets_and_bytes) filter_counter;
@@ -44,7 +46,11 @@ control Ipv4FilterSide(in ipv4_addr_t side_addr,
     action open_gate() { }
 
     action match_session(clone_session_t id) {
-        session = id;
+        if (is_source) {
+            meta.src_session = id;
+        } else {
+            meta.dst_session = id;
+        }
     }
 
     table gate {
@@ -76,6 +82,7 @@ control Ipv4FilterSide(in ipv4_addr_t side_addr,
     }
 
     apply {
+        side_addr = is_source ? hdr.ipv4.src_addr : hdr.ipv4.dst_addr;
         if (gate.apply().hit) {
             filter.apply();
         }
@@ -83,18 +90,23 @@ control Ipv4FilterSide(in ipv4_addr_t side_addr,
 }
 
 // One side of the IPv6 classifier; adds the flow label.
-control Ipv6FilterSide(in ipv6_addr_t side_addr,
-                       inout headers_t hdr,
+control Ipv6FilterSide(inout headers_t hdr,
                        inout local_metadata_t meta,
-                       inout standard_metadata_t std_meta,
-                       inout clone_session_t session) {
+                       inout standard_metadata_t std_meta)
+                      (bool is_source) {
+
+    ipv6_addr_t side_addr;  // the address this side's gate looks up
 
     direct_counter(CounterType.packets_and_bytes) filter_counter;
 
     action open_gate() { }
 
     action match_session(clone_session_t id) {
-        session = id;
+        if (is_source) {
+            meta.src_session = id;
+        } else {
+            meta.dst_session = id;
+        }
     }
 
     table gate {
@@ -127,6 +139,7 @@ control Ipv6FilterSide(in ipv6_addr_t side_addr,
     }
 
     apply {
+        side_addr = is_source ? hdr.ipv6.src_addr : hdr.ipv6.dst_addr;
         if (gate.apply().hit) {
             filter.apply();
         }
@@ -137,10 +150,10 @@ control InterceptClassifier(inout headers_t hdr,
                             inout local_metadata_t meta,
                             inout standard_metadata_t std_meta) {
 
-    Ipv4FilterSide() ipv4_src;
-    Ipv4FilterSide() ipv4_dst;
-    Ipv6FilterSide() ipv6_src;
-    Ipv6FilterSide() ipv6_dst;
+    Ipv4FilterSide(true) ipv4_src;
+    Ipv4FilterSide(false) ipv4_dst;
+    Ipv6FilterSide(true) ipv6_src;
+    Ipv6FilterSide(false) ipv6_dst;
 
     action intercept(clone_session_t session) {
         meta.intercept_session = session;
@@ -167,11 +180,11 @@ control InterceptClassifier(inout headers_t hdr,
             return;
         }
         if (meta.ip_version == 4) {
-            ipv4_src.apply(hdr.ipv4.src_addr, hdr, meta, std_meta, meta.src_session);
-            ipv4_dst.apply(hdr.ipv4.dst_addr, hdr, meta, std_meta, meta.dst_session);
+            ipv4_src.apply(hdr, meta, std_meta);
+            ipv4_dst.apply(hdr, meta, std_meta);
         } else if (meta.ip_version == 6) {
-            ipv6_src.apply(hdr.ipv6.src_addr, hdr, meta, std_meta, meta.src_session);
-            ipv6_dst.apply(hdr.ipv6.dst_addr, hdr, meta, std_meta, meta.dst_session);
+            ipv6_src.apply(hdr, meta, std_meta);
+            ipv6_dst.apply(hdr, meta, std_meta);
         }
 
         if (meta.src_session != 0 && meta.dst_session != 0

@@ -37,13 +37,15 @@ control VrfClassifier(inout headers_t hdr,
         size = 512;
     }
 
+    // meta.vrf starts at 0 (the global table): bmv2 zeroes metadata per packet.
+    // Nested applies, not flags: every assignment outside an action costs
+    // bmv2 a compiler-made table per packet.
     apply {
-        meta.vrf = 0;  // the global routing table
-        bool by_vlan = false;
         if (hdr.vlan.isValid()) {
-            by_vlan = port_vlan_vrf.apply().hit;
-        }
-        if (!by_vlan) {
+            if (!port_vlan_vrf.apply().hit) {
+                port_vrf.apply();
+            }
+        } else {
             port_vrf.apply();
         }
     }
