@@ -61,7 +61,7 @@ HOSTS = (SUBJECT, PEER, OTHER, MD_A, MD_B)
 PORTS = [h.port for h in HOSTS]
 
 
-def test_topology() -> SwitchTopology:
+def lab_topology() -> SwitchTopology:
     routes = []
     for h in HOSTS:
         hop = NextHop(h.port, ROUTER_MAC, h.mac)
@@ -152,7 +152,7 @@ class P4tapTest(BaseTest):
         self.switch = SwitchConnection(grpc_addr, device_id=device_id, election_id=(0, 10))
         self.switch.connect()
         try:
-            self.topology = test_topology()
+            self.topology = lab_topology()
             self.ids = IdAllocator()
             self.installed: list[p4r.Entity] = []
             self.mediations: list[Mediation] = []

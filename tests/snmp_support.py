@@ -24,7 +24,7 @@ import pytest
 from p4.config.v1 import p4info_pb2
 
 from controller.service import Controller, SwitchConfig
-from ptf_tests.base import test_topology
+from ptf_tests.base import lab_topology
 
 NET_SNMP = shutil.which("snmpset") and shutil.which("snmptrapd")
 needs_net_snmp = pytest.mark.skipif(
@@ -79,7 +79,7 @@ class NoProgram:
 
 
 def switchless_controller(tmp_path: Path, topology=None) -> Controller:
-    controller = Controller([SwitchConfig("s1", "127.0.0.1:1", topology or test_topology())], tmp_path / "intent.db",
+    controller = Controller([SwitchConfig("s1", "127.0.0.1:1", topology or lab_topology())], tmp_path / "intent.db",
                             tmp_path / "audit.jsonl", pipeline=NoProgram())
     for switch in controller.switches.values():
         switch.connect = lambda timeout=10.0, s=switch: setattr(s, "conn", RecordingConnection())

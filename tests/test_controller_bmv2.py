@@ -28,14 +28,14 @@ from controller.plan import IdAllocator
 from controller.reconcile import canonical, diff, key_of
 from controller.service import Controller, ProvisionError, SwitchConfig
 from controller.switch import NotPrimaryError, SwitchConnection
-from ptf_tests.base import MD_A, MD_B, OTHER, PEER, SUBJECT, pcli_copy, tcp4, test_topology
+from ptf_tests.base import MD_A, MD_B, OTHER, PEER, SUBJECT, pcli_copy, tcp4, lab_topology
 from tests.conftest import needs_bmv2, needs_root
 
 pytestmark = [needs_bmv2, needs_root]
 
 
 def switch_config(bmv2: Bmv2Switch, election: int = 1) -> SwitchConfig:
-    return SwitchConfig("s1", bmv2.grpc_address, test_topology(), election_id=(0, election))
+    return SwitchConfig("s1", bmv2.grpc_address, lab_topology(), election_id=(0, election))
 
 
 def controller(bmv2: Bmv2Switch, tmp_path: Path, election: int = 1) -> Controller:
@@ -84,7 +84,7 @@ def test_expiry_within_one_second_then_nothing_is_delivered(network, tmp_path):
 
 def _provision_forever(grpc_address: str, tmp: str, n: int) -> None:
     """Child process: provision n intercepts in one bulk call (killed mid-way)."""
-    c = Controller([SwitchConfig("s1", grpc_address, test_topology(), election_id=(0, 5))], Path(tmp) / "intent.db",
+    c = Controller([SwitchConfig("s1", grpc_address, lab_topology(), election_id=(0, 5))], Path(tmp) / "intent.db",
                    Path(tmp) / "audit.jsonl")
     c.start()
     taps = []

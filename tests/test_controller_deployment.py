@@ -20,7 +20,7 @@ from bmv2_topo.wire import Wire
 from controller.model import InetAddressType, IpFilter, Mediation, Stream
 from controller.service import Controller, SwitchConfig
 from controller.switch import SwitchConnection, SwitchError, TlsConfig
-from ptf_tests.base import MD_A, PEER, PORTS, SUBJECT, pcli_copy, tcp4, test_topology
+from ptf_tests.base import MD_A, PEER, PORTS, SUBJECT, pcli_copy, tcp4, lab_topology
 from tests.conftest import needs_bmv2, needs_root
 
 pytestmark = [needs_bmv2, needs_root]
@@ -91,7 +91,7 @@ def test_multihomed_subject_is_tapped_on_both_access_switches(tmp_path):
             s.start()
             switches.append(s)
         try:
-            configs = [SwitchConfig(f"access-{t}", s.grpc_address, test_topology()) for t, s in zip("ab", switches)]
+            configs = [SwitchConfig(f"access-{t}", s.grpc_address, lab_topology()) for t, s in zip("ab", switches)]
             with Controller(configs, tmp_path / "i.db", tmp_path / "a.jsonl") as c, \
                     Wire([p.host_end for p in a_pairs + b_pairs]) as wire:
                 c.start()

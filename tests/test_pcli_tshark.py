@@ -19,7 +19,7 @@ from scapy.utils import wrpcap
 
 from controller.model import InetAddressType, IpFilter, Mediation, Stream
 from controller.service import Controller, SwitchConfig
-from ptf_tests.base import MD_A, MD_B, PEER, SUBJECT, tcp4, udp6, test_topology
+from ptf_tests.base import MD_A, MD_B, PEER, SUBJECT, tcp4, udp6, lab_topology
 from tests.conftest import needs_bmv2, needs_root
 
 pytestmark = [needs_bmv2, needs_root,
@@ -40,7 +40,7 @@ def test_tshark_decodes_copies_as_pcli(network, tmp_path):
     later = datetime.now(timezone.utc) + timedelta(hours=1)
     v4 = ipaddress.ip_address(SUBJECT.ipv4)
     v6 = ipaddress.ip_address(SUBJECT.ipv6)
-    with Controller([SwitchConfig("s1", bmv2.grpc_address, test_topology())], tmp_path / "i.db",
+    with Controller([SwitchConfig("s1", bmv2.grpc_address, lab_topology())], tmp_path / "i.db",
                     tmp_path / "a.jsonl") as c:
         c.start()
         c.provision(Mediation(7001, ipaddress.ip_address(MD_A.ipv4), 7000, timeout=later),

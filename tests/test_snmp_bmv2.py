@@ -89,7 +89,7 @@ def inner(pkt) -> bytes:
 
 def test_snmp_provisioned_tap_on_bmv2_until_timeout(network, tmp_path):
     bmv2, ifaces, wire, md_host = network
-    controller = Controller([SwitchConfig("s1", bmv2.grpc_address, base.test_topology())], tmp_path / "intent.db",
+    controller = Controller([SwitchConfig("s1", bmv2.grpc_address, base.lab_topology())], tmp_path / "intent.db",
                             tmp_path / "audit.jsonl")
     trap_port = free_udp_port()
     trapd = TrapReceiver(tmp_path, trap_port)
@@ -148,7 +148,7 @@ def test_snmp_provisioned_tap_on_bmv2_until_timeout(network, tmp_path):
 
 def test_snmp_teardown_stops_copies_on_bmv2(network, tmp_path):
     bmv2, ifaces, wire, md_host = network
-    controller = Controller([SwitchConfig("s1", bmv2.grpc_address, base.test_topology())], tmp_path / "intent.db",
+    controller = Controller([SwitchConfig("s1", bmv2.grpc_address, base.lab_topology())], tmp_path / "intent.db",
                             tmp_path / "audit.jsonl")
     try:
         controller.start()

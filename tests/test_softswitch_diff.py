@@ -110,11 +110,11 @@ def p4tap_state(rng: random.Random):
     from controller.model import InterceptError, Mediation, Stream
     from controller.pipeline import Pipeline
     from controller.plan import IdAllocator, plan_intercepts
-    from ptf_tests.base import HOSTS, MD_A, MD_B, test_topology
+    from ptf_tests.base import HOSTS, MD_A, MD_B, lab_topology
 
     pipeline = Pipeline.load()
     builder = EntryBuilder(pipeline)
-    topo = test_topology()
+    topo = lab_topology()
     timeout = datetime.now(UTC) + timedelta(hours=1)
     mediations, streams = [], []
     for cid in range(1, rng.randint(1, 5) + 1):
