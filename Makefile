@@ -16,7 +16,7 @@ help:  ## this list
 
 # Debian tools the tests and the demo drive: tshark reads captures, net-snmp's
 # tools play the mediation device. Installed only when missing, and only as root.
-APT_PACKAGES := iproute2 tshark snmp snmptrapd
+APT_PACKAGES := iproute2 ethtool iputils-ping tshark snmp snmptrapd
 
 apt-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

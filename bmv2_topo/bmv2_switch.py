@@ -282,7 +282,8 @@ class Bmv2Switch:
         self.target = resolve_target(self.target)
         if self.target == "softswitch":
             program = [sys.executable, "-m", "softswitch"]
-            helptext = ""  # accepts bmv2's options; Thrift/nanomsg are not needed
+            # same options as bmv2 (only the PRE sizes matter; Thrift/nanomsg are not needed)
+            helptext = "--max-mc-groups --max-l1-entries --max-l2-entries"
         else:
             binary = self.binary or find_simple_switch_grpc()
             if binary is None:

@@ -48,7 +48,7 @@ HOSTS = [
     HostSpec("subject", 1, "02:00:00:00:0d:01", ("192.0.2.10/24",)),
     HostSpec("peer", 2, "02:00:00:00:0d:02", ("192.0.2.20/24",)),
     HostSpec("other", 3, "02:00:00:00:0d:03", ("192.0.2.30/24",)),
-    HostSpec("md", 4, "02:00:00:00:0d:04", ("203.0.113.10/24",)),
+    HostSpec("md", 4, "02:00:00:00:0d:04", ("203.0.113.10/24",), mtu=9000),
 ]
 OUT_DIR = REPO_ROOT / "run" / "demo"
 
@@ -95,8 +95,9 @@ def preflight() -> str | None:
     reason = target_skip_reason()
     if reason is not None:
         return f"{reason}; or run the demo on p4tap's software switch: P4TAP_TARGET=softswitch make run"
-    if shutil.which("ip") is None:
-        return "the `ip` command (iproute2) is missing: apt-get install iproute2"
+    for tool, package in (("ip", "iproute2"), ("ethtool", "ethtool")):
+        if shutil.which(tool) is None:
+            return f"the `{tool}` command is missing: make setup installs it (apt-get install {package})"
     return None
 
 

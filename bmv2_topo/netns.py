@@ -28,6 +28,7 @@ class HostSpec:
     mac: str
     addresses: tuple[str, ...] = ()  # interface addresses with prefix, e.g. "192.0.2.10/24"
     routes: tuple[tuple[str, str], ...] = ()  # (prefix, via)
+    mtu: int = 1500  # a mediation device's link needs room for copies of full-size packets
 
     def interfaces(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
         out = [ipaddress.ip_interface(a) for a in self.addresses]
@@ -80,8 +81,15 @@ def _create(spec: HostSpec, prefix: str) -> NamespaceHost:
         f.write("1")
     _ip("link", "set", switch_end, "mtu", str(COPY_HEADROOM_MTU), "up")
     host.run("ip", "link", "set", tmp_end, "name", "eth0")
-    host.run("ip", "link", "set", "eth0", "address", spec.mac, "mtu", "1500")
+    host.run("ip", "link", "set", "eth0", "address", spec.mac, "mtu", str(spec.mtu))
     host.run("sysctl", "-qw", "net.ipv6.conf.eth0.accept_ra=0", "net.ipv6.conf.eth0.router_solicitations=0")
+    # Make the veth behave like a wire. Left alone it hands TCP/UDP checksums
+    # to the "NIC" (a software switch forwards them unfilled and the receiver
+    # drops them) and carries 64 kB TCP super-frames (segmentation and receive
+    # offloads) that no real link carries and no intercept copy could hold.
+    for end, prefix_cmd in (("eth0", host.command()), (switch_end, [])):
+        subprocess.run([*prefix_cmd, "ethtool", "-K", end, "tx", "off", "tso", "off", "gso", "off", "gro", "off"],
+                       capture_output=True, check=True)
     host.run("ip", "link", "set", "lo", "up")
     host.run("ip", "link", "set", "eth0", "up")
     for iface in spec.interfaces():

@@ -53,9 +53,7 @@ class PRE:
         # mgid -> list of (rid, sorted ports); replicate() output cached per group
         self.groups: dict[int, list[tuple[int, tuple[int, ...]]]] = {}
         self._out: dict[int, tuple[tuple[int, int], ...]] = {}
-
-    def _nodes(self) -> int:
-        return sum(len(n) for n in self.groups.values())
+        self._nnodes = 0
 
     def set_group(self, mgid: int, nodes: list[tuple[int, tuple[int, ...]]], create: bool) -> None:
         if create and len(self.groups) >= self.max_groups:
@@ -63,17 +61,18 @@ class PRE:
         for rid, _ in nodes:
             if not 0 <= rid <= 0xFFFF:
                 raise PreError(f"replica id {rid} does not fit in 16 bits")
-        old = len(self.groups.get(mgid, ()))
-        if self._nodes() - old + len(nodes) > self.max_l1:
+        total = self._nnodes - len(self.groups.get(mgid, ())) + len(nodes)
+        if total > self.max_l1:
             raise PreError("L1 node table full")
-        if self._nodes() - old + len(nodes) > self.max_l2:
+        if total > self.max_l2:
             raise PreError("L2 node table full")
+        self._nnodes = total
         self.groups[mgid] = list(nodes)
         # bmv2 silently ignores ports beyond its port map
         self._out[mgid] = tuple((p, rid) for rid, ports in nodes for p in ports if 0 <= p < self.max_port)
 
     def delete_group(self, mgid: int) -> None:
-        self.groups.pop(mgid, None)
+        self._nnodes -= len(self.groups.pop(mgid, ()))
         self._out.pop(mgid, None)
 
     def replicate(self, mgid: int) -> tuple[tuple[int, int], ...]:
@@ -82,6 +81,7 @@ class PRE:
     def reset(self) -> None:
         self.groups.clear()
         self._out.clear()
+        self._nnodes = 0
 
 
 class SimpleSwitch:

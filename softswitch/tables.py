@@ -25,6 +25,9 @@ from typing import Any
 
 __all__ = ["Entry", "KeyField", "Table", "TableError"]
 
+_MISSING = object()
+CACHE_SIZE = 4096
+
 # match kinds, as used internally (P4Runtime "optional" is a ternary on bmv2)
 EXACT, LPM, TERNARY, RANGE, VALID, OPTIONAL = "exact", "lpm", "ternary", "range", "valid", "optional"
 
@@ -140,6 +143,10 @@ class Table:
         self.lpm_levels: list[tuple[int, dict]] = []   # (shift, dict), longest prefix first
         self.partitions: dict[Any, list[Entry]] = {}
         self._single_exact = len(self.exact_pos) == 1
+        # Ternary/range results by key, like bmv2's lookup cache: a scan is
+        # linear in the entries, a repeated key costs one dict probe.  Any
+        # write to the table empties it.
+        self._cache: dict[tuple, Entry | None] = {}
 
     # ------------------------------------------------------------------ handles
 
@@ -189,6 +196,7 @@ class Table:
             e.sort_key = (-e.priority, e.handle)
 
     def _link(self, e: Entry) -> None:
+        self._cache = {}
         if self.mode == "exact":
             self.exact_map[e.exact_part] = e
         elif self.mode == "lpm":
@@ -210,6 +218,7 @@ class Table:
                 self.partitions[e.exact_part] = new
 
     def _unlink(self, e: Entry) -> None:
+        self._cache = {}
         if self.mode == "exact":
             self.exact_map.pop(e.exact_part, None)
         elif self.mode == "lpm":
@@ -244,22 +253,32 @@ class Table:
         return None
 
     def lookup_ternary(self, ex: Any, k: int, r: tuple) -> Entry | None:
+        cache = self._cache
+        ck = (ex, k, r)
+        found = cache.get(ck, _MISSING)
+        if found is not _MISSING:
+            return found
+        found = None
         lst = self.partitions.get(ex)
-        if lst is None:
-            return None
-        if r:
-            for e in lst:
-                if (k & e.tmask) == e.tval:
-                    for (lo, hi), v in zip(e.ranges, r):
-                        if v < lo or v > hi:
+        if lst is not None:
+            if r:
+                for e in lst:
+                    if (k & e.tmask) == e.tval:
+                        for (lo, hi), v in zip(e.ranges, r):
+                            if v < lo or v > hi:
+                                break
+                        else:
+                            found = e
                             break
-                    else:
-                        return e
-        else:
-            for e in lst:
-                if (k & e.tmask) == e.tval:
-                    return e
-        return None
+            else:
+                for e in lst:
+                    if (k & e.tmask) == e.tval:
+                        found = e
+                        break
+        if len(cache) >= CACHE_SIZE:
+            cache.clear()
+        cache[ck] = found
+        return found
 
     # ------------------------------------------------------------------ control plane
 
