@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import re
-import stat
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -48,6 +47,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any
+
+from controller.private_files import fsync_dir, open_private
 
 log = logging.getLogger("p4tap.audit")
 
@@ -221,28 +222,16 @@ class AuditLog:
         self._lock = threading.Lock()
         existed = self.path.exists()
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = open_private(self.path, os.O_RDWR | os.O_APPEND, AuditError, what="audit log ")
         except OSError as error:
             raise AuditError(f"cannot open audit log {self.path}: {error}") from error
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise AuditError(f"audit log {self.path} is not a regular file")
-            if st.st_mode & 0o077:
-                raise AuditError(
-                    f"audit log {self.path} is accessible by group/others (mode {stat.S_IMODE(st.st_mode):04o}) "
-                    f"and it reveals intercepts: check who has read it, then run `chmod 600 {self.path}`"
-                )
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise AuditError(f"audit log {self.path} is open for writing by another process") from None
             if not existed:
-                dfd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    os.fsync(dfd)  # the new file's name must survive a crash too
-                finally:
-                    os.close(dfd)
+                fsync_dir(self.path)  # the new file's name must survive a crash too
         except BaseException:
             os.close(fd)
             raise

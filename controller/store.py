@@ -37,8 +37,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from controller.model import InetAddressType, InterceptError, IpFilter, Mediation, Stream, Transport
+from controller.model import (
+    InetAddressType,
+    InterceptError,
+    IpFilter,
+    Mediation,
+    Stream,
+    Transport,
+)
 from controller.plan import IdAllocator, Replica
+from controller.private_files import fsync_dir, open_private
 
 Intent = tuple[Mediation, list[Stream], list[str]]
 T = TypeVar("T")
@@ -207,39 +215,6 @@ _INSERT_STREAM = (
 )
 
 
-def _open_private(path: Path, flags: int) -> int:
-    """Open (creating owner-only if absent) a file that reveals intercepts.
-
-    Creating it with mode 0600 in the open call itself leaves no moment in
-    which it exists with the umask's wider default. An existing file that
-    group or others can read or write is refused, not silently chmod-ed: it
-    may already have leaked, and the operator should know.
-    """
-    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise StoreError(f"{path} is not a regular file")
-        if st.st_mode & 0o077:
-            raise StoreError(
-                f"{path} is accessible by group/others (mode {stat.S_IMODE(st.st_mode):04o}) and it reveals "
-                f"intercepts: check who has read it, then run `chmod 600 {path}`"
-            )
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a newly created file's directory entry durable, not just its data."""
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class IntentStore:
     """Intercepts (mediation, streams, switches) and id allocators, in SQLite.
 
@@ -258,7 +233,7 @@ class IntentStore:
         self._cache_version: int | None = None
         existed = self.path.exists()
         try:
-            os.close(_open_private(self.path, os.O_RDWR))
+            os.close(open_private(self.path, os.O_RDWR, StoreError))
         except OSError as error:
             raise StoreError(f"cannot open intent store {self.path}: {error}") from error
         # SQLite creates -wal/-shm with the main file's mode, but leftovers
@@ -271,7 +246,7 @@ class IntentStore:
                     f"reveals intercepts: run `chmod 600 {side}`"
                 )
         if not existed:
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
         try:
             # Autocommit mode: every transaction below is an explicit BEGIN..COMMIT,
             # so none is opened or committed behind this module's back.

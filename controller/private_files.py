@@ -1,0 +1,42 @@
+"""Files that reveal intercepts (the intent store, the audit log): created
+owner-only, and refused when anyone else could have read them."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+
+def open_private(path: Path, flags: int, error: type[Exception], what: str = "") -> int:
+    """Open (creating with mode 0600 if absent) a file that reveals intercepts.
+
+    Creating it with mode 0600 in the open call itself leaves no moment in
+    which it exists with the umask's wider default. An existing file that
+    group or others can read or write is refused with `error`, not silently
+    chmod-ed: it may already have leaked, and the operator should know.
+    `what` prefixes the messages ("audit log ").
+    """
+    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{what}{path} is not a regular file")
+        if st.st_mode & 0o077:
+            raise error(
+                f"{what}{path} is accessible by group/others (mode {stat.S_IMODE(st.st_mode):04o}) and it reveals "
+                f"intercepts: check who has read it, then run `chmod 600 {path}`"
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a newly created file's directory entry durable, not just its data."""
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
