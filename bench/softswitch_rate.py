@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -33,26 +31,15 @@ from bench.rate import RateSample, measure, median_pps
 from bmv2_topo.bmv2_switch import Bmv2Switch, target_skip_reason
 from bmv2_topo.veth import veth_pairs
 from controller.entries import EntryBuilder, inserts
+from bench import record
+from bench.tap_scale import IN_MAC, MD, MD_MAC, OUT_MAC, ROUTER_MAC, topology  # noqa: F401  one bench network
 from controller.model import InetAddressType, IpFilter, Mediation, Stream
-from controller.pipeline import P4TAP, REPO_ROOT, Pipeline, artifacts, mac_to_int
+from controller.pipeline import P4TAP, Pipeline, artifacts, mac_to_int
 from controller.plan import IdAllocator, plan_intercepts
 from controller.switch import SwitchConnection
-from controller.topology import L2Entry, NextHop, Route, SwitchTopology
 
-IN_MAC, OUT_MAC, MD_MAC, ROUTER_MAC = "02:00:00:00:0c:01", "02:00:00:00:0c:02", "02:00:00:00:0c:03", "02:00:00:00:0c:fe"
-MD = ipaddress.ip_address("203.0.113.250")
 SUBJECT = ipaddress.ip_address("192.0.2.10")
 TARGETS = ("bmv2", "softswitch")
-
-
-def topology() -> SwitchTopology:
-    return SwitchTopology(
-        ports={1: 1, 2: 2, 3: 3},
-        l2=(L2Entry(IN_MAC, 1), L2Entry(OUT_MAC, 2)),
-        routes=(Route(0, ipaddress.ip_network(f"{MD}/32"), NextHop(3, ROUTER_MAC, MD_MAC)),),
-        tap_sources={4: ipaddress.ip_address("203.0.113.1")},
-        tap_source_port=49152,
-    )
 
 
 def frames(kind: str) -> list[bytes]:
@@ -137,25 +124,17 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines)
     print(table)
     if args.record:
-        bmv2_version = subprocess.run(["simple_switch_grpc", "--version"], capture_output=True, text=True, check=False).stdout.strip()
-        record = (
-            f"\n## softswitch_rate: p4tap's softswitch against bmv2\n\n"
-            f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n"
-            f"- machine: {platform.node() or 'unknown'}, {os.cpu_count()} cores, {platform.machine()}, "
-            f"Linux {platform.release()}; bmv2 {bmv2_version or '?'} (stock build, logging compiled in); "
-            f"softswitch on CPython {platform.python_version()}\n"
-            f"- command: `sudo .venv/bin/python -m bench.softswitch_rate --packets {args.packets} "
-            f"--repeats {args.repeats} --record`\n"
-            f"- method: {args.packets:,} 64-byte UDP frames per sample blasted into a veth; rate = forwarded "
-            f"frames out / time from first to last out; median of {args.repeats} samples; each target started "
-            f"fresh per configuration, same pipeline, state and frames; log level warn on both.\n"
-            f"- goal (issue 7): softswitch >= 0.25x bmv2.\n"
-            f"- note: the sender is one Python process; near 30k frames/s on this class of machine it, not the "
-            f"switch, is the limit, so where both targets reach that rate the ratio only says both keep up.\n\n"
-            f"{table}\n"
+        record.append(
+            "softswitch_rate: p4tap's softswitch against bmv2",
+            f"sudo .venv/bin/python -m bench.softswitch_rate --packets {args.packets} --repeats {args.repeats} --record",
+            f"{args.packets:,} 64-byte UDP frames per sample blasted into a veth; rate = forwarded frames out / time "
+            f"from first to last out; median of {args.repeats} samples; each target started fresh per configuration, "
+            "same pipeline, state and frames; log level warn on both.",
+            table,
+            notes=("goal (issue 7): softswitch >= 0.25x bmv2.",
+                   "the sender is one Python process; near 30k frames/s on this class of machine it, not the switch, "
+                   "is the limit, so where both targets reach that rate the ratio only says both keep up."),
         )
-        with open(REPO_ROOT / "BENCHMARKS.md", "a") as f:
-            f.write(record)
     return 0
 
 
