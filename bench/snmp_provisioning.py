@@ -27,10 +27,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import multiprocessing
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -39,8 +36,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from bmv2_topo.bmv2_switch import Bmv2Switch, find_simple_switch_grpc
+from bench import record
 from controller.model import InetAddressType, IpFilter, Mediation, Stream
-from controller.pipeline import P4TAP, REPO_ROOT
+from controller.pipeline import P4TAP
 from controller.service import Controller, SwitchConfig
 from controller.topology import NextHop, Route, SwitchTopology
 
@@ -192,23 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print(table)
     if args.record:
-        bmv2_version = subprocess.run(["simple_switch_grpc", "--version"], capture_output=True, text=True).stdout.strip()
-        record = (
-            f"\n## snmp_provisioning: {args.taps:,} taps over SNMP vs the controller API, "
-            f"{'on bmv2' if args.switch == 'bmv2' else 'controller without a switch'}\n\n"
-            f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n"
-            f"- machine: {platform.node() or 'unknown'}, {os.cpu_count()} cores, {platform.machine()}, "
-            f"Linux {platform.release()}; bmv2 {bmv2_version or '?'}; Python {platform.python_version()}\n"
-            f"- command: `.venv/bin/python -m bench.snmp_provisioning --taps {args.taps} --repeats {args.repeats} "
-            f"--switch {args.switch} --record`\n"
-            f"- method: each sample on a fresh {'bmv2' if args.switch == 'bmv2' else 'plan-only controller'} "
-            f"and empty intent store, taps provisioned one at a time; "
-            f"SNMP client (pysnmp) in its own process, USM discovery before the clock starts; "
-            f"median of {args.repeats} samples per path, alternating.\n\n"
-            f"{table}\n"
+        record.append(
+            f"snmp_provisioning: {args.taps:,} taps over SNMP vs the controller API, "
+            f"{'on bmv2' if args.switch == 'bmv2' else 'controller without a switch'}",
+            f".venv/bin/python -m bench.snmp_provisioning --taps {args.taps} --repeats {args.repeats} "
+            f"--switch {args.switch} --record",
+            f"each sample on a fresh {'bmv2' if args.switch == 'bmv2' else 'plan-only controller'} and empty intent "
+            "store, taps provisioned one at a time; SNMP client (pysnmp) in its own process, USM discovery before "
+            f"the clock starts; median of {args.repeats} samples per path, alternating.",
+            table,
         )
-        with open(REPO_ROOT / "BENCHMARKS.md", "a") as f:
-            f.write(record)
     return 0
 
 
