@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
-from bmv2_topo.veth import COPY_HEADROOM_MTU, VethError, interface_exists
+from bmv2_topo.veth import COPY_HEADROOM_MTU, VethError, interface_exists, tagged
 
 DOCUMENTATION_NETS = [ipaddress.ip_network(n) for n in
                       ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
@@ -112,6 +112,7 @@ def namespace_hosts(specs: Sequence[HostSpec], prefix: str = "p4tap") -> Iterato
     them by name, and remove everything on exit."""
     if os.geteuid() != 0:
         raise VethError("network namespaces need root")
+    prefix = tagged(prefix)
     hosts: dict[str, NamespaceHost] = {}
     with ExitStack() as cleanup:
         for spec in specs:

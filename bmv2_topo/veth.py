@@ -11,6 +11,7 @@ copies of full-size frames.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,11 +67,25 @@ def delete_pair(pair: VethPair) -> None:
         _ip("link", "del", pair.switch_end, check=False)
 
 
+def tagged(prefix: str) -> str:
+    """`prefix` plus $P4TAP_NET_TAG (up to 2 lowercase letters or digits).
+
+    Interface and namespace names are global to the machine: two runs that
+    share it (two developers' test runs, a benchmark beside a test) each set
+    their own tag so that neither deletes the other's veths.
+    """
+    tag = os.environ.get("P4TAP_NET_TAG", "")
+    if not re.fullmatch(r"[a-z0-9]{0,2}", tag):
+        raise VethError(f"P4TAP_NET_TAG={tag!r}: want at most 2 lowercase letters or digits")
+    return prefix + tag
+
+
 @contextmanager
 def veth_pairs(ports: list[int], prefix: str = "p4t") -> Iterator[list[VethPair]]:
     """veth pairs for `ports`, named PREFIX<port>s / PREFIX<port>h, removed on exit."""
     if os.geteuid() != 0:
         raise VethError("creating veth pairs needs root")
+    prefix = tagged(prefix)
     pairs: list[VethPair] = []
     try:
         for port in ports:
