@@ -213,6 +213,8 @@ class Bmv2Switch:
     json_config: Path | None = None
     workdir: Path | None = None
     binary: str | None = None
+    # A command the switch runs under, e.g. valgrind (bench/pipeline_cost.py).
+    wrapper: tuple[str, ...] = ()
     name: str = "bmv2"
     target: str | None = None
 
@@ -297,7 +299,7 @@ class Bmv2Switch:
         cmd: list[str] = []
         if self.netns:
             cmd += ["ip", "netns", "exec", self.netns]
-        cmd += program
+        cmd += [*self.wrapper, *program]
         cmd += ["--device-id", str(self.device_id)]
         for port, iface in sorted(self.ports.items()):
             if self.cpu_port is not None and port == self.cpu_port:

@@ -19,6 +19,7 @@ from controller.topology import SwitchTopology
 INGRESS = "P4tapIngress"
 EGRESS = "P4tapEgress"
 CLASSIFIER = f"{INGRESS}.intercept_classifier"
+GATES = f"{INGRESS}.intercept_gates"
 
 # Field name and width, in the order the filter tables declare them.
 FILTER_TERNARY_FIELDS = ("ingress_port", "src_addr", "dst_addr", "protocol", "tos", "flow_label", "l4_valid")
@@ -26,11 +27,17 @@ FILTER_RANGE_FIELDS = ("src_port", "dst_port")
 
 
 def side_control(family: int, side: Side) -> str:
+    """The control instance holding one side's filter table."""
     return f"{CLASSIFIER}.ipv{family}_{side.value}"
 
 
+def gate_control(family: int, side: Side) -> str:
+    """The control instance holding one side's gate (ahead of the VRF lookup)."""
+    return f"{GATES}.ipv{family}_{side.value}_gate"
+
+
 def gate_table(family: int, side: Side) -> str:
-    return f"{side_control(family, side)}.gate"
+    return f"{gate_control(family, side)}.gate"
 
 
 def filter_table(family: int, side: Side) -> str:
@@ -41,7 +48,8 @@ MERGE_TABLE = f"{CLASSIFIER}.merge"
 INTERCEPT_ACTION = f"{CLASSIFIER}.intercept"
 ENCAP_TABLE = f"{EGRESS}.intercept_encap.intercept_encap"
 ENCAP_DROPS_COUNTER = f"{EGRESS}.intercept_encap.intercept_drops"
-FORWARDING = f"{INGRESS}.forwarding"
+BRIDGING = f"{INGRESS}.bridging"
+ROUTING = f"{INGRESS}.routing"
 VRF = f"{INGRESS}.vrf_classifier"
 
 
@@ -109,8 +117,8 @@ class EntryBuilder:
         table = gate_table(g.family, g.side)
         return self.table_entry(
             table,
-            [self.exact(table, "vrf", g.vrf), self.lpm(table, "addr", int(g.prefix.network_address), g.prefix.prefixlen)],
-            self.action(f"{side_control(g.family, g.side)}.open_gate"),
+            [self.lpm(table, "addr", int(g.prefix.network_address), g.prefix.prefixlen)],
+            self.action(f"{gate_control(g.family, g.side)}.open_gate"),
         )
 
     def filter(self, f: FilterEntry) -> p4r.TableEntry:
@@ -170,7 +178,7 @@ class EntryBuilder:
             p4r.Entity(table_entry=self.filter(f))
             for f in sorted(plan.filters, key=lambda f: (f.side.value, f.region, f.priority))
         ]
-        entities += [p4r.Entity(table_entry=self.gate(g)) for g in sorted(plan.gates, key=lambda g: (g.family, g.side.value, g.vrf, int(g.prefix.network_address), g.prefix.prefixlen))]
+        entities += [p4r.Entity(table_entry=self.gate(g)) for g in sorted(plan.gates, key=lambda g: (g.family, g.side.value, int(g.prefix.network_address), g.prefix.prefixlen))]
         return entities
 
     # -- forwarding -----------------------------------------------------
@@ -187,15 +195,14 @@ class EntryBuilder:
             out.append(p4r.Entity(table_entry=self.table_entry(
                 port_vlan_vrf, [self.exact(port_vlan_vrf, "ingress_port", port), self.exact(port_vlan_vrf, "vid", vid)],
                 self.action(f"{VRF}.set_vrf", vrf=vrf))))
-        router_mac = f"{FORWARDING}.router_mac"
+        l2 = f"{BRIDGING}.l2_table"
         for mac in topo.router_macs:
             out.append(p4r.Entity(table_entry=self.table_entry(
-                router_mac, [self.exact(router_mac, "dst_addr", mac_to_int(mac))], self.action("NoAction"))))
-        l2 = f"{FORWARDING}.l2_table"
+                l2, [self.exact(l2, "dst_addr", mac_to_int(mac))], self.action(f"{BRIDGING}.to_router"))))
         for entry in topo.l2:
             out.append(p4r.Entity(table_entry=self.table_entry(
                 l2, [self.exact(l2, "dst_addr", mac_to_int(entry.mac))],
-                self.action(f"{FORWARDING}.l2_forward", port=entry.port))))
+                self.action(f"{BRIDGING}.l2_forward", port=entry.port))))
         if topo.flood is not None:
             group = p4r.MulticastGroupEntry(multicast_group_id=topo.flood.group_id)
             for port in topo.flood.ports:
@@ -204,15 +211,15 @@ class EntryBuilder:
                 multicast_group_entry=group)))
             out.append(p4r.Entity(table_entry=self.table_entry(
                 l2, [self.exact(l2, "dst_addr", 0xFFFFFFFFFFFF)],
-                self.action(f"{FORWARDING}.l2_flood", group=topo.flood.group_id))))
+                self.action(f"{BRIDGING}.l2_flood", group=topo.flood.group_id))))
         for route in topo.routes:
             version = route.prefix.version
-            table = f"{FORWARDING}.ipv{version}_routes"
+            table = f"{ROUTING}.ipv{version}_routes"
             out.append(p4r.Entity(table_entry=self.table_entry(
                 table,
                 [self.exact(table, "vrf", route.vrf),
                  self.lpm(table, "dst_addr", int(route.prefix.network_address), route.prefix.prefixlen)],
-                self.action(f"{FORWARDING}.route_v{version}", port=route.next_hop.port,
+                self.action(f"{ROUTING}.route_v{version}", port=route.next_hop.port,
                             src_mac=mac_to_int(route.next_hop.src_mac), dst_mac=mac_to_int(route.next_hop.dst_mac)))))
         return out
 

@@ -53,9 +53,10 @@ class Replica:
 
 @dataclass(frozen=True, order=True)
 class GateEntry:
+    """Opens one side's filters to addresses in `prefix`, in every VRF: the
+    gate runs before the VRF lookup, so untapped traffic never pays for it."""
     family: int
     side: Side
-    vrf: int
     prefix: IPNetwork
 
 
@@ -298,7 +299,7 @@ def plan_intercepts(
             value, length = _side_prefix(region, side)
             network_type = ipaddress.IPv4Network if region.family == 4 else ipaddress.IPv6Network
             network = network_type((value, length))
-            gates.add(GateEntry(region.family, side, region.vrf, network))
+            gates.add(GateEntry(region.family, side, network))
         for group in _overlap_groups(sorted(side_bases), side):
             for region in _closure(group):
                 covering = [base for base in group if base.contains(region)]

@@ -35,7 +35,9 @@ def test_committed_artifacts_match_the_source(program, tmp_path):
 
 def test_pipeline_has_everything_the_controller_addresses():
     pipeline = Pipeline.load()
-    names = [entries.MERGE_TABLE, entries.ENCAP_TABLE]
+    names = [entries.MERGE_TABLE, entries.ENCAP_TABLE, f"{entries.BRIDGING}.l2_table",
+             f"{entries.ROUTING}.ipv4_routes", f"{entries.ROUTING}.ipv6_routes",
+             f"{entries.VRF}.port_vrf", f"{entries.VRF}.port_vlan_vrf"]
     names += [entries.gate_table(f, s) for f in (4, 6) for s in Side]
     names += [entries.filter_table(f, s) for f in (4, 6) for s in Side]
     for table in names:
@@ -47,5 +49,10 @@ def test_pipeline_has_everything_the_controller_addresses():
                     continue
                 assert pipeline.match_field(entries.filter_table(family, side), field)
     assert pipeline.counter_id(entries.ENCAP_DROPS_COUNTER)
-    assert pipeline.param(entries.INTERCEPT_ACTION, "session").bitwidth == 16
+    assert pipeline.param(entries.INTERCEPT_ACTION, "session").bitwidth == 32
+    for action in ("l2_forward", "l2_flood", "to_router"):
+        assert pipeline.action_id(f"{entries.BRIDGING}.{action}")
+    for family in (4, 6):
+        for side in Side:
+            assert pipeline.action_id(f"{entries.gate_control(family, side)}.open_gate")
     assert pipeline.param(f"{entries.EGRESS}.intercept_encap.encap_ipv6", "dst_addr").bitwidth == 128

@@ -65,7 +65,7 @@ def delivered(p, packet: dict[str, int]) -> list[int]:
         addr = packet["src_addr" if side == Side.SRC else "dst_addr"]
         bits = 32 if packet["family"] == 4 else 128
         gate_open = any(
-            g.side == side and g.family == packet["family"] and g.vrf == packet["vrf"]
+            g.side == side and g.family == packet["family"]
             and Ternary.prefix(int(g.prefix.network_address), g.prefix.prefixlen, bits).matches(addr)
             for g in p.gates
         )

@@ -32,7 +32,7 @@ control P4tapComputeChecksum(inout headers_t hdr, inout local_metadata_t meta) {
               8w0, hdr.outer_ipv4.protocol, hdr.outer_udp.len,
               hdr.outer_udp.src_port, hdr.outer_udp.dst_port, hdr.outer_udp.len,
               hdr.pcli.cccid,
-              hdr.ipv4, hdr.ipv4_options, hdr.ipv6, hdr.tcp, hdr.udp },
+              hdr.ipv4, hdr.ipv4_options, hdr.ipv6, hdr.l4_ports, hdr.tcp_rest, hdr.udp_rest },
             hdr.outer_udp.checksum, HashAlgorithm.csum16);
 
         update_checksum_with_payload(hdr.outer_ipv6.isValid(),
@@ -40,7 +40,7 @@ control P4tapComputeChecksum(inout headers_t hdr, inout local_metadata_t meta) {
               16w0, hdr.outer_udp.len, 24w0, hdr.outer_ipv6.next_hdr,
               hdr.outer_udp.src_port, hdr.outer_udp.dst_port, hdr.outer_udp.len,
               hdr.pcli.cccid,
-              hdr.ipv4, hdr.ipv4_options, hdr.ipv6, hdr.tcp, hdr.udp },
+              hdr.ipv4, hdr.ipv4_options, hdr.ipv6, hdr.l4_ports, hdr.tcp_rest, hdr.udp_rest },
             hdr.outer_udp.checksum, HashAlgorithm.csum16);
     }
 }

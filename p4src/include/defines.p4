@@ -9,7 +9,9 @@ typedef bit<48>  mac_addr_t;
 typedef bit<32>  ipv4_addr_t;
 typedef bit<128> ipv6_addr_t;
 typedef bit<16>  vrf_id_t;
-typedef bit<16>  clone_session_t;   // bmv2 clone sessions are 1..32767
+// bmv2 clone sessions are 1..32767; 32 bits wide as clone_preserving_field_list
+// takes them, since every cast makes a temporary that bmv2 zeroes per packet.
+typedef bit<32>  clone_session_t;
 typedef bit<16>  mcast_group_t;     // program groups stay below 32768 (bmv2 keeps the rest for clones)
 
 const bit<16> ETHERTYPE_IPV4 = 0x0800;

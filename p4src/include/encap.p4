@@ -101,21 +101,24 @@ control InterceptEncap(inout headers_t hdr,
 
     apply {
         // The intercepted packet is the IP packet as it arrived: its own
-        // length field, bounded by the bytes that actually arrived.
-        bit<16> l2_len = ETHERNET_LEN;
+        // length field, bounded by the bytes that actually arrived. Written
+        // into meta.inner_len step by step, without locals: bmv2 zeroes
+        // every local of the program for every packet, copy or not.
+        meta.inner_len = (bit<16>)std_meta.packet_length - ETHERNET_LEN;
         if (hdr.vlan.isValid()) {
-            l2_len = ETHERNET_LEN + VLAN_LEN;
+            meta.inner_len = meta.inner_len - VLAN_LEN;
         }
-        bit<16> wire_len = (bit<16>)std_meta.packet_length - l2_len;
         // Header validity, not meta.ip_version: bmv2 resets user metadata
         // after re-parsing a clone, keeping only the preserved field list.
-        bit<16> ip_len = wire_len;
         if (hdr.ipv4.isValid()) {
-            ip_len = hdr.ipv4.total_len;
+            if (hdr.ipv4.total_len < meta.inner_len) {
+                meta.inner_len = hdr.ipv4.total_len;
+            }
         } else if (hdr.ipv6.isValid()) {
-            ip_len = IPV6_LEN + hdr.ipv6.payload_len;
+            if (IPV6_LEN + hdr.ipv6.payload_len < meta.inner_len) {
+                meta.inner_len = IPV6_LEN + hdr.ipv6.payload_len;
+            }
         }
-        meta.inner_len = ip_len < wire_len ? ip_len : wire_len;
         intercept_encap.apply();
     }
 }

@@ -1,16 +1,22 @@
 /*
  * p4tap: normal forwarding. L2 by destination MAC; IPv4/IPv6 routing for
- * frames addressed to a router MAC. Nothing here reads intercept state, so
- * a packet's path and bytes are the same whether or not it is tapped.
+ * frames addressed to a router MAC (bridging tells which). Nothing here
+ * reads intercept state, so a packet's path and bytes are the same whether
+ * or not it is tapped.
  */
 #ifndef P4TAP_FORWARDING_P4
 #define P4TAP_FORWARDING_P4
 
 #include "headers.p4"
 
-control Forwarding(inout headers_t hdr,
-                   inout local_metadata_t meta,
-                   inout standard_metadata_t std_meta) {
+// Bridging runs first and for every packet: one exact lookup on the
+// destination MAC, which also tells a frame for the router (my station) from
+// one to bridge. Every table a packet passes costs bmv2 alike, whatever its
+// size, so untapped bridged traffic sees this table and the intercept gates
+// and nothing more (the VRF is looked up only when something needs it).
+control Bridging(inout headers_t hdr,
+                 inout local_metadata_t meta,
+                 inout standard_metadata_t std_meta) {
 
     action drop() {
         mark_to_drop(std_meta);
@@ -24,40 +30,47 @@ control Forwarding(inout headers_t hdr,
         std_meta.mcast_grp = group;
     }
 
+    // "My station": the frame is addressed to the router; Routing decides.
+    action to_router() {
+        meta.routed = 1;
+    }
+
     table l2_table {
         key = {
             hdr.ethernet.dst_addr: exact @name("dst_addr");
         }
-        actions = { l2_forward; l2_flood; drop; }
+        actions = { l2_forward; l2_flood; to_router; drop; }
         const default_action = drop();
         size = 4096;
     }
 
-    // "My station": frames to one of these MACs are routed, not bridged.
-    table router_mac {
-        key = {
-            hdr.ethernet.dst_addr: exact @name("dst_addr");
-        }
-        actions = { NoAction; }
-        const default_action = NoAction();
-        size = 64;
+    apply {
+        l2_table.apply();
+    }
+}
+
+// IPv4/IPv6 routing of frames Bridging handed to the router, in their VRF.
+control Routing(inout headers_t hdr,
+                inout local_metadata_t meta,
+                inout standard_metadata_t std_meta) {
+
+    action drop() {
+        mark_to_drop(std_meta);
     }
 
     action route_v4(port_t port, mac_addr_t src_mac, mac_addr_t dst_mac) {
         std_meta.egress_spec = port;
         hdr.ethernet.src_addr = src_mac;
         hdr.ethernet.dst_addr = dst_mac;
-        // RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'): an incremental update of
-        // the header checksum for the TTL change. It needs no view of the
-        // options, and it leaves a wrong checksum as wrong as it came.
-        bit<16> old_word = hdr.ipv4.ttl ++ hdr.ipv4.protocol;
         hdr.ipv4.ttl = hdr.ipv4.ttl - 1;
-        bit<16> new_word = hdr.ipv4.ttl ++ hdr.ipv4.protocol;
-        bit<32> sum = (bit<32>)(~hdr.ipv4.hdr_checksum) + (bit<32>)(~old_word)
-                      + (bit<32>)new_word;
-        sum = (sum & 0xffff) + (sum >> 16);
-        sum = (sum & 0xffff) + (sum >> 16);
-        hdr.ipv4.hdr_checksum = ~sum[15:0];
+        // RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), for the TTL byte of the
+        // word m = TTL|protocol: m' = m - 0x0100, so ~m + m' = 0xFEFF and
+        // HC' = ~(~HC + 0xFEFF), one end-around carry at most. Incremental,
+        // so it needs no view of the options and leaves a wrong checksum as
+        // wrong as it came; one expression, so bmv2 zeroes no temporaries
+        // for it on every packet.
+        hdr.ipv4.hdr_checksum = ~(((bit<17>)(~hdr.ipv4.hdr_checksum) + 17w0xFEFF)[15:0]
+                                  + (bit<16>)(((bit<17>)(~hdr.ipv4.hdr_checksum) + 17w0xFEFF)[16:16]));
     }
 
     action route_v6(port_t port, mac_addr_t src_mac, mac_addr_t dst_mac) {
@@ -88,17 +101,13 @@ control Forwarding(inout headers_t hdr,
     }
 
     apply {
-        if (router_mac.apply().hit) {
-            // A router forwards nothing whose TTL would reach zero.
-            if (meta.ip_version == 4 && hdr.ipv4.ttl > 1) {
-                ipv4_routes.apply();
-            } else if (meta.ip_version == 6 && hdr.ipv6.hop_limit > 1) {
-                ipv6_routes.apply();
-            } else {
-                drop();
-            }
+        // A router forwards nothing whose TTL would reach zero.
+        if (meta.ip_version == 4 && hdr.ipv4.ttl > 1) {
+            ipv4_routes.apply();
+        } else if (meta.ip_version == 6 && hdr.ipv6.hop_limit > 1) {
+            ipv6_routes.apply();
         } else {
-            l2_table.apply();
+            drop();
         }
     }
 }

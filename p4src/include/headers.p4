@@ -51,19 +51,25 @@ header ipv6_t {
     ipv6_addr_t dst_addr;
 }
 
-header tcp_t {
+// TCP and UDP both begin with the ports: one header for both, so that the
+// classifier keys on one pair of fields whichever protocol carried them.
+header l4_ports_t {
     bit<16> src_port;
     bit<16> dst_port;
-    bit<32> seq_no;
-    bit<32> ack_no;
-    bit<4>  data_offset;
-    bit<4>  reserved;
-    bit<8>  flags;
-    bit<16> window;
-    bit<16> checksum;
-    bit<16> urgent_ptr;
 }
 
+// The rest of a TCP header (sequence number to urgent pointer; options stay
+// in the payload) and of a UDP header. Nothing reads them, so each is one
+// opaque field: bmv2 pays for every field it extracts, on every packet.
+header tcp_rest_t {
+    bit<128> seq_to_urgent;
+}
+
+header udp_rest_t {
+    bit<32> len_checksum;
+}
+
+// A UDP header p4tap builds (the copy's, toward the MD).
 header udp_t {
     bit<16> src_port;
     bit<16> dst_port;
@@ -92,19 +98,19 @@ struct headers_t {
     ipv4_t         ipv4;
     ipv4_options_t ipv4_options;
     ipv6_t         ipv6;
-    tcp_t          tcp;
-    udp_t          udp;
+    l4_ports_t     l4_ports;
+    tcp_rest_t     tcp_rest;
+    udp_rest_t     udp_rest;
 }
 
+// Every field here is zeroed by bmv2 for every packet, so each one costs
+// untapped traffic too: keep this struct to what the controls must share.
 struct local_metadata_t {
-    // Set by the parser from whichever IP header the packet carries, so that
-    // the classifier and forwarding read one field, not two.
-    bit<4>   ip_version;      // 4 or 6 for a well-formed IP header, else 0
-    bit<8>   ip_proto;        // IPv4 protocol / IPv6 next header
-    bit<8>   ip_tos;          // IPv4 TOS byte / IPv6 traffic class
-    bit<1>   l4_valid;        // a TCP or UDP header was parsed
-    bit<16>  l4_src_port;
-    bit<16>  l4_dst_port;
+    // Set by the parser: 4 or 6 for a well-formed IP header, else 0.
+    bit<4>   ip_version;
+    bit<1>   routed;          // addressed to a router MAC (bridging decides)
+    bit<1>   src_gate_open;   // a source-side filter may match (see intercept.p4)
+    bit<1>   dst_gate_open;   // a destination-side filter may match
 
     vrf_id_t vrf;             // routing context of the ingress port / VLAN
 

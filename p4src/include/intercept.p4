@@ -7,14 +7,16 @@
  * else the source side with prefix 0/0. Each side is looked up in two steps,
  * so that traffic nobody taps does not pay per installed tap (bmv2 scans
  * ternary and range tables linearly):
- *   1. gate: LPM on (VRF, the side's address). A filter opens the gate of
- *      its own prefix; a miss proves that no filter of this side can match,
- *      and the filter table is skipped.
- *   2. filter: one ternary/range entry per region of overlapping filters of
- *      the side. The controller installs intersections of overlapping filters
- *      above their parts, each naming the clone session of the union of
- *      their mediations, so the highest-priority hit is exactly the set of
- *      mediations whose filters (of this side) match the packet.
+ *   1. gate (InterceptGates): LPM on the side's address, in every VRF at
+ *      once. A filter opens the gate of its own prefix; a miss proves that
+ *      no filter of this side can match. Untapped traffic stops here, before
+ *      even its VRF is looked up.
+ *   2. filter (InterceptFilters): one ternary/range entry per region of
+ *      overlapping filters of the side, keyed on the VRF too. The controller
+ *      installs intersections of overlapping filters above their parts, each
+ *      naming the clone session of the union of their mediations, so the
+ *      highest-priority hit is exactly the set of mediations whose filters
+ *      (of this side) match the packet.
  * Splitting by side keeps the entries linear in the number of taps: a packet
  * from one tapped subject to another matches one region of each side, which
  * would otherwise need an entry for every pair of subjects.
@@ -31,20 +33,71 @@
 
 #include "headers.p4"
 
-// One side of the IPv4 classifier: the source side (is_source) or the
-// destination side. Each instance has its own tables and counters.
-control Ipv4FilterSide(inout headers_t hdr,
-                       inout local_metadata_t meta,
-                       inout standard_metadata_t std_meta)
-                      (bool is_source) {
+// The gate of one side of one address family: the source side (is_source)
+// or the destination side. Each instance has its own table.
+control Ipv4Gate(inout headers_t hdr,
+                 inout local_metadata_t meta,
+                 inout standard_metadata_t std_meta)
+                (bool is_source) {
 
-    ipv4_addr_t side_addr;  // the address this side's gate looks up
+    action open_gate() {
+        if (is_source) {
+            meta.src_gate_open = 1;
+        } else {
+            meta.dst_gate_open = 1;
+        }
+    }
+
+    table gate {
+        key = {
+            (is_source ? hdr.ipv4.src_addr : hdr.ipv4.dst_addr): lpm @name("addr");
+        }
+        actions = { open_gate; @defaultonly NoAction; }
+        const default_action = NoAction();
+        size = 32768;
+    }
+
+    apply {
+        gate.apply();
+    }
+}
+
+control Ipv6Gate(inout headers_t hdr,
+                 inout local_metadata_t meta,
+                 inout standard_metadata_t std_meta)
+                (bool is_source) {
+
+    action open_gate() {
+        if (is_source) {
+            meta.src_gate_open = 1;
+        } else {
+            meta.dst_gate_open = 1;
+        }
+    }
+
+    table gate {
+        key = {
+            (is_source ? hdr.ipv6.src_addr : hdr.ipv6.dst_addr): lpm @name("addr");
+        }
+        actions = { open_gate; @defaultonly NoAction; }
+        const default_action = NoAction();
+        size = 16384;
+    }
+
+    apply {
+        gate.apply();
+    }
+}
+
+// The filters of one side of the IPv4 classifier, behind its open gate.
+control Ipv4Filter(inout headers_t hdr,
+                   inout local_metadata_t meta,
+                   inout standard_metadata_t std_meta)
+                  (bool is_source) {
 
     // bmv2 counts every hit of the owning table's entries.
     direct_counter(CounterType.packets_and_bytes) filter_counter;
 
-    action open_gate() { }
-
     action match_session(clone_session_t id) {
         if (is_source) {
             meta.src_session = id;
@@ -53,27 +106,20 @@ control Ipv4FilterSide(inout headers_t hdr,
         }
     }
 
-    table gate {
-        key = {
-            meta.vrf:  exact @name("vrf");
-            side_addr: lpm   @name("addr");
-        }
-        actions = { open_gate; @defaultonly NoAction; }
-        const default_action = NoAction();
-        size = 32768;
-    }
-
+    // A packet without ports (not TCP or UDP, or a non-first fragment) leaves
+    // l4_ports invalid and its fields unspecified: every entry that narrows
+    // a port range also asks for l4_valid, and the full range matches any.
     table filter {
         key = {
-            meta.vrf:              exact   @name("vrf");
-            std_meta.ingress_port: ternary @name("ingress_port");
-            hdr.ipv4.src_addr:     ternary @name("src_addr");
-            hdr.ipv4.dst_addr:     ternary @name("dst_addr");
-            meta.ip_proto:         ternary @name("protocol");
-            meta.ip_tos:           ternary @name("tos");
-            meta.l4_valid:         ternary @name("l4_valid");
-            meta.l4_src_port:      range   @name("src_port");
-            meta.l4_dst_port:      range   @name("dst_port");
+            meta.vrf:               exact   @name("vrf");
+            std_meta.ingress_port:  ternary @name("ingress_port");
+            hdr.ipv4.src_addr:      ternary @name("src_addr");
+            hdr.ipv4.dst_addr:      ternary @name("dst_addr");
+            hdr.ipv4.protocol:      ternary @name("protocol");
+            hdr.ipv4.tos:           ternary @name("tos");
+            hdr.l4_ports.isValid(): ternary @name("l4_valid");
+            hdr.l4_ports.src_port:  range   @name("src_port");
+            hdr.l4_ports.dst_port:  range   @name("dst_port");
         }
         actions = { match_session; @defaultonly NoAction; }
         const default_action = NoAction();
@@ -82,25 +128,18 @@ control Ipv4FilterSide(inout headers_t hdr,
     }
 
     apply {
-        side_addr = is_source ? hdr.ipv4.src_addr : hdr.ipv4.dst_addr;
-        if (gate.apply().hit) {
-            filter.apply();
-        }
+        filter.apply();
     }
 }
 
-// One side of the IPv6 classifier; adds the flow label.
-control Ipv6FilterSide(inout headers_t hdr,
-                       inout local_metadata_t meta,
-                       inout standard_metadata_t std_meta)
-                      (bool is_source) {
-
-    ipv6_addr_t side_addr;  // the address this side's gate looks up
+// The filters of one side of the IPv6 classifier; adds the flow label.
+control Ipv6Filter(inout headers_t hdr,
+                   inout local_metadata_t meta,
+                   inout standard_metadata_t std_meta)
+                  (bool is_source) {
 
     direct_counter(CounterType.packets_and_bytes) filter_counter;
 
-    action open_gate() { }
-
     action match_session(clone_session_t id) {
         if (is_source) {
             meta.src_session = id;
@@ -109,28 +148,18 @@ control Ipv6FilterSide(inout headers_t hdr,
         }
     }
 
-    table gate {
-        key = {
-            meta.vrf:  exact @name("vrf");
-            side_addr: lpm   @name("addr");
-        }
-        actions = { open_gate; @defaultonly NoAction; }
-        const default_action = NoAction();
-        size = 16384;
-    }
-
     table filter {
         key = {
-            meta.vrf:              exact   @name("vrf");
-            std_meta.ingress_port: ternary @name("ingress_port");
-            hdr.ipv6.src_addr:     ternary @name("src_addr");
-            hdr.ipv6.dst_addr:     ternary @name("dst_addr");
-            meta.ip_proto:         ternary @name("protocol");
-            meta.ip_tos:           ternary @name("tos");
-            hdr.ipv6.flow_label:   ternary @name("flow_label");
-            meta.l4_valid:         ternary @name("l4_valid");
-            meta.l4_src_port:      range   @name("src_port");
-            meta.l4_dst_port:      range   @name("dst_port");
+            meta.vrf:               exact   @name("vrf");
+            std_meta.ingress_port:  ternary @name("ingress_port");
+            hdr.ipv6.src_addr:      ternary @name("src_addr");
+            hdr.ipv6.dst_addr:      ternary @name("dst_addr");
+            hdr.ipv6.next_hdr:      ternary @name("protocol");
+            hdr.ipv6.traffic_class: ternary @name("tos");
+            hdr.ipv6.flow_label:    ternary @name("flow_label");
+            hdr.l4_ports.isValid(): ternary @name("l4_valid");
+            hdr.l4_ports.src_port:  range   @name("src_port");
+            hdr.l4_ports.dst_port:  range   @name("dst_port");
         }
         actions = { match_session; @defaultonly NoAction; }
         const default_action = NoAction();
@@ -139,25 +168,45 @@ control Ipv6FilterSide(inout headers_t hdr,
     }
 
     apply {
-        side_addr = is_source ? hdr.ipv6.src_addr : hdr.ipv6.dst_addr;
-        if (gate.apply().hit) {
-            filter.apply();
+        filter.apply();
+    }
+}
+
+// Step 1 for every packet: which sides' gates are open.
+control InterceptGates(inout headers_t hdr,
+                       inout local_metadata_t meta,
+                       inout standard_metadata_t std_meta) {
+
+    Ipv4Gate(true) ipv4_src_gate;
+    Ipv4Gate(false) ipv4_dst_gate;
+    Ipv6Gate(true) ipv6_src_gate;
+    Ipv6Gate(false) ipv6_dst_gate;
+
+    apply {
+        if (meta.ip_version == 4) {
+            ipv4_src_gate.apply(hdr, meta, std_meta);
+            ipv4_dst_gate.apply(hdr, meta, std_meta);
+        } else if (meta.ip_version == 6) {
+            ipv6_src_gate.apply(hdr, meta, std_meta);
+            ipv6_dst_gate.apply(hdr, meta, std_meta);
         }
     }
 }
 
+// Step 2, only behind an open gate (and with the VRF known): the filters,
+// then the clone(s).
 control InterceptClassifier(inout headers_t hdr,
                             inout local_metadata_t meta,
                             inout standard_metadata_t std_meta) {
 
-    Ipv4FilterSide(true) ipv4_src;
-    Ipv4FilterSide(false) ipv4_dst;
-    Ipv6FilterSide(true) ipv6_src;
-    Ipv6FilterSide(false) ipv6_dst;
+    Ipv4Filter(true) ipv4_src;
+    Ipv4Filter(false) ipv4_dst;
+    Ipv6Filter(true) ipv6_src;
+    Ipv6Filter(false) ipv6_dst;
 
     action intercept(clone_session_t session) {
         meta.intercept_session = session;
-        clone_preserving_field_list(CloneType.I2E, (bit<32>)session,
+        clone_preserving_field_list(CloneType.I2E, session,
                                     FIELD_LIST_INTERCEPT);
     }
 
@@ -174,17 +223,20 @@ control InterceptClassifier(inout headers_t hdr,
     }
 
     apply {
-        if (std_meta.instance_type == INSTANCE_TYPE_RESUBMIT) {
-            // Second pass: the copy the first pass could not make.
-            intercept(meta.resubmit_session);
-            return;
-        }
         if (meta.ip_version == 4) {
-            ipv4_src.apply(hdr, meta, std_meta);
-            ipv4_dst.apply(hdr, meta, std_meta);
-        } else if (meta.ip_version == 6) {
-            ipv6_src.apply(hdr, meta, std_meta);
-            ipv6_dst.apply(hdr, meta, std_meta);
+            if (meta.src_gate_open == 1) {
+                ipv4_src.apply(hdr, meta, std_meta);
+            }
+            if (meta.dst_gate_open == 1) {
+                ipv4_dst.apply(hdr, meta, std_meta);
+            }
+        } else {
+            if (meta.src_gate_open == 1) {
+                ipv6_src.apply(hdr, meta, std_meta);
+            }
+            if (meta.dst_gate_open == 1) {
+                ipv6_dst.apply(hdr, meta, std_meta);
+            }
         }
 
         if (meta.src_session != 0 && meta.dst_session != 0
@@ -199,6 +251,16 @@ control InterceptClassifier(inout headers_t hdr,
         } else if (meta.dst_session != 0) {
             intercept(meta.dst_session);
         }
+    }
+}
+
+// The second pass of a resubmitted packet: the copy the first pass could
+// not make (the packet is forwarded as the first pass would have).
+control InterceptResubmitted(inout local_metadata_t meta) {
+    apply {
+        meta.intercept_session = meta.resubmit_session;
+        clone_preserving_field_list(CloneType.I2E, meta.resubmit_session,
+                                    FIELD_LIST_INTERCEPT);
     }
 }
 

@@ -59,8 +59,6 @@ parser P4tapParser(packet_in packet,
 
     state parse_ipv4_payload {
         meta.ip_version = 4;
-        meta.ip_proto = hdr.ipv4.protocol;
-        meta.ip_tos = hdr.ipv4.tos;
         // Only a first fragment carries the L4 header.
         transition select(hdr.ipv4.frag_offset, hdr.ipv4.protocol) {
             (0, IP_PROTO_TCP): parse_tcp;
@@ -79,8 +77,6 @@ parser P4tapParser(packet_in packet,
 
     state parse_ipv6_payload {
         meta.ip_version = 6;
-        meta.ip_proto = hdr.ipv6.next_hdr;
-        meta.ip_tos = hdr.ipv6.traffic_class;
         transition select(hdr.ipv6.next_hdr) {
             IP_PROTO_TCP: parse_tcp;
             IP_PROTO_UDP: parse_udp;
@@ -89,18 +85,14 @@ parser P4tapParser(packet_in packet,
     }
 
     state parse_tcp {
-        packet.extract(hdr.tcp);
-        meta.l4_valid = 1;
-        meta.l4_src_port = hdr.tcp.src_port;
-        meta.l4_dst_port = hdr.tcp.dst_port;
+        packet.extract(hdr.l4_ports);
+        packet.extract(hdr.tcp_rest);
         transition accept;
     }
 
     state parse_udp {
-        packet.extract(hdr.udp);
-        meta.l4_valid = 1;
-        meta.l4_src_port = hdr.udp.src_port;
-        meta.l4_dst_port = hdr.udp.dst_port;
+        packet.extract(hdr.l4_ports);
+        packet.extract(hdr.udp_rest);
         transition accept;
     }
 }
@@ -116,8 +108,9 @@ control P4tapDeparser(packet_out packet, in headers_t hdr) {
         packet.emit(hdr.ipv4);
         packet.emit(hdr.ipv4_options);
         packet.emit(hdr.ipv6);
-        packet.emit(hdr.tcp);
-        packet.emit(hdr.udp);
+        packet.emit(hdr.l4_ports);
+        packet.emit(hdr.tcp_rest);
+        packet.emit(hdr.udp_rest);
     }
 }
 

@@ -1,7 +1,8 @@
 /*
  * p4tap for v1model (bmv2 simple_switch_grpc).
  *
- * Ingress: routing context, forwarding, intercept classification (clone).
+ * Ingress: bridging, intercept gates, routing context (VRF), routing,
+ *          intercept classification (clone).
  * Egress:  intercept copies are encapsulated for their mediation device;
  *          everything else leaves as forwarding made it.
  */
@@ -20,14 +21,33 @@
 control P4tapIngress(inout headers_t hdr,
                      inout local_metadata_t meta,
                      inout standard_metadata_t std_meta) {
+    Bridging() bridging;
+    InterceptGates() intercept_gates;
     VrfClassifier() vrf_classifier;
-    Forwarding() forwarding;
+    Routing() routing;
     InterceptClassifier() intercept_classifier;
+    InterceptResubmitted() intercept_resubmitted;
 
+    // Ordered so that the common case pays least: an untapped bridged packet
+    // passes the L2 table and its gates, nothing else. The VRF is looked up
+    // only for what routes or may be tapped.
     apply {
-        vrf_classifier.apply(hdr, meta, std_meta);
-        forwarding.apply(hdr, meta, std_meta);
-        intercept_classifier.apply(hdr, meta, std_meta);
+        bridging.apply(hdr, meta, std_meta);
+        if (std_meta.instance_type == INSTANCE_TYPE_RESUBMIT) {
+            // Its gates stay shut: the first pass classified it already.
+            intercept_resubmitted.apply(meta);
+        } else {
+            intercept_gates.apply(hdr, meta, std_meta);
+        }
+        if (meta.routed == 1 || meta.src_gate_open == 1 || meta.dst_gate_open == 1) {
+            vrf_classifier.apply(hdr, meta, std_meta);
+        }
+        if (meta.routed == 1) {
+            routing.apply(hdr, meta, std_meta);
+        }
+        if (meta.src_gate_open == 1 || meta.dst_gate_open == 1) {
+            intercept_classifier.apply(hdr, meta, std_meta);
+        }
     }
 }
 
