@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base = median(0)
     traffic = {"untapped": "untapped", "subject": "tapped subject, no filter match"}
-    lines = ["| program | taps | traffic | instructions/frame | parser | match-action | of which debug strings "
+    lines = ["| program | taps | traffic | instructions/frame | parser | match-action | debug strings (all phases) "
              "| samples | l2_minimal / this |",
              "|---|---:|---|---:|---:|---:|---:|---|---:|"]
     for i, (program, taps, kind) in enumerate(configs):
