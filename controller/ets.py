@@ -118,3 +118,45 @@ def marks(cfg: EtsConfig) -> list[EtsMark]:
                 else:
                     out.append(EtsMark(port, tos, RESET, new_tos=cfg.default_dscp << 2 | ecn))
     return out
+
+
+_LIST_KEYS = ("ports", "trusted_ports", "media_dscp", "signalling_dscp")
+_INT_KEYS = ("media_priority", "signalling_priority", "rate_bytes", "burst_bytes", "priority_queues", "default_dscp")
+
+
+def to_dict(cfg: EtsConfig) -> dict:
+    """The settings as JSON/TOML values (lists sorted)."""
+    out: dict = {k: sorted(getattr(cfg, k)) for k in _LIST_KEYS}
+    out |= {k: getattr(cfg, k) for k in _INT_KEYS}
+    out["preemptive"] = cfg.preemptive
+    return out
+
+
+def from_dict(raw: dict, where: str = "ets") -> EtsConfig:
+    """Settings from a config table or a control request; every mistake is an
+    EtsConfigError naming the key."""
+    unknown = set(raw) - set(_LIST_KEYS) - set(_INT_KEYS) - {"preemptive"}
+    if unknown:
+        raise EtsConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    kw: dict = {}
+    for k in _LIST_KEYS:
+        if k in raw:
+            v = raw[k]
+            if not isinstance(v, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+                raise EtsConfigError(f"{where}: `{k}` must be a list of integers, got {v!r}")
+            kw[k] = frozenset(v) if k == "trusted_ports" else tuple(v)
+    for k in _INT_KEYS:
+        if k in raw:
+            if not isinstance(raw[k], int) or isinstance(raw[k], bool):
+                raise EtsConfigError(f"{where}: `{k}` must be an integer, got {raw[k]!r}")
+            kw[k] = raw[k]
+    if "preemptive" in raw:
+        if not isinstance(raw["preemptive"], bool):
+            raise EtsConfigError(f"{where}: `preemptive` must be true or false")
+        kw["preemptive"] = raw["preemptive"]
+    if "ports" not in kw:
+        raise EtsConfigError(f"{where}: missing `ports` (the ingress ports ETS conditions)")
+    try:
+        return EtsConfig(**kw)
+    except EtsConfigError as error:
+        raise EtsConfigError(f"{where}: {error}") from None
