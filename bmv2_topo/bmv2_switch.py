@@ -527,6 +527,24 @@ class Bmv2Switch:
             self.workdir = None
             self._own_workdir = False
 
+    def set_queue_rate(self, rate_pps: int, port: int | None = None, priority: int | None = None) -> None:
+        """Egress queue rate in packets/s (bmv2 has no other way than its
+        Thrift CLI): every queue, one port's queues, or one priority queue of
+        one port. bmv2's default is unlimited, so congestion needs this."""
+        if self.target != "bmv2":
+            raise Bmv2Error(f"{self.name}: queue rates need bmv2's Thrift CLI (target is {self.target})")
+        if self.thrift_port is None or not self.alive:
+            raise Bmv2Error(f"{self.name}: not running with a Thrift port")
+        cli = shutil.which("simple_switch_CLI")
+        if cli is None:
+            raise Bmv2Error("simple_switch_CLI not on PATH")
+        words = [str(rate_pps)] + ([str(port)] if port is not None else []) \
+            + ([str(priority)] if port is not None and priority is not None else [])
+        result = subprocess.run([cli, "--thrift-port", str(self.thrift_port)], input="set_queue_rate " + " ".join(words) + "\n",
+                                capture_output=True, text=True, timeout=30, check=False)
+        if result.returncode != 0 or "Error" in result.stdout or "Invalid" in result.stdout:
+            raise Bmv2Error(f"{self.name}: set_queue_rate {' '.join(words)} failed: {result.stdout[-500:]}{result.stderr[-500:]}")
+
     def kill(self) -> None:
         """SIGKILL without grace, like a crash (logs are kept for :meth:`restart`)."""
         proc = self._proc

@@ -105,6 +105,37 @@ def cmd_tap(args: argparse.Namespace) -> int:
     raise AssertionError(args.tap_command)
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def cmd_ets(args: argparse.Namespace) -> int:
+    payload: dict = {"op": "ets-show", "switch": args.switch}
+    if args.ets_command == "set":
+        changes = {k: v for k, v in (("ports", args.ports), ("trusted_ports", args.trusted_ports),
+                                     ("media_dscp", args.media_dscp), ("signalling_dscp", args.signalling_dscp),
+                                     ("rate_bytes", args.rate), ("burst_bytes", args.burst)) if v is not None}
+        if args.policy is not None:
+            changes["preemptive"] = args.policy == "preemptive"
+        payload = {"op": "ets-set", "switch": args.switch, "changes": changes}
+    result = request(_socket_path(args), payload)
+    if args.ets_command in ("show", "set"):
+        cfg = result["config"]
+        if cfg is None:
+            print(f"{args.switch}: no ETS conditioning")
+        else:
+            for k, v in cfg.items():
+                print(f"{k:<20} {v}")
+    if args.ets_command in ("show", "counters"):
+        print(f"{'class':<16} {'packets':>12} {'octets':>14}")
+        for klass, c in result["counters"].items():
+            print(f"{klass:<16} {c['packets']:>12} {c['octets']:>14}")
+    return 0
+
+
 def cmd_snmp_run(args: argparse.Namespace) -> int:
     from mib_bridge import cli as snmp_cli
 
@@ -159,6 +190,27 @@ def build_parser() -> argparse.ArgumentParser:
     cnt.add_argument("content_id", type=int)
     for p in (lst, add, rm, cnt):
         p.set_defaults(func=cmd_tap)
+
+    ets_p = sub.add_parser("ets", help="RFC 4190 ETS conditioning on a running controller",
+                           description="Show or change a switch's ETS conditioning (trusted ports, code points, "
+                                       "cap, policy) and read its per-class counters. Changes apply at once and "
+                                       "last until the controller restarts (the config file is read at start).")
+    ets_sub = ets_p.add_subparsers(dest="ets_command", required=True, metavar="ACTION")
+    e_show = ets_sub.add_parser("show", help="settings and per-class counters")
+    e_cnt = ets_sub.add_parser("counters", help="packets and octets per class (ets-media, ets-signalling, "
+                                                "reset: untrusted marks reset, demoted: over the cap)")
+    e_set = ets_sub.add_parser("set", help="change settings (only those given)")
+    e_set.add_argument("--ports", type=_int_list, help="ingress ports conditioned, e.g. 1,2,3")
+    e_set.add_argument("--trusted-ports", type=_int_list, help="of those, the ports whose ETS marks are kept")
+    e_set.add_argument("--media-dscp", type=_int_list, help="ETS media code points (default 46, EF)")
+    e_set.add_argument("--signalling-dscp", type=_int_list, help="ETS signalling code points (default 26, AF31)")
+    e_set.add_argument("--rate", type=int, help="ETS cap per trusted port, bytes/s")
+    e_set.add_argument("--burst", type=int, help="ETS burst per trusted port, bytes")
+    e_set.add_argument("--policy", choices=["non-preemptive", "preemptive"],
+                       help="over-cap ETS demoted (non-preemptive, default) or kept at ETS priority")
+    for p in (e_show, e_cnt, e_set):
+        p.add_argument("--switch", required=True, help="switch name (as in the config)")
+        p.set_defaults(func=cmd_ets)
 
     snmp = sub.add_parser("snmp", help="the SNMPv3 TAP-MIB agent mediation devices provision through")
     snmp_sub = snmp.add_subparsers(dest="snmp_command", required=True, metavar="ACTION")

@@ -18,6 +18,10 @@ credentials, ports, VRFs, forwarding and intercept delivery settings.
     vlan_vrfs = [ { port = 1, vid = 100, vrf = "red" } ]
     l2 = [ { mac = "02:00:00:00:00:01", port = 1 } ]
     flood = { group = 1, ports = [1, 2, 3, 4] }
+    # RFC 4190 ETS (optional): untrusted ports get ETS marks reset; trusted ones
+    # are classified and capped. The switch must run with priority_queues queues.
+    ets = { ports = [1, 4], trusted_ports = [4], media_dscp = [46], signalling_dscp = [26],
+            rate_bytes = 125000, burst_bytes = 15000, preemptive = false, priority_queues = 3 }
     routes = [ { prefix = "203.0.113.10/32", port = 4, src_mac = "02:00:00:00:00:fe", dst_mac = "02:00:00:00:00:04" } ]
     # tls = { ca_cert = "ca.pem", client_cert = "c.pem", client_key = "c.key" }
 
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controller import ets
 from controller.pipeline import mac_to_int
 from controller.service import SwitchConfig
 from controller.switch import TlsConfig
@@ -77,6 +82,15 @@ def _mac(value: Any, where: str) -> str:
     except ValueError:
         raise ConfigError(f"{where}: {value!r} is not a MAC address") from None
     return str(value).lower()
+
+
+def _ets(raw: dict[str, Any], where: str) -> ets.EtsConfig | None:
+    if "ets" not in raw:
+        return None
+    try:
+        return ets.from_dict(_get(raw, "ets", dict, where), f"{where} ets")
+    except ets.EtsConfigError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _switch(raw: dict[str, Any], base: Path) -> SwitchConfig:
@@ -129,6 +143,7 @@ def _switch(raw: dict[str, Any], base: Path) -> SwitchConfig:
         l2=tuple(L2Entry(_mac(e["mac"], where), int(e["port"])) for e in _get(raw, "l2", list, where, [])),
         flood=flood, routes=tuple(routes), tap_sources=sources,
         tap_source_port=_get(raw, "tap_source_port", int, where, 49152),
+        ets=_ets(raw, where),
     )
     tls = None
     if "tls" in raw:

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from controller import codec
+from controller import codec, ets
 from controller.model import InterceptError
 from controller.service import Controller, ProvisionError
 from controller.switch import SwitchError
@@ -97,6 +97,21 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             return {name: {"address": s.config.address, "connected": bool(s.conn and s.conn.connected),
                            "primary": bool(s.conn and s.conn.is_primary), "entries": len(s.believed)}
                     for name, s in c.switches.items()}
+        if op in ("ets-show", "ets-set"):
+            name = request.get("switch")
+            if name not in c.switches:
+                raise ControlError(f"no switch named {name!r} (known: {sorted(c.switches)})")
+            if op == "ets-set":
+                current = c.switches[name].config.topology.ets
+                merged = (ets.to_dict(current) if current is not None else {}) | dict(request.get("changes", {}))
+                try:
+                    cfg = ets.from_dict(merged, f"switch {name!r} ets")
+                except ets.EtsConfigError as error:
+                    raise ControlError(str(error)) from None
+                c.set_ets(name, cfg, actor)
+            cfg = c.switches[name].config.topology.ets
+            return {"config": None if cfg is None else ets.to_dict(cfg),
+                    "counters": {k: {"packets": p, "octets": o} for k, (p, o) in c.ets_counters(name).items()}}
         raise ControlError(f"unknown operation {op!r}")
 
 

@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable
 
 from p4.v1 import p4runtime_pb2 as p4r
 
-from controller.pipeline import Pipeline, encode, mac_to_int
+from controller import ets
+from controller.pipeline import Pipeline, decode, encode, mac_to_int
 from controller.plan import CloneSession, EncapEntry, FilterEntry, GateEntry, InterceptPlan, MergeEntry, Side
 from controller.regions import Span, Ternary
 from controller.topology import SwitchTopology
@@ -51,6 +52,13 @@ ENCAP_DROPS_COUNTER = f"{EGRESS}.intercept_encap.intercept_drops"
 BRIDGING = f"{INGRESS}.bridging"
 ROUTING = f"{INGRESS}.routing"
 VRF = f"{INGRESS}.vrf_classifier"
+ETS = f"{INGRESS}.ets_conditioner"
+ETS_METER = f"{ETS}.ets_cap"
+ETS_DEMOTED_COUNTER = f"{ETS}.ets_demoted"
+
+
+def ets_table(family: int) -> str:
+    return f"{ETS}.ipv{family}_marks"
 
 
 class EntryBuilder:
@@ -221,7 +229,57 @@ class EntryBuilder:
                  self.lpm(table, "dst_addr", int(route.prefix.network_address), route.prefix.prefixlen)],
                 self.action(f"{ROUTING}.route_v{version}", port=route.next_hop.port,
                             src_mac=mac_to_int(route.next_hop.src_mac), dst_mac=mac_to_int(route.next_hop.dst_mac)))))
+        if topo.ets is not None:
+            out += [p4r.Entity(table_entry=e) for e in self.ets_entries(topo.ets)]
         return out
+
+    # -- ETS (RFC 4190) -------------------------------------------------
+
+    def ets_entries(self, cfg: ets.EtsConfig) -> list[p4r.TableEntry]:
+        """One entry per (port, ETS TOS byte) and address family."""
+        out = []
+        for mark in ets.marks(cfg):
+            for family in (4, 6):
+                table = ets_table(family)
+                match = [self.exact(table, "ingress_port", mark.port), self.exact(table, "tos", mark.tos)]
+                if mark.new_tos is not None and family == 4:
+                    action = self.action(f"{ETS}.reset_ipv4", tos=mark.new_tos,
+                                         csum_delta=ets.csum_delta(mark.tos, mark.new_tos))
+                elif mark.new_tos is not None:
+                    action = self.action(f"{ETS}.reset_ipv6", traffic_class=mark.new_tos)
+                elif mark.capped:
+                    action = self.action(f"{ETS}.ets_capped", priority=mark.priority)
+                else:
+                    action = self.action(f"{ETS}.ets_preemptive", priority=mark.priority)
+                out.append(self.table_entry(table, match, action))
+        return out
+
+    def ets_meters(self, cfg: ets.EtsConfig) -> list[p4r.Entity]:
+        """The cap of every trusted port (both rates at the cap: anything over
+        it is not green). Meters always exist: these are MODIFY updates."""
+        meter_id = self.pipeline.meter_id(ETS_METER)
+        config = p4r.MeterConfig(cir=cfg.rate_bytes, cburst=cfg.burst_bytes, pir=cfg.rate_bytes, pburst=cfg.burst_bytes)
+        return [p4r.Entity(meter_entry=p4r.MeterEntry(meter_id=meter_id, index=p4r.Index(index=port), config=config))
+                for port in sorted(cfg.trusted_ports)]
+
+    def ets_class_counters(self, cfg: ets.EtsConfig, entries: Iterable[p4r.TableEntry],
+                           demoted: Iterable[p4r.CounterEntry]) -> dict[str, tuple[int, int]]:
+        """(packets, bytes) per class from the ETS tables' entries (read with
+        their direct counters) and the per-port demotion counter."""
+        totals = {k: [0, 0] for k in (ets.MEDIA, ets.SIGNALLING, ets.RESET, ets.DEMOTED)}
+        tables = {self.pipeline.table_id(ets_table(f)): ets_table(f) for f in (4, 6)}
+        for te in entries:
+            if te.table_id not in tables:
+                continue
+            fields = {self.pipeline.match_field(tables[te.table_id], n).id: n for n in ("ingress_port", "tos")}
+            key = {fields[m.field_id]: decode(m.exact.value) for m in te.match}
+            klass = ets.class_of(cfg, key["ingress_port"], key["tos"])
+            totals[klass][0] += te.counter_data.packet_count
+            totals[klass][1] += te.counter_data.byte_count
+        for c in demoted:
+            totals[ets.DEMOTED][0] += c.data.packet_count
+            totals[ets.DEMOTED][1] += c.data.byte_count
+        return {k: (v[0], v[1]) for k, v in totals.items()}
 
 
 def rank(pipeline: Pipeline) -> "Callable[[p4r.Entity], int]":

@@ -90,6 +90,9 @@ class Pipeline:
     def direct_counter_id(self, name: str) -> int:
         return self._lookup(P4Type.direct_counter, name)
 
+    def meter_id(self, name: str) -> int:
+        return self._lookup(P4Type.meter, name)
+
     def match_field(self, table: str, field: str) -> p4info_pb2.MatchField:
         mf = self._context.get_mf(table, field)
         if mf is None:

@@ -27,7 +27,8 @@ from pathlib import Path
 from p4.v1 import p4runtime_pb2 as p4r
 
 from controller.audit import AuditLog
-from controller.entries import ENCAP_DROPS_COUNTER, EntryBuilder, filter_table, rank
+from controller import ets
+from controller.entries import ENCAP_DROPS_COUNTER, ETS_DEMOTED_COUNTER, EntryBuilder, ets_table, filter_table, rank
 from controller.model import InterceptError, Mediation, Stream, StreamKey
 from controller.pipeline import Pipeline
 from controller.plan import FilterEntry, IdAllocator, InterceptPlan, Side, plan_intercepts
@@ -252,6 +253,26 @@ class ManagedSwitch:
                 stream.drops = sum(c.data.packet_count for c in drops)
         return out
 
+    def apply_ets_meters(self) -> None:
+        """Set every trusted port's ETS cap (meters lose their rates when the
+        pipeline is pushed, and MODIFY is idempotent, so this runs on every
+        reconcile)."""
+        cfg = self.config.topology.ets
+        if cfg is not None and cfg.trusted_ports:
+            conn = self.require_connection()
+            conn.write([p4r.Update(type=p4r.Update.MODIFY, entity=e) for e in self.builder.ets_meters(cfg)])
+
+    def ets_counters(self) -> dict[str, tuple[int, int]]:
+        """(packets, bytes) per ETS class since the entries were installed."""
+        cfg = self.config.topology.ets
+        if cfg is None:
+            return {}
+        conn = self.require_connection()
+        entries = [te for f in (4, 6)
+                   for te in conn.read_table_entries(self.pipeline.table_id(ets_table(f)), with_counters=True)]
+        demoted = conn.read_counter(self.pipeline.counter_id(ETS_DEMOTED_COUNTER))
+        return self.builder.ets_class_counters(cfg, entries, demoted)
+
 
 class Controller:
     """Intercepts in, P4Runtime state out, on every configured switch."""
@@ -468,8 +489,37 @@ class Controller:
                                   modified=len(d.modifies), deleted=len(d.deletes))
                 log.info("%s: reconciled: %s", name, d.summary())
             switch.index_filters(plan)
+            switch.apply_ets_meters()
             self.store.save_ids(name, switch.ids)
             return d
+
+    # -- ETS (RFC 4190) -----------------------------------------------------
+
+    def set_ets(self, name: str, cfg: ets.EtsConfig | None, actor: str) -> Diff:
+        """Replace one switch's ETS conditioning (None: none) and carry it to
+        the switch. Runtime only: the config file stays the source at start.
+        If the switch refuses, the previous settings are restored."""
+        with self.lock:
+            switch = self.switches.get(name)
+            if switch is None:
+                raise KeyError(f"no switch named {name!r}")
+            old = switch.config.topology.ets
+            switch.config.topology = dataclasses.replace(switch.config.topology, ets=cfg)
+            try:
+                d = self.reconcile(name, actor)
+            except Exception:
+                switch.config.topology = dataclasses.replace(switch.config.topology, ets=old)
+                self.reconcile(name, actor)
+                raise
+            self.audit.append(actor, "ets", switch=name, config=None if cfg is None else repr(cfg))
+            return d
+
+    def ets_counters(self, name: str) -> dict[str, tuple[int, int]]:
+        with self.lock:
+            switch = self.switches.get(name)
+            if switch is None:
+                raise KeyError(f"no switch named {name!r}")
+            return switch.ets_counters()
 
     def expire_due(self) -> list[Mediation]:
         """Remove every intercept whose timeout has passed; tell the listeners."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from controller.ets import EtsConfig
 from controller.model import InterceptError, IPAddress
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -57,6 +58,7 @@ class SwitchTopology:
     `port_vrfs` for its port, else it is 0.
     `tap_sources` are the switch's own addresses that intercept copies are
     sent from, per IP version, and `tap_source_port` their UDP source port.
+    `ets` is the RFC 4190 conditioning (None: ETS marks pass untouched).
     """
 
     ports: dict[int, int] = field(default_factory=dict)
@@ -69,6 +71,7 @@ class SwitchTopology:
     routes: tuple[Route, ...] = ()
     tap_sources: dict[int, IPAddress] = field(default_factory=dict)
     tap_source_port: int = 0
+    ets: EtsConfig | None = None
 
     def ingress_port(self, ifindex: int) -> int:
         try:

@@ -69,3 +69,45 @@ def test_duplicate_switch_names_refused(tmp_path):
     text = GOOD + GOOD[GOOD.index("[[switch]]"):]
     with pytest.raises(ConfigError, match="unique"):
         load(write(tmp_path, text))
+
+
+ETS_LINE = 'ets = { ports = [1, 2], trusted_ports = [2], rate_bytes = 12500, burst_bytes = 3000, preemptive = true }\n'
+
+
+def test_ets_settings_load_with_rfc4190_defaults(tmp_path):
+    from controller import ets
+
+    cfg = load(write(tmp_path, GOOD + ETS_LINE)).switches[0].topology.ets
+    assert cfg.ports == (1, 2) and cfg.trusted_ports == {2}
+    assert (cfg.rate_bytes, cfg.burst_bytes, cfg.preemptive) == (12500, 3000, True)
+    assert cfg.media_dscp == (ets.EF,) and cfg.signalling_dscp == (ets.AF31,)
+    assert load(write(tmp_path, GOOD)).switches[0].topology.ets is None
+
+
+@pytest.mark.parametrize("change, message", [
+    (("trusted_ports = [2]", "trusted_ports = [3]"), "not ETS ports"),
+    (("rate_bytes = 12500", "rate_bytes = 0"), "positive rate"),
+    (("preemptive = true", "preemptive = 1"), "true or false"),
+    (("ports = [1, 2]", "ports = [1, 2], media_dscp = [0]"), "default class"),
+    (("ports = [1, 2]", "ports = [1, 2], media_dscp = [46], signalling_dscp = [46]"), "overlap"),
+    (("ports = [1, 2]", "ports = [1, 2], media_priority = 3"), "priority queues"),
+    (("ports = [1, 2]", "ports = [1, 2], colour = 1"), "unknown keys"),
+])
+def test_ets_mistakes_are_reported(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        load(write(tmp_path, GOOD + ETS_LINE.replace(*change)))
+
+
+def test_ets_checksum_delta_matches_a_recomputed_checksum():
+    """The controller's precomputed RFC 1624 delta, applied as the P4 action
+    does, gives the checksum scapy computes from scratch."""
+    from scapy.layers.inet import IP
+
+    from controller.ets import csum_delta
+
+    for old, new in ((46 << 2 | 1, 1), (26 << 2, 0), (46 << 2 | 3, 3)):
+        for ident in (0, 1, 0x1234, 0xFFFF):
+            hc = IP(bytes(IP(src="192.0.2.1", dst="198.51.100.2", tos=old, id=ident))).chksum
+            total = (~hc & 0xFFFF) + csum_delta(old, new)
+            got = ~((total & 0xFFFF) + (total >> 16)) & 0xFFFF
+            assert got == IP(bytes(IP(src="192.0.2.1", dst="198.51.100.2", tos=new, id=ident))).chksum

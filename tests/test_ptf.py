@@ -22,7 +22,9 @@ from controller.switch import SwitchConnection
 from ptf_tests.base import PORTS
 from tests.conftest import needs_root
 
-PTF_MODULES = ["forwarding", "intercept_basic", "intercept_wildcards", "intercept_agencies", "counters"]
+PTF_MODULES = ["forwarding", "intercept_basic", "intercept_wildcards", "intercept_agencies", "counters", "ets"]
+# ETS (ptf_tests/ets.py) sends to priority queues up to 2; bmv2 drops priority >= this.
+PRIORITY_QUEUES = 3
 PTF = Path(sys.executable).with_name("ptf")
 
 pytestmark = [needs_root]
@@ -37,7 +39,7 @@ def switch(request, tmp_path_factory):
     logs = tmp_path_factory.mktemp(target)
     with veth_pairs(PORTS, prefix="p4tp") as pairs:
         sw = Bmv2Switch(ports={p.port: p.switch_end for p in pairs}, log_file=logs / f"{target}.log", target=target,
-                        name=target)
+                        name=target, priority_queues=PRIORITY_QUEUES)
         sw.start()
         try:
             pipeline = Pipeline.load()

@@ -130,6 +130,8 @@ struct local_metadata_t {
     clone_session_t resubmit_session;
 
     bit<16>  inner_len;       // egress: bytes of the intercepted IP packet
+
+    bit<2>   ets_color;       // ETS cap meter: 0 green (within), else over
 }
 
 #endif

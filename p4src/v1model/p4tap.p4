@@ -2,7 +2,7 @@
  * p4tap for v1model (bmv2 simple_switch_grpc).
  *
  * Ingress: bridging, intercept gates, routing context (VRF), routing,
- *          intercept classification (clone).
+ *          intercept classification (clone), ETS conditioning (RFC 4190).
  * Egress:  intercept copies are encapsulated for their mediation device;
  *          everything else leaves as forwarding made it.
  */
@@ -17,6 +17,7 @@
 #include "../include/forwarding.p4"
 #include "../include/intercept.p4"
 #include "../include/encap.p4"
+#include "../include/ets.p4"
 
 control P4tapIngress(inout headers_t hdr,
                      inout local_metadata_t meta,
@@ -27,6 +28,7 @@ control P4tapIngress(inout headers_t hdr,
     Routing() routing;
     InterceptClassifier() intercept_classifier;
     InterceptResubmitted() intercept_resubmitted;
+    EtsConditioner() ets_conditioner;
 
     // Ordered so that the common case pays least: an untapped bridged packet
     // passes the L2 table and its gates, nothing else. The VRF is looked up
@@ -47,6 +49,12 @@ control P4tapIngress(inout headers_t hdr,
         }
         if (meta.src_gate_open == 1 || meta.dst_gate_open == 1) {
             intercept_classifier.apply(hdr, meta, std_meta);
+        }
+        // After the intercept filters (they match the DSCP as sent). A first
+        // pass that resubmits is never forwarded: its second pass meters it.
+        if (meta.ip_version != 0
+                && (meta.resubmit_session == 0 || std_meta.instance_type == INSTANCE_TYPE_RESUBMIT)) {
+            ets_conditioner.apply(hdr, meta, std_meta);
         }
     }
 }
