@@ -284,8 +284,8 @@ class Bmv2Switch:
         self.target = resolve_target(self.target)
         if self.target == "softswitch":
             program = [sys.executable, "-m", "softswitch"]
-            # same options as bmv2 (only the PRE sizes matter; Thrift/nanomsg are not needed)
-            helptext = "--max-mc-groups --max-l1-entries --max-l2-entries"
+            # same options as bmv2 (its Thrift server only sets egress queues; no nanomsg)
+            helptext = "--thrift-port --max-mc-groups --max-l1-entries --max-l2-entries"
         else:
             binary = self.binary or find_simple_switch_grpc()
             if binary is None:
@@ -527,24 +527,6 @@ class Bmv2Switch:
             self.workdir = None
             self._own_workdir = False
 
-    def set_queue_rate(self, rate_pps: int, port: int | None = None, priority: int | None = None) -> None:
-        """Egress queue rate in packets/s (bmv2 has no other way than its
-        Thrift CLI): every queue, one port's queues, or one priority queue of
-        one port. bmv2's default is unlimited, so congestion needs this."""
-        if self.target != "bmv2":
-            raise Bmv2Error(f"{self.name}: queue rates need bmv2's Thrift CLI (target is {self.target})")
-        if self.thrift_port is None or not self.alive:
-            raise Bmv2Error(f"{self.name}: not running with a Thrift port")
-        cli = shutil.which("simple_switch_CLI")
-        if cli is None:
-            raise Bmv2Error("simple_switch_CLI not on PATH")
-        words = [str(rate_pps)] + ([str(port)] if port is not None else []) \
-            + ([str(priority)] if port is not None and priority is not None else [])
-        result = subprocess.run([cli, "--thrift-port", str(self.thrift_port)], input="set_queue_rate " + " ".join(words) + "\n",
-                                capture_output=True, text=True, timeout=30, check=False)
-        if result.returncode != 0 or "Error" in result.stdout or "Invalid" in result.stdout:
-            raise Bmv2Error(f"{self.name}: set_queue_rate {' '.join(words)} failed: {result.stdout[-500:]}{result.stderr[-500:]}")
-
     def kill(self) -> None:
         """SIGKILL without grace, like a crash (logs are kept for :meth:`restart`)."""
         proc = self._proc
@@ -555,6 +537,36 @@ class Bmv2Switch:
                 pass
             proc.wait()
         self._reap()
+
+    # ------------------------------------------------------------ egress queues (Thrift)
+
+    def set_queue_rate(self, pps: int, port: int | None = None, priority: int | None = None) -> None:
+        """``simple_switch_CLI set_queue_rate``: limit egress queue(s) to ``pps``
+        packets/s (0: no limit); all ports, one port, or one priority queue of it."""
+        with self._thrift() as client:
+            client.set_queue_rate(pps, port, priority)
+
+    def set_queue_depth(self, depth: int, port: int | None = None, priority: int | None = None) -> None:
+        """``simple_switch_CLI set_queue_depth``: hold at most ``depth`` packets per egress queue."""
+        with self._thrift() as client:
+            client.set_queue_depth(depth, port, priority)
+
+    def _thrift(self):
+        from softswitch.thrift import ThriftClient
+        if not self.alive:
+            raise Bmv2Error(f"{self.name} is not running")
+        if self.thrift_port is None:
+            raise Bmv2Error(f"{self.name}: this build has no Thrift server (--thrift-port): queues cannot be set")
+        if self.netns:
+            raise Bmv2Error(f"{self.name}: its Thrift server is inside network namespace {self.netns!r}")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return ThriftClient("127.0.0.1", self.thrift_port)
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    raise Bmv2Error(f"{self.name}: cannot reach its Thrift server on port {self.thrift_port}: {e}") from e
+                time.sleep(0.1)
 
     def restart(self, timeout: float = 15.0) -> "Bmv2Switch":
         """Stop (if running) and start again on the same ports; the switch comes back empty."""

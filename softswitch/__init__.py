@@ -9,6 +9,8 @@ Modules:
 * ``externs``  -- counters, meters, registers
 * ``hashes``   -- bmv2's hash and checksum algorithms
 * ``switch``   -- v1model / simple_switch packet path, PRE, clone sessions
+* ``queues``   -- egress priority queues (depth, rate, strict priority)
+* ``thrift``   -- bmv2's Thrift calls that set queue depths and rates
 * ``p4info``   -- binds the P4Info to the compiled program
 * ``runtime``  -- P4Runtime device manager (PI's DeviceMgr semantics)
 * ``server``   -- gRPC P4Runtime service, arbitration, packet I/O stream

@@ -4,11 +4,15 @@
                      [-L LEVEL] [--thrift-port N] (--no-p4 | CONFIG.json)
                      [-- --grpc-server-addr ADDR --cpu-port N --priority-queues N ...]
 
-Options of bmv2 that only configure what this switch does not have (Thrift
-port, notifications socket) are accepted and ignored, so the launchers that
-drive bmv2 drive this switch unchanged; ``--pcap`` and ``--dump-packet-data``
-are ignored with a warning; options that would change how packets flow
-(``--use-files``, ``--packet-in``, ``--restore-state``) are refused.
+``--thrift-port`` serves the part of bmv2's Thrift interface that sets egress
+queue depths and rates (``simple_switch_CLI``'s ``set_queue_depth`` and
+``set_queue_rate``; see ``softswitch.thrift``), on 127.0.0.1; without it
+there is no Thrift server.  Options of bmv2 that only configure what this
+switch does not have (notifications socket) are accepted and ignored, so the
+launchers that drive bmv2 drive this switch unchanged; ``--pcap`` and
+``--dump-packet-data`` are ignored with a warning; options that would change
+how packets flow (``--use-files``, ``--packet-in``, ``--restore-state``) are
+refused.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ Options:
   -i [ --interface ] arg      <port-num>@<interface-name>: Attach network
                               interface <interface-name> as port <port-num> at
                               startup. Can appear multiple times
-  --thrift-port arg           Accepted for compatibility; there is no Thrift server
+  --thrift-port arg           Serve bmv2's Thrift queue settings (set_queue_depth,
+                              set_queue_rate of simple_switch_CLI) on 127.0.0.1:arg
   --device-id arg             Device ID (default 0)
   --log-console               Enable logging on stdout
   --log-file arg              Enable logging to given file (".txt" is appended, as bmv2 does)
@@ -52,7 +57,9 @@ Target options (after '--'):
   --grpc-server-with-client-auth  Require client to have a valid certificate
   --cpu-port arg              Port number for P4Runtime packet-in / packet-out (not 0)
   --drop-port arg             Drop port (default is 511)
-  --priority-queues arg       Number of priority queues (default is 1)
+  --priority-queues arg       Number of priority queues per port (default is 1, at
+                              most 32); standard_metadata.priority chooses one, the
+                              highest is served first, priority >= arg is dropped
   --max-mc-groups arg         Maximum number of multicast groups (default is 4096)
   --max-l1-entries arg        Maximum number of L1 multicast entries (default is 4096)
   --max-l2-entries arg        Maximum number of L2 multicast entries (default is 8192)
@@ -77,7 +84,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace]
     p.add_argument("--pcap", nargs="?", const=".")
     p.add_argument("--use-files")
     p.add_argument("--packet-in")
-    p.add_argument("--thrift-port")
+    p.add_argument("--thrift-port", type=int)
     p.add_argument("--device-id", type=int, default=0)
     p.add_argument("--nanolog")
     p.add_argument("--log-console", action="store_true")
@@ -188,12 +195,18 @@ def main(argv: list[str] | None = None) -> int:
     if targs.cpu_port is not None and targs.cpu_port == 0:
         print("error: 0 is not a valid value for --cpu-port", file=sys.stderr)
         return 1
+    from .queues import MAX_PRIORITY_QUEUES
+    if not 1 <= targs.priority_queues <= MAX_PRIORITY_QUEUES:
+        print(f"error: --priority-queues must be 1..{MAX_PRIORITY_QUEUES}, not {targs.priority_queues}",
+              file=sys.stderr)
+        return 1
     switch = SimpleSwitch(drop_port=targs.drop_port, priority_queues=targs.priority_queues, cpu_port=targs.cpu_port,
                           max_mc_groups=targs.max_mc_groups, max_l1=targs.max_l1_entries,
                           max_l2=targs.max_l2_entries)
-    if args.config is not None:
+    cli_json = _read(args.config, "JSON config")
+    if cli_json is not None:
         try:
-            switch.set_program(Program(_read(args.config, "JSON config"), log=lambda m: log.info("%s", m)))
+            switch.set_program(Program(cli_json, log=lambda m: log.info("%s", m)))
         except LoadError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
@@ -232,6 +245,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: failed to bind the gRPC server to {targs.grpc_server_addr}: {e}", file=sys.stderr)
         return 1
     switch.packet_in = server.servicer.packet_in
+    thrift = None
+    if args.thrift_port is not None:
+        from .thrift import ThriftServer
+        try:
+            thrift = ThriftServer(args.thrift_port, switch, lambda: device.config.p4_device_config
+                                  if device.config is not None else cli_json)
+        except OSError as e:
+            print(f"error: cannot serve Thrift on 127.0.0.1:{args.thrift_port}: {e.strerror or e}", file=sys.stderr)
+            return 1
+        thrift.start()
+        log.info("Thrift server (egress queue settings) on 127.0.0.1:%d", thrift.port)
     server.start()
     print(f"Server listening on {targs.grpc_server_addr}", flush=True)
     log.info("p4tap-softswitch %s, device %d, %d port(s)", __version__, args.device_id, len(ports.ports))
@@ -244,13 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import SwitchAbort
     rc = 0
     try:
-        ports.run(switch.receive)
+        ports.run(switch.receive, switch.service)
     except SwitchAbort as e:
         log.critical("%s", e)
         print(f"p4tap-softswitch: {e}", file=sys.stderr)
         rc = 1
     finally:
         server.stop()
+        if thrift is not None:
+            thrift.stop()
         ports.close()
         for h in logging.getLogger("softswitch").handlers:
             h.flush()

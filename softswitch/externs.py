@@ -102,11 +102,6 @@ class MeterArray:
     def new_meter(self) -> Meter:
         return Meter(self.packets, self.t0)
 
-    def execute(self, index: int, nbytes: int) -> int:
-        if 0 <= index < self.size:
-            return self.meters[index].execute(nbytes)
-        return GREEN
-
     def reset(self) -> None:
         for m in self.meters:
             m.reset()

@@ -14,6 +14,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 
 __all__ = ["Port", "PortSet"]
@@ -153,13 +154,22 @@ class PortSet:
         except OSError:
             pass
 
-    def run(self, receive: Callable[[int, bytes], None]) -> None:
-        """Receive loop: hands every frame to ``receive(port, frame)`` until stop()."""
+    def run(self, receive: Callable[[int, bytes], None],
+            service: Callable[[], float | None] | None = None) -> None:
+        """Receive loop: hands every frame to ``receive(port, frame)`` until stop().
+
+        ``service()`` (the switch's) sends what rate-limited egress queues let
+        go and returns the monotonic time of the next departure, or None; the
+        loop wakes up then even when no frame arrives."""
         poll = self._ep.poll
         by_fd = self._by_fd
+        wake: float | None = None
         while not self._stop:
+            timeout = 1.0
+            if wake is not None:
+                timeout = min(timeout, max(0.0, wake - time.monotonic()))
             try:
-                events = poll(1.0)
+                events = poll(timeout)
             except InterruptedError:
                 continue
             for fd, _ev in events:
@@ -180,6 +190,8 @@ class PortSet:
                 num = port.number
                 for frame in port.recv_burst():
                     receive(num, frame)
+            if service is not None:
+                wake = service()
 
     def close(self) -> None:
         for p in self.ports.values():

@@ -858,7 +858,11 @@ class Program:
             m = self._named(params[0], "meter_array", self.meters, w)
             tgt, width, signed, _ = self._lvalue(params[2], w, ctx)
             mc = self.g.const(m, "mtr")
-            return [self._assign_src(tgt, width, signed, f"{mc}.execute({self._data(params[1], w, ctx)}, P.ilen)")]
+            # bmv2 (built with its checks, as distributed) leaves the meter and
+            # the destination untouched for an index beyond the array
+            return [f"_i = {self._data(params[1], w, ctx)}",
+                    f"if 0 <= _i < {m.size}:",
+                    "    " + self._assign_src(tgt, width, signed, f"{mc}.meters[_i].execute(P.ilen)")]
         if op == "register_read":
             nparams(3)
             tgt, width, signed, _ = self._lvalue(params[0], w, ctx)
@@ -1716,9 +1720,7 @@ class Program:
             e.next = nxt if not isinstance(nxt, str) else self.node(nxt)
         if t.with_counters:
             e.counter = [0, 0]
-        if t.direct_meter is not None:
-            e.meter = t.direct_meter.new_meter()
-        return e
+        return e   # a direct meter comes with the handle (Table.add)
 
     def _add_json_entry(self, t: Table, ej: dict) -> None:
         where = f"const entries of table {t.name}"

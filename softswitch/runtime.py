@@ -9,7 +9,11 @@ over-wide value, ALREADY_EXISTS for a duplicate insert, NOT_FOUND for a
 missing entry, PERMISSION_DENIED for a const default action, UNKNOWN for what
 the target refuses; a batch reports UNKNOWN with one ``p4.v1.Error`` per
 update.  Documented differences from bmv2: register reads and writes work
-(PI answers UNIMPLEMENTED).
+(PI answers UNIMPLEMENTED); a table insert whose meter config bmv2 refuses
+(committed rate above peak) fails with the same status but leaves no entry
+behind (bmv2 keeps the entry, unconfigured).  As on bmv2, a direct meter
+belongs to the entry *handle*: an entry inserted where a deleted one was
+inherits its meter.
 """
 
 from __future__ import annotations
@@ -425,12 +429,18 @@ class Device:
             e.metadata = te.metadata
             if counter_data is not None and e.counter is not None:
                 e.counter[0], e.counter[1] = counter_data.packet_count, counter_data.byte_count
-            if meter_cfg is not None and e.meter is not None:
-                self._set_meter(e.meter, meter_cfg)
             try:
                 table.add(e)
             except TableError:
                 raise _err(C.UNKNOWN, "Error when adding match entry to target") from None
+            if meter_cfg is not None and e.meter is not None:
+                try:
+                    self._set_meter(e.meter, meter_cfg)
+                except P4RTError:
+                    # bmv2 keeps the entry it could not configure; here a
+                    # refused write changes nothing
+                    table.delete(e)
+                    raise
             return
         if utype == p4v1.Update.MODIFY:
             key = self.match_key(ti, te)
@@ -462,9 +472,7 @@ class Device:
             new = prog.make_entry(table, act, data)
             new.controller_metadata = te.controller_metadata
             new.metadata = te.metadata
-            if new.meter is not None:
-                new.meter = None  # keep the old meter state unless a config is given
-            table.modify(old, new)
+            table.modify(old, new)    # same handle: same counter and meter state
             if counter_data is not None and new.counter is not None:
                 new.counter[0], new.counter[1] = counter_data.packet_count, counter_data.byte_count
             if meter_cfg is not None and new.meter is not None:

@@ -12,15 +12,23 @@ This follows ``targets/simple_switch/simple_switch.cpp`` step by step:
   type 5, ``egress_rid`` per replica, the original is consumed); else unicast
   to ``egress_spec`` unless it is the drop port;
 * enqueue drops a packet whose ``priority`` is not below the number of
-  priority queues;
+  priority queues, else puts it in that (port, priority) egress queue
+  (``softswitch.queues``: depth limit, optional rate limit, strict priority,
+  ``qid`` = the priority, ``enq_qdepth`` / ``deq_qdepth`` = that queue's
+  occupancy);
 * egress sets ``egress_port``, ``egress_spec`` (to drop port + 1, truncated
   to the field), ``packet_length``; after egress an E2E clone (headers kept,
   metadata zeroed except the field list, instance type 2); drop if
   ``egress_spec`` is the drop port; deparse; recirculate (the deparsed packet
   back to ingress, instance type 4) or transmit, cut to ``truncate()``.
 
-Packets are processed one at a time to completion (bmv2 uses one ingress and
-several egress threads; per-port order is the same).
+Packets are processed one at a time: a received packet goes through ingress,
+then whatever its processing queued and may leave now goes through egress
+(resubmitted and recirculated packets go through ingress first, as bmv2's
+input buffer gives them priority).  bmv2 runs one ingress and several egress
+threads; per-port and per-queue order is the same.  Packets held back by a
+rate-limited queue leave when :meth:`SimpleSwitch.service` is called after
+:meth:`SimpleSwitch.next_departure` (the receive loop does this).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from collections import deque
 from collections.abc import Callable
 
 from .program import Packet, Program
+from .queues import EgressBuffers
 
 __all__ = ["INSTANCE", "PRE", "PreError", "SimpleSwitch"]
 
@@ -88,7 +97,8 @@ class SimpleSwitch:
     """The data plane of one device."""
 
     def __init__(self, *, drop_port: int = 511, priority_queues: int = 1, cpu_port: int | None = None,
-                 max_mc_groups: int = 4096, max_l1: int = 4096, max_l2: int = 8192) -> None:
+                 max_mc_groups: int = 4096, max_l1: int = 4096, max_l2: int = 8192,
+                 clock: Callable[[], float] | None = None) -> None:
         self.drop_port = drop_port
         self.nb_queues = priority_queues
         self.cpu_port = cpu_port
@@ -96,7 +106,10 @@ class SimpleSwitch:
         self.mirror: dict[int, int] = {}          # clone session id -> mgid
         self.program: Program | None = None
         self.lock = threading.RLock()
-        self.t0 = time.monotonic()
+        self.clock = clock or time.monotonic
+        self.t0 = self.clock()
+        self.buffers = EgressBuffers(priority_queues, clock=self.clock)
+        self._iwork: deque = deque()               # resubmitted / recirculated packets, before new ones
         self.transmit: Callable[[int, bytes], None] = lambda port, data: None
         self.packet_in: Callable[[bytes], None] = lambda data: None
         self.stats = {"rx": 0, "tx": 0, "dropped": 0}
@@ -110,6 +123,8 @@ class SimpleSwitch:
             self.program = program
             self.pre.reset()
             self.mirror.clear()
+            self.buffers.clear()
+            self._iwork.clear()
             if program is None:
                 return
             s = {name: (fi.slot if fi is not None else None) for name, fi in program.std.items()}
@@ -120,11 +135,15 @@ class SimpleSwitch:
             self._ip_mask = program.std["ingress_port"].mask
             self._ep_mask = program.std["egress_port"].mask
             self._queueing = all(s[k] is not None for k in ("enq_timestamp", "enq_qdepth", "deq_timedelta", "deq_qdepth"))
+            if self._queueing:
+                self._enq_qdepth_mask = program.std["enq_qdepth"].mask
+                self._deq_qdepth_mask = program.std["deq_qdepth"].mask
+                self._qid_mask = program.std["qid"].mask if s["qid"] is not None else 0
             self._noerror = program.errors["NoError"]
             self._trace = log.isEnabledFor(logging.DEBUG)
 
     def _ts(self) -> int:
-        return int((time.monotonic() - self.t0) * 1_000_000)
+        return int((self.clock() - self.t0) * 1_000_000)
 
     # ------------------------------------------------------------------ packet path
 
@@ -151,14 +170,32 @@ class SimpleSwitch:
                 F[self._ingress_global_timestamp] = self._ts() & 0xFFFFFFFFFFFF
             if self._trace:
                 log.debug("Processing packet received on port %d (%d bytes)", port, n)
-            work: deque = deque()
-            self._ingress(P, work)
-            while work:
-                kind, Q = work.popleft()
-                if kind:
-                    self._egress(Q, work)
-                else:
-                    self._ingress(Q, work)
+            self._ingress(P)
+            self._run()
+
+    def _run(self) -> None:
+        """Ingress for resubmitted/recirculated packets, egress for every queued
+        packet that may leave now, until neither is left."""
+        iwork = self._iwork
+        buffers = self.buffers
+        while True:
+            while iwork:
+                self._ingress(iwork.popleft())
+            item = buffers.pop() if buffers.backlog else None
+            if item is None:
+                return
+            self._egress(*item)
+
+    def service(self) -> float | None:
+        """Send what rate-limited queues now let go; the clock time of the next
+        departure after that (None: nothing waits)."""
+        with self.lock:
+            if self.program is not None:
+                self._run()
+            return self.buffers.next_departure()
+
+    def next_departure(self) -> float | None:
+        return self.buffers.next_departure()
 
     def _copy_field_list(self, prog: Program, fl: int, src: list, dst: list) -> None:
         for f in prog.field_lists.get(fl, ()):
@@ -166,7 +203,7 @@ class SimpleSwitch:
             if f.vl:
                 dst[f.len_slot] = src[f.len_slot]
 
-    def _ingress(self, P: Packet, work: deque) -> None:
+    def _ingress(self, P: Packet) -> None:
         prog = self.program
         F = P.F
         data = P.data
@@ -202,7 +239,7 @@ class SimpleSwitch:
                 CF[self._instance_type] = 1
                 if self._trace:
                     log.debug("Cloning packet at ingress to session %d", sid)
-                self._multicast(C, mgid, work)
+                self._multicast(C, mgid)
 
         if P.resubmit:                         # RESUBMIT
             fl = P.resubmit
@@ -219,14 +256,14 @@ class SimpleSwitch:
             RF[self._packet_length] = ingress_size & 0xFFFFFFFF
             if self._trace:
                 log.debug("Resubmitting packet")
-            work.append((0, R))
+            self._iwork.append(R)
             return
 
         mg = self._mcast_grp
         mgid = F[mg] if mg is not None else 0
         if mgid:                               # MULTICAST
             F[self._instance_type] = 5
-            self._multicast(P, mgid, work)
+            self._multicast(P, mgid)
             return
         if egress_spec == self.drop_port:
             if self._trace:
@@ -234,9 +271,9 @@ class SimpleSwitch:
             self.stats["dropped"] += 1
             return
         F[self._instance_type] = 0
-        self._enqueue(egress_spec, P, work)
+        self._enqueue(egress_spec, P)
 
-    def _multicast(self, P: Packet, mgid: int, work: deque) -> None:
+    def _multicast(self, P: Packet, mgid: int) -> None:
         rid_slot = self._egress_rid
         F = P.F
         for port, rid in self.pre.replicate(mgid):
@@ -250,31 +287,36 @@ class SimpleSwitch:
             C.ilen = P.ilen
             C.len_reg = P.len_reg
             C.ingress_port = P.ingress_port
-            self._enqueue(port, C, work)
+            self._enqueue(port, C)
 
-    def _enqueue(self, port: int, P: Packet, work: deque) -> None:
+    def _enqueue(self, port: int, P: Packet) -> None:
         P.egress_port = port
         ps = self._priority
-        if ps is not None and P.F[ps] >= self.nb_queues:
+        prio = P.F[ps] if ps is not None else 0
+        if prio >= self.nb_queues:
             log.error("Priority out of range, dropping packet")
             self.stats["dropped"] += 1
             return
-        if self._queueing:
+        depth = self.buffers.push(port, prio, P)
+        if depth < 0:
+            if self._trace:
+                log.debug("Egress queue %d of port %d is full, dropping packet", prio, port)
+            self.stats["dropped"] += 1
+            return
+        if self._queueing:      # egress has not run yet: setting these after the push is the same
             P.F[self._enq_timestamp] = self._ts() & 0xFFFFFFFF
-            P.F[self._enq_qdepth] = 0
-        work.append((1, P))
+            P.F[self._enq_qdepth] = depth & self._enq_qdepth_mask
 
-    def _egress(self, P: Packet, work: deque) -> None:
+    def _egress(self, port: int, prio: int, P: Packet, depth: int) -> None:
         prog = self.program
         F = P.F
-        port = P.egress_port
         if self._egress_global_timestamp is not None:
             F[self._egress_global_timestamp] = self._ts() & 0xFFFFFFFFFFFF
         if self._queueing:
             F[self._deq_timedelta] = (self._ts() - F[self._enq_timestamp]) & 0xFFFFFFFF
-            F[self._deq_qdepth] = 0
-            if self._qid is not None and self._priority is not None:
-                F[self._qid] = F[self._priority]
+            F[self._deq_qdepth] = depth & self._deq_qdepth_mask
+            if self._qid is not None:
+                F[self._qid] = prio & self._qid_mask
         F[self._egress_port] = port & self._ep_mask
         F[self._egress_spec] = (self.drop_port + 1) & self._es_mask
         F[self._packet_length] = P.len_reg & 0xFFFFFFFF
@@ -299,7 +341,7 @@ class SimpleSwitch:
                 C.ingress_port = P.ingress_port
                 if self._trace:
                     log.debug("Cloning packet at egress to session %d", sid)
-                self._multicast(C, mgid, work)
+                self._multicast(C, mgid)
 
         if F[self._egress_spec] == self.drop_port:
             if self._trace:
@@ -322,7 +364,7 @@ class SimpleSwitch:
             RF[self._packet_length] = n & 0xFFFFFFFF
             if self._trace:
                 log.debug("Recirculating packet")
-            work.append((0, R))
+            self._iwork.append(R)
             return
         if P.trunc < len(out):
             out = out[:P.trunc]

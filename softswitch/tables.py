@@ -114,6 +114,9 @@ class Table:
         self.next_miss: Any = None
         self.uses_hit_miss = False
         self.entries: dict[tuple, Entry] = {}    # canonical key -> entry
+        # bmv2 keeps one direct meter per entry handle and never resets it: an
+        # entry inserted at a freed handle inherits that meter's rates and tokens
+        self._meter_cells: dict[int, Any] = {}
         self._free: list[int] = []
         self._next_handle = 0
 
@@ -290,6 +293,10 @@ class Table:
         if len(self.entries) >= self.max_size:
             raise TableError(f"table {self.name} is full ({self.max_size} entries)")
         e.handle = self._alloc_handle()
+        if self.direct_meter is not None:
+            e.meter = self._meter_cells.get(e.handle)
+            if e.meter is None:
+                e.meter = self._meter_cells[e.handle] = self.direct_meter.new_meter()
         self._prepare(e)
         self.entries[e.key] = e
         self._link(e)
@@ -302,7 +309,7 @@ class Table:
         new.key = old.key
         new.priority = old.priority
         new.counter = old.counter
-        new.meter = old.meter if new.meter is None else new.meter
+        new.meter = old.meter
         new.is_const = old.is_const
         self._prepare(new)
         self._unlink(old)

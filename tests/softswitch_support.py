@@ -86,13 +86,14 @@ class RunResult:
 def run_scenario(target: str, pairs: Sequence[VethPair], cap: Capture, p4info: p4info_pb2.P4Info,
                  device_config: bytes, updates: Sequence[p4r.Update], frames: Sequence[tuple[int, bytes]],
                  reads: Sequence[p4r.Entity], workdir: Path, *, gap: float = 0.0005, settle: float = 1.0,
-                 per_packet: bool = False, cpu_port: int | None = None) -> RunResult:
+                 per_packet: bool = False, cpu_port: int | None = None,
+                 priority_queues: int | None = None) -> RunResult:
     """Start ``target`` on the switch ends, push the pipeline and ``updates``,
     send ``frames`` (``(port, bytes)``) from the host ends, collect outputs,
     then read ``reads``.  With ``per_packet`` every frame's outputs are
     collected separately (slower, exact attribution)."""
     sw = Bmv2Switch(ports={p.port: p.switch_end for p in pairs}, target=target, workdir=workdir / target,
-                    name=target, log_level="warn", cpu_port=cpu_port)
+                    name=target, log_level="warn", cpu_port=cpu_port, priority_queues=priority_queues)
     sw.start(timeout=30)
     try:
         with SwitchConnection(sw.grpc_address, election_id=(0, 1)) as conn:

@@ -50,6 +50,9 @@ def test_refuses_bad_command_lines():
     assert out.returncode == 1 and "cpu-port" in out.stderr
     out = run_cli(str(FIXTURES / "no-such.json"))
     assert out.returncode == 1 and "cannot read" in out.stderr
+    for n in ("0", "33"):
+        out = run_cli("--no-p4", "--", "--priority-queues", n)
+        assert out.returncode == 1 and "--priority-queues must be 1..32" in out.stderr
 
 
 def test_target_resolution(monkeypatch):

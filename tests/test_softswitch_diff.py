@@ -3,12 +3,15 @@ same random packets; every output frame (byte for byte, per port) and every
 counter must be the same.
 
 * p4tap itself, with random intercept sets (random mediations and filters,
-  planned and encoded by the controller) and random traffic: bridged, routed,
+  planned and encoded by the controller; in some rounds another random set
+  is installed and removed first) and random traffic: bridged, routed,
   flooded, VLAN-tagged, IPv4 with options, fragments, bad checksums, odd TTLs,
   IPv6 with flow labels, TCP/UDP/ICMP/other, short and oddly-sized frames;
 * the softswitch fixtures (tests/fixtures/softswitch/*.p4): parser features,
-  expressions/tables/externs, and the v1model architecture (I2E/E2E clones,
-  resubmit, recirculate, multicast, truncate, priority, drop, packet-in/out).
+  expressions/tables/externs, the v1model architecture (I2E/E2E clones,
+  resubmit, recirculate, multicast, truncate, priority, drop, packet-in/out),
+  and QoS (direct and indirect meters choosing the priority queue of 8, with
+  priorities beyond the queues dropped).
 
 Needs root (veth pairs ``p4ts*``), simple_switch_grpc, and the compiled
 pipelines.  The seed is printed; ``P4TAP_DIFF_SEED`` replays a run and
@@ -105,16 +108,13 @@ def _random_filter(rng: random.Random, hosts) -> object:
     return IpFilter(InetAddressType.IPV6 if v6 else InetAddressType.IPV4, **kw)
 
 
-def p4tap_state(rng: random.Random):
-    from controller.entries import EntryBuilder, inserts
+def _random_plan(rng: random.Random, topo):
+    """A random tap set: 1-5 mediations (MD A or B, v4 or v6, random DSCP and
+    port), each with 1-3 streams of random filters, planned by the controller."""
     from controller.model import InterceptError, Mediation, Stream
-    from controller.pipeline import Pipeline
     from controller.plan import IdAllocator, plan_intercepts
-    from ptf_tests.base import HOSTS, MD_A, MD_B, lab_topology
+    from ptf_tests.base import HOSTS, MD_A, MD_B
 
-    pipeline = Pipeline.load()
-    builder = EntryBuilder(pipeline)
-    topo = lab_topology()
     timeout = datetime.now(UTC) + timedelta(hours=1)
     mediations, streams = [], []
     for cid in range(1, rng.randint(1, 5) + 1):
@@ -127,9 +127,26 @@ def p4tap_state(rng: random.Random):
                 streams.append(Stream(cid, idx, _random_filter(rng, HOSTS), True))
             except InterceptError:
                 pass
-    plan = plan_intercepts(mediations, streams, topo, IdAllocator(), datetime.now(UTC))
-    entities = builder.forwarding_entities(topo) + builder.intercept_entities(plan)
-    return pipeline, inserts(entities)
+    return plan_intercepts(mediations, streams, topo, IdAllocator(), datetime.now(UTC))
+
+
+def p4tap_state(rng: random.Random, churn: bool = False):
+    """Forwarding state and a random tap set.  With ``churn`` another random
+    tap set is installed first and removed again, so the switch holds the
+    second set on reused entry handles, clone session ids and groups."""
+    from controller.entries import EntryBuilder, deletes, inserts
+    from controller.pipeline import Pipeline
+    from ptf_tests.base import lab_topology
+
+    pipeline = Pipeline.load()
+    builder = EntryBuilder(pipeline)
+    topo = lab_topology()
+    updates = inserts(builder.forwarding_entities(topo))
+    if churn:
+        first = builder.intercept_entities(_random_plan(rng, topo))
+        updates += inserts(first) + deletes(first)
+    updates += inserts(builder.intercept_entities(_random_plan(rng, topo)))
+    return pipeline, updates
 
 
 def random_p4tap_frame(rng: random.Random) -> tuple[int, bytes]:
@@ -190,9 +207,7 @@ def random_p4tap_frame(rng: random.Random) -> tuple[int, bytes]:
 
 
 def p4tap_reads(pipeline) -> list[p4r.Entity]:
-    reads = [p4r.Entity(table_entry=p4r.TableEntry(counter_data=p4r.CounterData()))]
-    for c in pipeline.p4info.counters:
-        reads.append(p4r.Entity(counter_entry=p4r.CounterEntry(counter_id=c.preamble.id)))
+    reads = _stateful_reads(pipeline.p4info)
     reads.append(p4r.Entity(packet_replication_engine_entry=p4r.PacketReplicationEngineEntry(
         clone_session_entry=p4r.CloneSessionEntry())))
     reads.append(p4r.Entity(packet_replication_engine_entry=p4r.PacketReplicationEngineEntry(
@@ -207,9 +222,9 @@ def test_p4tap_random_taps_and_traffic(tmp_path, round_):
         pytest.skip("compiled pipeline missing: make p4")
     from ptf_tests.base import PORTS
     rng = random.Random(SEED * 10 + round_)
-    pipeline, updates = p4tap_state(rng)
+    pipeline, updates = p4tap_state(rng, churn=round_ > 0)
     frames = [random_p4tap_frame(rng) for _ in range(NPACKETS)]
-    print(f"seed {SEED} round {round_}: {len(updates)} entities, {len(frames)} frames")
+    print(f"seed {SEED} round {round_}: {len(updates)} updates, {len(frames)} frames")
     results = _run_both(PORTS, pipeline.p4info, pipeline.device_config, updates, frames, p4tap_reads(pipeline),
                         tmp_path)
     total = sum(len(v) for v in results["bmv2"].outputs.values())
@@ -223,6 +238,15 @@ def test_p4tap_random_taps_and_traffic(tmp_path, round_):
 
 
 # ----------------------------------------------------------------------------- fixtures
+
+
+def _stateful_reads(p4info) -> list[p4r.Entity]:
+    """Every table entry with its direct counter and meter, every indirect
+    counter and meter cell."""
+    reads = [p4r.Entity(table_entry=p4r.TableEntry(counter_data=p4r.CounterData(), meter_config=p4r.MeterConfig()))]
+    reads += [p4r.Entity(counter_entry=p4r.CounterEntry(counter_id=c.preamble.id)) for c in p4info.counters]
+    reads += [p4r.Entity(meter_entry=p4r.MeterEntry(meter_id=m.preamble.id)) for m in p4info.meters]
+    return reads
 
 
 def _fixture(name: str):
@@ -349,7 +373,43 @@ def arch_frames(rng: random.Random, n: int) -> list[tuple[int, bytes]]:
     return out
 
 
-@pytest.mark.parametrize("name", ["ss_parse", "ss_actions", "ss_arch"])
+def qos_state(rng: random.Random, p4info) -> list[p4r.Update]:
+    """Classes with direct meters, indirect meter cells; rates 0 (the buckets
+    never refill), so the colours depend only on the packets, not on time."""
+    from tests.test_softswitch_p4runtime import Ids, te, upd
+    ids = Ids(p4info)
+    ups = []
+    for cls in range(6):
+        if rng.random() < 0.8:
+            e = te(ids, "cls", [("cls", "exact", bytes([cls]))], "classify",
+                   [bytes([rng.randrange(8)]), bytes([rng.randrange(8)])])
+            if rng.random() < 0.8:
+                e.meter_config.cburst, e.meter_config.pburst = rng.randrange(0, 3000), rng.randrange(3000, 9000)
+            ups.append(upd(p4r.Update.INSERT, table_entry=e))
+    for i in range(16):
+        if rng.random() < 0.7:
+            m = p4r.MeterEntry(meter_id=ids.meter("idx_meter"))
+            m.index.index = i
+            m.config.cburst, m.config.pburst = rng.randrange(0, 10), rng.randrange(10, 30)
+            ups.append(upd(p4r.Update.MODIFY, meter_entry=m))
+    return ups
+
+
+def qos_frames(rng: random.Random, n: int) -> list[tuple[int, bytes]]:
+    out = []
+    for _ in range(n):
+        # op 0/1 only: the queue depths (op bit 1) depend on thread timing on bmv2
+        q = bytes([rng.choice([0, 1, 1]), rng.randrange(8), rng.choice([rng.randrange(16), rng.randrange(256)]),
+                   rng.randrange(8), rng.randrange(1, 5)])
+        if rng.random() < 0.1:
+            frame = _rand_eth(rng, 0x0800, bytes(20))
+        else:
+            frame = _rand_eth(rng, 0x88B8, q + bytes(rng.randrange(60)))
+        out.append((1, frame))   # meters depend on arrival order: one ingress port keeps it
+    return out
+
+
+@pytest.mark.parametrize("name", ["ss_parse", "ss_actions", "ss_arch", "ss_qos"])
 def test_fixture_programs(tmp_path, name):
     if not (FIXTURES / f"{name}.json").exists():
         pytest.skip("compiled fixtures missing")
@@ -360,9 +420,16 @@ def test_fixture_programs(tmp_path, name):
         updates, frames = [], parse_frames(rng, NPACKETS)
     elif name == "ss_actions":
         updates, frames = actions_state(rng, p4info), actions_frames(rng, NPACKETS)
-        reads = [p4r.Entity(table_entry=p4r.TableEntry(counter_data=p4r.CounterData()))] + \
-                [p4r.Entity(counter_entry=p4r.CounterEntry(counter_id=c.preamble.id)) for c in p4info.counters]
+        reads = _stateful_reads(p4info)
+    elif name == "ss_qos":
+        updates, frames = qos_state(rng, p4info), qos_frames(rng, NPACKETS)
+        reads = _stateful_reads(p4info)
     else:
         updates, frames = arch_state(p4info), arch_frames(rng, NPACKETS)
-    results = _run_both([1, 2, 3, 4], p4info, cfg, updates, frames, reads, tmp_path)
+    results = _run_both([1, 2, 3, 4], p4info, cfg, updates, frames, reads, tmp_path,
+                        priority_queues=8 if name == "ss_qos" else None)
+    out = [f for fs in results["bmv2"].outputs.values() for f in fs]
+    assert out, f"{name}: bmv2 sent nothing; the comparison would prove nothing"
+    if name == "ss_qos":   # the meters really coloured: more than one colour came out
+        assert len({f[19] for f in out if f[12:14] == b"\x88\xb8"}) > 1
     _compare(results, name)

@@ -410,6 +410,84 @@ def test_unsupported_json_is_refused_by_name(mutation, needle):
     assert needle.lower() in str(ei.value).lower()
 
 
+UNSUPPORTED_P4 = r"""
+#include <core.p4>
+#include <v1model.p4>
+header ethernet_t { bit<48> dst; bit<48> src; bit<16> etype; }
+header h1_t { bit<16> a; }
+header h2_t { bit<32> b; }
+%(union_decl)s
+struct headers_t { ethernet_t eth; %(union_field)s }
+struct digest_t { bit<48> src; bit<9> port; }
+struct meta_t { }
+parser P(packet_in pkt, out headers_t h, inout meta_t m, inout standard_metadata_t sm) {
+    state start { pkt.extract(h.eth); %(parse_next)s }
+    state one { %(parse_one)s transition accept; }
+}
+control VC(inout headers_t h, inout meta_t m) { apply { } }
+control I(inout headers_t h, inout meta_t m, inout standard_metadata_t sm) {
+    %(impl_decl)s
+    action fwd(bit<9> p) { sm.egress_spec = p; }
+    table t {
+        key = { h.eth.dst: exact; %(selector_key)s }
+        actions = { fwd; NoAction; }
+        %(impl)s
+    }
+    apply {
+        t.apply();
+        %(apply)s
+    }
+}
+control E(inout headers_t h, inout meta_t m, inout standard_metadata_t sm) { apply { } }
+control CC(inout headers_t h, inout meta_t m) { apply { } }
+control D(packet_out pkt, in headers_t h) { apply { pkt.emit(h.eth); %(emit)s } }
+V1Switch(P(), VC(), I(), E(), CC(), D()) main;
+"""
+_PLAIN = {"union_decl": "", "union_field": "", "parse_next": "transition accept;", "parse_one": "", "impl_decl": "",
+          "selector_key": "", "impl": "", "apply": "", "emit": ""}
+
+
+@pytest.mark.skipif(shutil.which("p4c-bm2-ss") is None, reason="p4c-bm2-ss not on PATH")
+@pytest.mark.parametrize("what, parts, needle", [
+    ("header union", {"union_decl": "header_union u_t { h1_t h1; h2_t h2; }", "union_field": "u_t u;",
+                      "parse_next": "transition select(h.eth.etype) { 1: one; default: accept; }",
+                      "parse_one": "pkt.extract(h.u.h1);", "emit": "pkt.emit(h.u);"}, "header unions"),
+    ("action profile", {"impl_decl": "action_profile(32w128) ap;", "impl": "implementation = ap;"},
+     "action profiles / selectors (I.ap)"),
+    ("action selector", {"impl_decl": "action_selector(HashAlgorithm.crc16, 32w64, 32w14) sel;",
+                         "selector_key": "h.eth.src: selector;", "impl": "implementation = sel;"},
+     "action profiles / selectors (I.sel)"),
+    ("digest", {"apply": "digest<digest_t>(1, { h.eth.src, sm.ingress_port });"}, "digest"),
+])
+def test_p4c_program_with_unsupported_construct_is_refused(tmp_path, what, parts, needle):
+    """What p4c makes of a program using something the softswitch does not
+    implement fails to load, naming it -- in process and over P4Runtime."""
+    src = tmp_path / "unsupported.p4"
+    src.write_text(UNSUPPORTED_P4 % {**_PLAIN, **parts})
+    js, info = _p4c(tmp_path, src)
+    with pytest.raises(Unsupported) as ei:
+        Program(js.read_bytes())
+    assert needle in str(ei.value) and "unsupported by p4tap-softswitch" in str(ei.value), what
+    sw = SimpleSwitch()
+    dev = Device(0, sw)
+    from softswitch.runtime import P4RTError
+    with pytest.raises(P4RTError) as pe:
+        dev.set_pipeline(p4r.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT, p4r.ForwardingPipelineConfig(
+            p4info=text_format.Parse(info.read_text(), p4info_pb2.P4Info()), p4_device_config=js.read_bytes()))
+    assert pe.value.code == 2 and needle in pe.value.message     # UNKNOWN, as PI answers a config it cannot load
+    assert sw.program is None and not dev.ready                  # nothing half-loaded
+
+
+def test_p4c_control_program_loads(tmp_path):
+    """The same template without the unsupported parts loads: the refusals above are about those parts."""
+    if shutil.which("p4c-bm2-ss") is None:
+        pytest.skip("p4c-bm2-ss not on PATH")
+    src = tmp_path / "plain.p4"
+    src.write_text(UNSUPPORTED_P4 % _PLAIN)
+    js, _ = _p4c(tmp_path, src)
+    assert "I.t" in Program(js.read_bytes()).tables
+
+
 def test_not_json_is_refused():
     with pytest.raises(LoadError):
         Program(b"not json")
@@ -446,7 +524,7 @@ def test_recompiled_programs_load(tmp_path, source):
 
 
 @pytest.mark.skipif(shutil.which("p4c-bm2-ss") is None, reason="p4c-bm2-ss not on PATH")
-@pytest.mark.parametrize("name", ["ss_parse", "ss_actions", "ss_arch"])
+@pytest.mark.parametrize("name", ["ss_parse", "ss_actions", "ss_arch", "ss_qos"])
 def test_fixtures_are_current(tmp_path, name):
     """The committed fixture JSON is what p4c makes of the committed source."""
     js, info = _p4c(tmp_path, FIXTURES / f"{name}.p4")

@@ -1,4 +1,6 @@
-"""SwitchConnection and Bmv2Switch against a real bmv2 ``simple_switch_grpc``.
+"""SwitchConnection and Bmv2Switch against each switch target: bmv2's
+``simple_switch_grpc`` and p4tap's softswitch (same command line, same
+P4Runtime answers), every switch test once per target.
 
 The tests compile their own tiny v1model program (one exact table with a
 direct counter, one indirect counter) so they do not depend on the p4tap
@@ -25,7 +27,13 @@ from google.rpc import code_pb2, status_pb2
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2
 
-from bmv2_topo.bmv2_switch import SKIP_REASON, Bmv2Error, Bmv2Switch, find_simple_switch_grpc, free_tcp_port
+from bmv2_topo.bmv2_switch import (
+    TARGETS,
+    Bmv2Error,
+    Bmv2Switch,
+    free_tcp_port,
+    target_skip_reason,
+)
 from controller.switch import (
     NotPrimaryError,
     StreamState,
@@ -41,7 +49,6 @@ from controller.switch import (
 P4C = "p4c-bm2-ss"
 P4C_SKIP_REASON = "p4c-bm2-ss not on PATH: build p4c with the bmv2 backend (see README, 'Toolchain')"
 
-needs_bmv2 = pytest.mark.skipif(find_simple_switch_grpc() is None, reason=SKIP_REASON)
 needs_p4c = pytest.mark.skipif(shutil.which(P4C) is None, reason=P4C_SKIP_REASON)
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None,
@@ -135,12 +142,20 @@ def tiny(tmp_path_factory) -> Tiny:
     )
 
 
+@pytest.fixture(params=TARGETS)
+def target(request) -> str:
+    """Each switch target in turn; one that cannot run here skips, saying why."""
+    reason = target_skip_reason(request.param)
+    if reason:
+        pytest.skip(f"{request.param}: {reason}")
+    return request.param
+
+
 @pytest.fixture
-def bmv2(tmp_path):
-    if find_simple_switch_grpc() is None:
-        pytest.skip(SKIP_REASON)
-    sw = Bmv2Switch(workdir=tmp_path / "bmv2", name="s1")
-    sw.start()
+def bmv2(tmp_path, target):
+    """A running switch of ``target`` (the name stays: most tests were written for bmv2)."""
+    sw = Bmv2Switch(workdir=tmp_path / target, name="s1", target=target)
+    sw.start(timeout=30)
     yield sw
     sw.stop()
 
@@ -276,7 +291,6 @@ def test_decode_write_errors_lists_only_failures():
 
 
 @pytest.mark.bmv2
-@needs_bmv2
 def test_connect_primary_and_capabilities(bmv2, conn):
     assert conn.connected and conn.is_primary
     assert conn.state is StreamState.PRIMARY
@@ -286,7 +300,6 @@ def test_connect_primary_and_capabilities(bmv2, conn):
 
 
 @pytest.mark.bmv2
-@needs_bmv2
 def test_read_and_write_before_pipeline_fail_clearly(conn):
     with pytest.raises(SwitchError) as ei:
         conn.read_table_entries()
@@ -298,7 +311,6 @@ def test_read_and_write_before_pipeline_fail_clearly(conn):
 
 @pytest.mark.bmv2
 @pytest.mark.p4c
-@needs_bmv2
 @needs_p4c
 def test_set_and_get_pipeline(piped, tiny):
     cookie_only = p4runtime_pb2.GetForwardingPipelineConfigRequest.COOKIE_ONLY
@@ -309,7 +321,6 @@ def test_set_and_get_pipeline(piped, tiny):
 
 @pytest.mark.bmv2
 @pytest.mark.p4c
-@needs_bmv2
 @needs_p4c
 def test_write_and_read_back_table_entry(piped, tiny):
     piped.write([update(INSERT, table_entry=fwd_entry(tiny, 1, 2))])
@@ -334,7 +345,6 @@ def test_write_and_read_back_table_entry(piped, tiny):
 
 @pytest.mark.bmv2
 @pytest.mark.p4c
-@needs_bmv2
 @needs_p4c
 def test_write_error_carries_index_and_code(piped, tiny):
     piped.write([update(INSERT, table_entry=fwd_entry(tiny, 1, 2))])
@@ -366,7 +376,6 @@ def bmv2_addr(conn: SwitchConnection) -> str:
 
 @pytest.mark.bmv2
 @pytest.mark.p4c
-@needs_bmv2
 @needs_p4c
 def test_write_batched_reports_indices_of_the_whole_list(piped, tiny):
     updates = [update(INSERT, table_entry=fwd_entry(tiny, p, 1)) for p in range(1, 11)]
@@ -381,7 +390,6 @@ def test_write_batched_reports_indices_of_the_whole_list(piped, tiny):
 
 @pytest.mark.bmv2
 @pytest.mark.p4c
-@needs_bmv2
 @needs_p4c
 def test_pre_entries_and_indirect_counter(piped, tiny):
     # bmv2 quirk: clone-session truncation (packet_length_bytes != 0) is not
@@ -420,7 +428,6 @@ def test_pre_entries_and_indirect_counter(piped, tiny):
 
 @pytest.mark.bmv2
 @pytest.mark.p4c
-@needs_bmv2
 @needs_p4c
 def test_backup_cannot_write_and_primary_moves(bmv2, piped, tiny):
     events: list[StreamState] = []
@@ -454,7 +461,6 @@ def test_backup_cannot_write_and_primary_moves(bmv2, piped, tiny):
 
 
 @pytest.mark.bmv2
-@needs_bmv2
 def test_same_election_id_is_rejected(bmv2, conn):
     twin = SwitchConnection(bmv2.grpc_address, election_id=(0, 10))
     with pytest.raises(SwitchError) as ei:
@@ -466,7 +472,6 @@ def test_same_election_id_is_rejected(bmv2, conn):
 
 @pytest.mark.bmv2
 @pytest.mark.p4c
-@needs_bmv2
 @needs_p4c
 def test_switch_crash_is_detected_and_reconnect_works(bmv2, piped, tiny):
     seen = threading.Event()
@@ -490,10 +495,10 @@ def test_switch_crash_is_detected_and_reconnect_works(bmv2, piped, tiny):
 
 
 @pytest.mark.bmv2
-@needs_bmv2
-def test_two_switches_side_by_side(tmp_path):
+def test_two_switches_side_by_side(tmp_path, target):
     # Same device id on both: own ports and notification sockets must keep them apart.
-    with Bmv2Switch(workdir=tmp_path / "a", name="a") as a, Bmv2Switch(workdir=tmp_path / "b", name="b") as b:
+    with Bmv2Switch(workdir=tmp_path / "a", name="a", target=target) as a, \
+            Bmv2Switch(workdir=tmp_path / "b", name="b", target=target) as b:
         assert a.grpc_address != b.grpc_address
         with SwitchConnection(a.grpc_address) as ca, SwitchConnection(b.grpc_address) as cb:
             assert ca.is_primary and cb.is_primary
@@ -501,9 +506,8 @@ def test_two_switches_side_by_side(tmp_path):
 
 
 @pytest.mark.bmv2
-@needs_bmv2
-def test_bmv2_missing_interface_fails_clearly(tmp_path):
-    sw = Bmv2Switch(ports={1: "p4ttnosuchif0"}, workdir=tmp_path, name="bad")
+def test_bmv2_missing_interface_fails_clearly(tmp_path, target):
+    sw = Bmv2Switch(ports={1: "p4ttnosuchif0"}, workdir=tmp_path, name="bad", target=target)
     try:
         with pytest.raises(Bmv2Error) as ei:
             sw.start(timeout=10)
@@ -537,11 +541,11 @@ def pki(tmp_path):
 
 
 @pytest.mark.bmv2
-@needs_bmv2
-def test_mutual_tls(tmp_path, pki):
+def test_mutual_tls(tmp_path, pki, target):
     sw = Bmv2Switch(
-        workdir=tmp_path / "bmv2",
+        workdir=tmp_path / target,
         name="tls",
+        target=target,
         extra_target_args=[
             "--grpc-server-ssl",
             "--grpc-server-cacert", str(pki / "ca.pem"),
@@ -550,7 +554,7 @@ def test_mutual_tls(tmp_path, pki):
             "--grpc-server-with-client-auth",
         ],
     )
-    sw.start()
+    sw.start(timeout=30)
     try:
         tls = TlsConfig(ca_cert=pki / "ca.pem", client_cert=pki / "client.pem", client_key=pki / "client.key")
         with SwitchConnection(sw.grpc_address, tls=tls) as c:
@@ -570,36 +574,21 @@ def test_mutual_tls(tmp_path, pki):
 
 @pytest.fixture
 def veth_pairs():
-    """Two veth pairs p4tt<N>{0,1}{a,b}; the 'b' ends go to the switch. Removed afterwards."""
-    tag = os.getpid() % 100000
-    pairs = [(f"p4tt{tag}{i}a", f"p4tt{tag}{i}b") for i in range(2)]
-
-    def sh(*cmd, check=True):
-        return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=30)
-
-    try:
-        for a, b in pairs:
-            sh("ip", "link", "del", a, check=False)
-            sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
-            for end in (a, b):
-                sh("sysctl", "-qw", f"net.ipv6.conf.{end}.disable_ipv6=1", check=False)
-                sh("ip", "link", "set", end, "up")
-        yield pairs
-    finally:
-        for a, _ in pairs:
-            sh("ip", "link", "del", a, check=False)
+    """Two veth pairs (bmv2_topo.veth, named p4tt<tag><port>{s,h}): [(host end, switch end)]. Removed afterwards."""
+    from bmv2_topo.veth import veth_pairs as make_pairs
+    with make_pairs([1, 2], prefix="p4tt") as pairs:
+        yield [(p.host_end, p.switch_end) for p in pairs]
 
 
 @pytest.mark.bmv2
 @pytest.mark.p4c
 @pytest.mark.root
 @needs_root
-@needs_bmv2
 @needs_p4c
-def test_forwarding_through_veths(tmp_path, tiny, veth_pairs):
+def test_forwarding_through_veths(tmp_path, tiny, veth_pairs, target):
     (h1, s1), (h2, s2) = veth_pairs
-    sw = Bmv2Switch(ports={1: s1, 2: s2}, workdir=tmp_path / "bmv2", name="fwd")
-    sw.start()
+    sw = Bmv2Switch(ports={1: s1, 2: s2}, workdir=tmp_path / target, name="fwd", target=target)
+    sw.start(timeout=30)
     try:
         with SwitchConnection(sw.grpc_address) as c:
             c.set_pipeline(tiny.p4info, tiny.device_config)
