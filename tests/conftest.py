@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 
 import pytest
 
@@ -26,8 +27,8 @@ needs_p4c = pytest.mark.skipif(P4C is None, reason="p4c-bm2-ss not on PATH: buil
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root to create veth pairs and namespaces")
 
 
-@pytest.fixture
-def network(tmp_path):
+@contextmanager
+def lab_network(tmp_path, prefix: str = "p4tc", **switch_kw):
     """bmv2 on fresh veth pairs for ptf_tests.base's five ports, and raw
     sockets on the host ends: (switch, {port: host interface}, wire)."""
     from bmv2_topo.bmv2_switch import Bmv2Switch
@@ -35,11 +36,30 @@ def network(tmp_path):
     from bmv2_topo.wire import Wire
     from ptf_tests.base import PORTS
 
-    with veth_pairs(PORTS, prefix="p4tc") as pairs:
-        bmv2 = Bmv2Switch(ports={p.port: p.switch_end for p in pairs}, log_file=tmp_path / "bmv2.log")
+    with veth_pairs(PORTS, prefix=prefix) as pairs:
+        bmv2 = Bmv2Switch(ports={p.port: p.switch_end for p in pairs}, log_file=tmp_path / "bmv2.log", **switch_kw)
         bmv2.start()
         try:
             with Wire(p.host_end for p in pairs) as wire:
                 yield bmv2, {p.port: p.host_end for p in pairs}, wire
         finally:
             bmv2.stop()
+
+
+@pytest.fixture
+def network(tmp_path):
+    """lab_network with the switch's defaults."""
+    with lab_network(tmp_path) as net:
+        yield net
+
+
+# ETS sends to priority queues up to 2; bmv2 drops a packet whose priority is
+# the number of queues or more.
+ETS_PRIORITY_QUEUES = 3
+
+
+@pytest.fixture
+def ets_network(tmp_path):
+    """lab_network on a switch with ETS_PRIORITY_QUEUES egress queues."""
+    with lab_network(tmp_path, prefix="p4tq", priority_queues=ETS_PRIORITY_QUEUES) as net:
+        yield net

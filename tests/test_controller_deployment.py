@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -117,8 +119,9 @@ def p4tap(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
                           timeout=60, check=check)
 
 
-def test_cli_drives_a_running_controller(network, tmp_path):
-    bmv2, ifaces, wire = network
+def lab_config(tmp_path: Path, grpc_address: str, extra: str = "") -> Path:
+    """A controller config for ptf_tests.base's lab, state and socket under
+    `tmp_path`; `extra` is added to the switch table (e.g. an `ets = {...}` line)."""
     config = tmp_path / "p4tap.toml"
     config.write_text(textwrap.dedent(f"""
         [controller]
@@ -127,7 +130,7 @@ def test_cli_drives_a_running_controller(network, tmp_path):
 
         [[switch]]
         name = "s1"
-        address = "{bmv2.grpc_address}"
+        address = "{grpc_address}"
         tap_source_ipv4 = "203.0.113.1"
         tap_source_ipv6 = "2001:db8:ff::1"
         tap_source_port = 49152
@@ -135,14 +138,32 @@ def test_cli_drives_a_running_controller(network, tmp_path):
         ports = [{", ".join(f"{{ port = {p}, ifindex = {p} }}" for p in PORTS)}]
         l2 = [{", ".join(f'{{ mac = "02:00:00:00:00:0{p}", port = {p} }}' for p in PORTS)}]
         routes = [ {{ prefix = "{MD_A.ipv4}/32", port = {MD_A.port}, src_mac = "02:00:00:00:00:fe", dst_mac = "{MD_A.mac}" }} ]
-    """))
+    """) + extra + "\n")
+    return config
+
+
+@contextmanager
+def controller_daemon(config: Path) -> Iterator[subprocess.Popen]:
+    """`p4tap controller run` on `config`, until its control socket is up;
+    stopped (SIGTERM) on exit. The socket is `control.sock` beside the config."""
+    sock = config.parent / "control.sock"
     daemon = subprocess.Popen([sys.executable, "-m", "controller.cli", "controller", "run", "--config", str(config)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 20
-        while not (tmp_path / "control.sock").exists() and time.time() < deadline:
+        while not sock.exists() and time.time() < deadline:
             assert daemon.poll() is None, daemon.stdout.read()
             time.sleep(0.1)
+        yield daemon
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=15)
+
+
+def test_cli_drives_a_running_controller(network, tmp_path):
+    bmv2, ifaces, wire = network
+    config = lab_config(tmp_path, bmv2.grpc_address)
+    with controller_daemon(config):
         args = ("--socket", str(tmp_path / "control.sock"))
         added = p4tap(*args, "tap", "add", "--content-id", "42", "--md", f"{MD_A.ipv4}:7000",
                       "--subject", SUBJECT.ipv4, "--lifetime", "600")
@@ -165,8 +186,5 @@ def test_cli_drives_a_running_controller(network, tmp_path):
         log = (tmp_path / "state" / "audit.jsonl").read_text()
         assert '"provision"' in log and '"refuse"' in log and '"remove"' in log and "cli:root" in log
         assert oct((tmp_path / "state" / "intent.db").stat().st_mode & 0o777) == "0o600"
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=15)
     assert not (tmp_path / "control.sock").exists()
 
