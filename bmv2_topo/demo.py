@@ -69,8 +69,8 @@ INTERCEPTS: dict[int, tuple[Filter, ...]] = {
     CCCID_RTP: (Filter(src=f"{SUBJECT}/32", protocol=17, dst_ports=(RTP_PORT, RTP_PORT)),),
 }
 CUT_MARGIN = 0.1  # seconds before a switch's death whose packets may have been in it, unprocessed
-READY_TIMEOUT = 90.0
-SETTLE_LIMIT = 20.0  # seconds to wait for copies in flight after the traffic  # seconds for the IAP to come up and the MD to provision
+READY_TIMEOUT = 90.0  # seconds for the IAP to come up and the MD to provision
+SETTLE_LIMIT = 20.0  # seconds to wait for copies in flight after the traffic
 
 TCP_SERVER = """
 import socket, sys
@@ -179,6 +179,8 @@ def write_configs(out: Path, layout: Layout, sockets: dict[str, str], lifetime: 
     for plan in layout.switches:
         topo = layout.topology(plan)
         route = topo.routes[0]
+        route_toml = (f'{{ prefix = "{route.prefix}", port = {route.next_hop.port}, src_mac = "{ROUTER_MAC}", '
+                      f'dst_mac = "{route.next_hop.dst_mac}" }}')  # TOML inline tables stay on one line
         switches.append(textwrap.dedent(f"""
             [[switch]]
             name = "{plan.name}"
@@ -187,7 +189,7 @@ def write_configs(out: Path, layout: Layout, sockets: dict[str, str], lifetime: 
             tap_source_port = {topo.tap_source_port}
             ports = [{", ".join(f"{{ port = {p}, ifindex = {p} }}" for p in sorted(topo.ports))}]
             l2 = [{", ".join(f'{{ mac = "{e.mac}", port = {e.port} }}' for e in topo.l2)}]
-            routes = [ {{ prefix = "{route.prefix}", port = {route.next_hop.port}, src_mac = "{ROUTER_MAC}", dst_mac = "{route.next_hop.dst_mac}" }} ]
+            routes = [{route_toml}]
         """))
     controller = _private(out / "p4tap.toml", textwrap.dedent("""
         [controller]
@@ -225,6 +227,8 @@ def write_configs(out: Path, layout: Layout, sockets: dict[str, str], lifetime: 
         type = "inform"
     """))
     rtp = INTERCEPTS[CCCID_RTP][0]
+    rtp_toml = (f'{{ src = "{rtp.src}", protocol = {rtp.protocol}, '
+                f'dst_ports = [{rtp.dst_ports[0]}, {rtp.dst_ports[1]}] }}')
     md = _private(out / "md.toml", textwrap.dedent(f"""
         [content]
         listen = ["{MD_ADDRESS}:{MD_PORT}"]
@@ -253,7 +257,7 @@ def write_configs(out: Path, layout: Layout, sockets: dict[str, str], lifetime: 
         [[intercept]]
         content_id = {CCCID_RTP}
         md = "{MD_ADDRESS}:{MD_PORT}"
-        filters = [{{ src = "{rtp.src}", protocol = {rtp.protocol}, dst_ports = [{rtp.dst_ports[0]}, {rtp.dst_ports[1]}] }}]
+        filters = [{rtp_toml}]
         lifetime = {lifetime}
     """) + "".join(f'\n[[agency]]\nname = "{name}"\ncccids = {sorted(ids)}\nfile = "{name}"\n'
                    for name, ids in AGENCIES.items()))
@@ -534,6 +538,8 @@ def run_demo(options: Options, progress: Progress | None = None) -> Report:
               Path(options.out_dir).resolve(), progress, Report(layout.name, "", ""))
     run.report.backend, run.report.target = run.backend, run.target
     prepare_out_dir(run.out)
+    if options.hosts == "auto" and run.backend == "netns":
+        progress(f"Mininet is not usable here ({mininet_skip_reason()}): plain network namespaces instead", mark="   ")
     progress(f"building the {layout.name} network with "
              f"{'Mininet' if run.backend == 'mininet' else 'network namespaces'}: subject {SUBJECT}, peer "
              f"{', '.join(layout.peer_addresses)}, other {OTHER}, MD {MD_ADDRESS}, IAP management {IAP_MGMT}"

@@ -23,14 +23,14 @@ import importlib
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bmv2_topo.netns import HostSpec, configure_host, prepare_switch_end, static_neighbours, switch_end_name
+from bmv2_topo.netns import (HostCommands, HostSpec, configure_host, prepare_switch_end, static_neighbours,
+                              switch_end_name)
 from bmv2_topo.veth import VethError, tagged
 
 DEBIAN_DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
@@ -67,7 +67,7 @@ def mininet_skip_reason() -> str | None:
 
 
 @dataclass
-class MininetHost:
+class MininetHost(HostCommands):
     """A Mininet host, driven like a NamespaceHost: commands run in its
     namespace through `mnexec -a PID`."""
 
@@ -79,25 +79,8 @@ class MininetHost:
     def pid(self) -> int:
         return self.node.pid
 
-    @property
-    def port(self) -> int | None:
-        return self.spec.port
-
-    @property
-    def switch_end(self) -> str:
-        return self.switch_ends["eth0"]
-
     def command(self, *argv: str) -> list[str]:
         return ["mnexec", "-a", str(self.pid), *argv]
-
-    def run(self, *argv: str, check: bool = True, timeout: float = 60, **kw) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(self.command(*argv), capture_output=True, text=True, timeout=timeout, **kw)
-        if check and result.returncode != 0:
-            raise VethError(f"[{self.spec.name}] {' '.join(argv)} failed: {result.stderr.strip() or result.stdout.strip()}")
-        return result
-
-    def popen(self, *argv: str, **kw) -> subprocess.Popen:
-        return subprocess.Popen(self.command(*argv), **kw)
 
 
 @contextmanager

@@ -82,8 +82,38 @@ def switch_end_name(prefix: str, switch: str, port: int) -> str:
     return name
 
 
+class HostCommands:
+    """Running commands in a host; `command(*argv)` says how to enter it.
+    Shared by both backends (NamespaceHost here, MininetHost in mininet_topo.py)."""
+
+    spec: HostSpec
+    switch_ends: dict[str, str]
+
+    def command(self, *argv: str) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def port(self) -> int | None:
+        return self.spec.port
+
+    @property
+    def switch_end(self) -> str:
+        """The switch side of eth0."""
+        return self.switch_ends["eth0"]
+
+    def run(self, *argv: str, check: bool = True, timeout: float = 60, **kw) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(self.command(*argv), capture_output=True, text=True, timeout=timeout, **kw)
+        if check and result.returncode != 0:
+            why = result.stderr.strip() or result.stdout.strip()
+            raise VethError(f"[{self.spec.name}] {' '.join(argv)} failed: {why}")
+        return result
+
+    def popen(self, *argv: str, **kw) -> subprocess.Popen:
+        return subprocess.Popen(self.command(*argv), **kw)
+
+
 @dataclass
-class NamespaceHost:
+class NamespaceHost(HostCommands):
     """A host to run commands in. `switch_ends` maps each of its interfaces on
     a switch to the switch-side interface in the root namespace."""
 
@@ -92,25 +122,8 @@ class NamespaceHost:
     switch_ends: dict[str, str] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
-    @property
-    def port(self) -> int | None:
-        return self.spec.port
-
-    @property
-    def switch_end(self) -> str:
-        return self.switch_ends["eth0"]
-
     def command(self, *argv: str) -> list[str]:
         return ["ip", "netns", "exec", self.netns, *argv]
-
-    def run(self, *argv: str, check: bool = True, timeout: float = 60, **kw) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(self.command(*argv), capture_output=True, text=True, timeout=timeout, **kw)
-        if check and result.returncode != 0:
-            raise VethError(f"[{self.spec.name}] {' '.join(argv)} failed: {result.stderr.strip() or result.stdout.strip()}")
-        return result
-
-    def popen(self, *argv: str, **kw) -> subprocess.Popen:
-        return subprocess.Popen(self.command(*argv), **kw)
 
 
 def _ip(*args: str, check: bool = True) -> None:

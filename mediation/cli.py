@@ -165,7 +165,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for row in iap or []:
         streams = row["streams"]
         active = sum(1 for s in streams if s["active"] and s["enabled"])
-        print(f"  intercept {row['content_id']:>10}  {'active' if row['status'] == 1 else 'status ' + str(row['status'])}"
+        state = "active" if row["status"] == 1 else f"status {row['status']}"
+        print(f"  intercept {row['content_id']:>10}  {state}"
               f"  to {row['dest']}  until {row['timeout']}  {active}/{len(streams)} streams"
               f"  {sum(s['packets'] for s in streams)} packets, {sum(s['drops'] for s in streams)} drops")
     print(f"this MD ({config.status_file}):")
@@ -189,7 +190,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     keeper = listener.get("keeper")
     if keeper:
         reach = {True: "answering", False: "NOT answering", None: "not asked yet"}[keeper["reachable"]]
-        print(f"  keeper: IAP {keeper['iap']} {reach}; {keeper['audits']} audits, {keeper['restarts_seen']} restarts seen")
+        print(f"  keeper: IAP {keeper['iap']} {reach}; {keeper['audits']} audits, "
+              f"{keeper['restarts_seen']} restarts seen")
         for content_id, kept in keeper["intercepts"].items():
             print(f"    intercept {content_id}: {kept['state']}, provisioned {kept['provisioned']}x, "
                   f"refreshed {kept['refreshed']}x, timeout {kept['timeout']}"
@@ -241,7 +243,8 @@ def add_subcommands(md: argparse.ArgumentParser) -> None:
 
 
 def build_parser(prog: str = "python -m mediation") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_subcommands(parser)
     return parser

@@ -75,8 +75,10 @@ class Filter:
                     return False
         if self.protocol != -1 and protocol != self.protocol:
             return False
-        if self.dst_ports != (0, 65535) and (dst_port is None or not self.dst_ports[0] <= dst_port <= self.dst_ports[1]):
-            return False
+        if self.dst_ports != (0, 65535):
+            low, high = self.dst_ports
+            if dst_port is None or not low <= dst_port <= high:
+                return False
         return True
 
 
