@@ -94,7 +94,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
             print(f"intercept {spec.content_id}: {what}, timeout {kept.timeout}")
         else:
             failed += 1
-            print(f"intercept {spec.content_id}: NOT provisioned: {kept.last_problem}", file=sys.stderr)
+            print(f"intercept {spec.content_id}: NOT provisioned: {kept.last_error or kept.last_problem}",
+                  file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -195,7 +196,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for content_id, kept in keeper["intercepts"].items():
             print(f"    intercept {content_id}: {kept['state']}, provisioned {kept['provisioned']}x, "
                   f"refreshed {kept['refreshed']}x, timeout {kept['timeout']}"
-                  + (f", last problem: {kept['last_problem']}" if kept["last_problem"] else ""))
+                  + (f", last problem: {kept['last_problem']}" if kept["last_problem"] else "")
+                  + (f", IAP refuses: {kept['last_error']}" if kept.get("last_error") else ""))
     return 0 if iap is not None or config.iap is None else 1
 
 

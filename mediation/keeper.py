@@ -70,7 +70,8 @@ class KeptIntercept:
     iap_packets: int = 0  # InterceptedPackets summed over its streams, as the IAP counts
     iap_drops: int = 0
     active_notifications: int = 0
-    last_problem: str = ""
+    last_problem: str = ""  # why it was last (re)provisioned
+    last_error: str = ""  # the IAP's refusal, while it lasts
 
 
 @dataclass
@@ -97,6 +98,7 @@ class Keeper:
         self.status = KeeperStatus(str(iap.address), intercepts={s.content_id: KeptIntercept(s.content_id)
                                                                  for s in self.specs})
         self._last_uptime: int | None = None
+        self._answered = False  # the IAP answered at least once
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -147,14 +149,19 @@ class Keeper:
         except TapClientError as error:
             if self.status.reachable is not False:
                 self.status.down_since = time.time()
-                self._event(f"IAP {self.iap.address} stopped answering: {error}", logging.WARNING)
+                if self._answered:
+                    self._event(f"IAP {self.iap.address} stopped answering: {error}", logging.WARNING)
+                else:
+                    self._event(f"IAP {self.iap.address} does not answer yet ({error}); "
+                                f"asking again every {self.iap.audit_interval:g}s")
             self.status.reachable = False
             self._drop_client()
             return
         if self.status.reachable is False:
-            self._event(f"IAP {self.iap.address} answers again after "
+            self._event(f"IAP {self.iap.address} answers{' again' if self._answered else ''} after "
                         f"{time.time() - (self.status.down_since or time.time()):.1f}s")
-        if self._last_uptime is not None and uptime < self._last_uptime:
+        self._answered = True
+        if self._last_uptime is not None and uptime is not None and uptime < self._last_uptime:
             self.status.restarts_seen += 1
             self._event(f"IAP {self.iap.address} restarted (sysUpTime went back): auditing its intercepts",
                         logging.WARNING)
@@ -166,8 +173,9 @@ class Keeper:
                 self._keep(client, spec, table.get(spec.content_id))
             except TapClientError as error:
                 kept = self.status.intercepts[spec.content_id]
-                kept.state, kept.last_problem = "failed", str(error)
-                self._event(f"intercept {spec.content_id}: {error}", logging.WARNING)
+                if kept.last_error != str(error):  # said once, not at every audit
+                    self._event(f"intercept {spec.content_id}: {error}", logging.WARNING)
+                kept.state, kept.last_error = "failed", str(error)
                 if error.status is None:  # no answer: the IAP went away mid-audit
                     self.status.reachable = False
                     self.status.down_since = time.time()
@@ -179,7 +187,7 @@ class Keeper:
         now = datetime.now(timezone.utc)
         wrong = problem(spec, have)
         if wrong is None:
-            kept.state, kept.last_problem = "active", ""
+            kept.state, kept.last_error = "active", ""
             kept.iap_packets = sum(s.packets for s in have.streams.values())
             kept.iap_drops = sum(s.drops for s in have.streams.values())
             if have.timeout is None or (have.timeout - now).total_seconds() < spec.lifetime / 2:
@@ -192,15 +200,23 @@ class Keeper:
                 kept.timeout = have.timeout.isoformat(timespec="seconds")
             return
         again = kept.provisioned > 0
+        if kept.state != "failed":  # a failing provisioning is reported once, by audit()
+            self._event(f"intercept {spec.content_id}: {wrong}: {'provisioning again' if again else 'provisioning'}",
+                        logging.WARNING if again else logging.INFO)
         kept.last_problem = wrong
-        self._event(f"intercept {spec.content_id}: {wrong}: {'provisioning again' if again else 'provisioning'}",
-                    logging.WARNING if again else logging.INFO)
         if have is not None:
             self.tear_down(client, have)
         timeout = now + timedelta(seconds=spec.lifetime)
-        client.provision(spec.content_id, spec.md.host, spec.md.port, timeout, list(spec.filters), spec.dscp,
-                         progress=self.progress)
-        kept.state, kept.timeout = "active", timeout.isoformat(timespec="seconds")
+        try:
+            client.provision(spec.content_id, spec.md.host, spec.md.port, timeout, list(spec.filters), spec.dscp,
+                             progress=self.progress)
+        except TapClientError as error:
+            if error.status is not None:  # refused part-way: leave nothing half provisioned
+                left = client.intercepts().get(spec.content_id)
+                if left is not None:
+                    self.tear_down(client, left)
+            raise
+        kept.state, kept.timeout, kept.last_error = "active", timeout.isoformat(timespec="seconds"), ""
         kept.provisioned += 1
         self._event(f"intercept {spec.content_id}: provisioned over SNMPv3 ({1 + 2 * len(spec.filters)} SETs), "
                     f"copies to {spec.md}")

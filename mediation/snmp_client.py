@@ -320,9 +320,13 @@ class TapClient:
         """A new cTap2MediationTimeout (the MIB allows it while the row is active)."""
         self.set([(MEDIATION + (10, content_id), rfc1902.OctetString(date_and_time(timeout)))])
 
-    def uptime(self) -> int:
-        """sysUpTime in hundredths of a second: a smaller value than before means the agent restarted."""
-        return int(self.get(SYS_UP_TIME)[0][1])
+    def uptime(self) -> int | None:
+        """sysUpTime in hundredths of a second (a smaller value than before: the agent
+        restarted), or None where this user's view does not include it."""
+        value = self.get(SYS_UP_TIME)[0][1]
+        if value.tagSet != rfc1902.TimeTicks.tagSet:
+            return None
+        return int(value)
 
     def intercepts(self) -> dict[int, IapIntercept]:
         """Every mediation row the IAP shows this user, with its streams and filters."""

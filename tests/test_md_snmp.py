@@ -109,6 +109,28 @@ def test_keeper_provisions_refreshes_and_provisions_again_after_an_iap_restart(t
         controller.stop()
 
 
+def test_a_refused_intercept_is_reported_once_and_leaves_nothing_behind(tmp_path):
+    controller = switchless_controller(tmp_path)
+    controller.start()
+    port = free_udp_port()
+    running = start_agent(tmp_path, controller, listen=f'"127.0.0.1:{port}"')
+    unroutable = InterceptSpec(77, Endpoint("198.51.100.99", 7000), subject_filters("192.0.2.10"), 60)
+    keeper = Keeper(iap_settings(port), [unroutable, spec()])
+    try:
+        for _ in range(3):
+            keeper.audit()
+        kept = keeper.status.intercepts[77]
+        assert kept.state == "failed" and "inconsistentValue" in kept.last_error
+        assert sum("intercept 77:" in e and "inconsistentValue" in e for e in keeper.status.events) == 1
+        with client_for(keeper.iap) as client:
+            assert 77 not in client.intercepts(), "no half-provisioned rows left at the IAP"
+        assert set(held(controller)) == {CID}, "the other intercept is kept regardless"
+    finally:
+        keeper.close()
+        running.agent.stop()
+        controller.stop()
+
+
 def test_informs_reach_the_md_and_a_timed_out_intercept_is_provisioned_again(tmp_path):
     inform_port, agent_port = free_udp_port(), free_udp_port()
     controller = switchless_controller(tmp_path)
