@@ -43,44 +43,18 @@ an error message. Every mistake names the section and key.
 from __future__ import annotations
 
 import ipaddress
-import os
-import stat
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controller.toml_fields import ConfigError, Endpoint, read
+from controller.toml_fields import endpoint as parse_endpoint
+from controller.toml_fields import get as _get
+from controller.toml_fields import only as _only
 from mediation.snmp_client import AUTH, PRIV, Filter
 
 MIN_KEY = 8  # RFC 3414 11.2
 MAX_CONTENT_ID = 2**31 - 1
-
-
-class ConfigError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def parse_endpoint(text: str, where: str) -> Endpoint:
-    """"HOST:PORT" or "[V6HOST]:PORT", as everywhere in p4tap's configs."""
-    host, sep, port = str(text).rpartition(":")
-    host = host.strip("[]")
-    try:
-        address = ipaddress.ip_address(host)
-        number = int(port)
-        if not sep or not 0 <= number <= 65535:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"{where}: {text!r} is not ADDRESS:PORT ([v6]:port for IPv6)") from None
-    return Endpoint(str(address), number)
 
 
 @dataclass(frozen=True)
@@ -129,23 +103,6 @@ class MdConfig:
 
     def intercept(self, content_id: int) -> InterceptSpec | None:
         return next((i for i in self.intercepts if i.content_id == content_id), None)
-
-
-def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = ...) -> Any:
-    if key not in table:
-        if default is ...:
-            raise ConfigError(f"{where}: missing `{key}`")
-        return default
-    value = table[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: `{key}` has the wrong type ({type(value).__name__})")
-    return value
-
-
-def _only(table: dict[str, Any], keys: set[str], where: str) -> None:
-    unknown = set(table) - keys
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
 
 
 def subject_filters(subject: str, where: str = "subject") -> tuple[Filter, Filter]:
@@ -287,18 +244,4 @@ def parse(raw: dict[str, Any], base: Path, source: str = "config") -> MdConfig:
 
 def load(path: Path) -> MdConfig:
     """Read and check the config; refuse a file with keys that others may read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as error:
-        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
-        data = f.read()
-    try:
-        raw = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: {error}") from None
-    if "iap" in raw and mode & 0o077:
-        raise ConfigError(f"{path} holds SNMPv3 keys but group/others may access it "
-                          f"(mode {stat.S_IMODE(mode):04o}): run `chmod 600 {path}`")
-    return parse(raw, Path(path).resolve().parent, str(path))
+    return parse(read(path, holds_keys=lambda raw: "iap" in raw), Path(path).resolve().parent, str(path))

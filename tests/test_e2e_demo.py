@@ -15,6 +15,7 @@ in a clear report, and Ctrl-C in a clean machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -117,10 +119,18 @@ def test_multihomed_subject_is_captured_on_both_paths(tmp_path):
     check_captures_with_tshark(report, tcp_to=PEER_B, rtp_to=PEER)
 
 
-def demo_process(out: Path) -> subprocess.Popen:
+@contextlib.contextmanager
+def demo_process(out: Path) -> Iterator[subprocess.Popen]:
+    """`python -m bmv2_topo.demo` as a user starts it; killed if a test leaves it running."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
-    return subprocess.Popen([sys.executable, "-u", "-m", "bmv2_topo.demo", "--hosts", "netns", "--out-dir", str(out)],
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "bmv2_topo.demo", "--hosts", "netns", "--out-dir", str(out)],
                             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def read_until(proc: subprocess.Popen, needle: str) -> str:
@@ -149,17 +159,12 @@ def assert_nothing_left(started: dict[str, int]) -> None:
 
 @e2e
 def test_switch_killed_mid_run_ends_in_a_clear_report(tmp_path):
-    proc = demo_process(tmp_path / "demo")
-    try:
+    with demo_process(tmp_path / "demo") as proc:
         before = read_until(proc, "subject: RTP-like flow")
         started = pids(before)
         assert set(started) == {"switch s1", "IAP", "MD"}, before
         os.kill(started["switch s1"], signal.SIGKILL)
         rest = proc.communicate(timeout=240)[0]  # a hang guard, not a speed goal
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = before + rest
     assert proc.returncode == 1, text
     assert f"switch s1 (pid {started['switch s1']}) stopped during the run (killed by signal 9)" in text
@@ -172,16 +177,11 @@ def test_switch_killed_mid_run_ends_in_a_clear_report(tmp_path):
 
 @e2e
 def test_ctrl_c_removes_everything(tmp_path):
-    proc = demo_process(tmp_path / "demo")
-    try:
+    with demo_process(tmp_path / "demo") as proc:
         before = read_until(proc, "driving traffic")
         started = pids(before)
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=120)[0]  # a hang guard, not a speed goal
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, before + rest
     assert "interrupted; everything the demo created has been removed" in rest
     assert_nothing_left(started)

@@ -11,12 +11,15 @@ these tests are about SNMP, not packets (tests/test_e2e_demo.py has both).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -39,127 +42,126 @@ def spec(lifetime: float = 60) -> InterceptSpec:
     return InterceptSpec(CID, MD, subject_filters("192.0.2.10"), lifetime)
 
 
+@contextlib.contextmanager
+def iap(home: Path, port: int | None = None, notify: str = "") -> Iterator[tuple]:
+    """An IAP on loopback: the switchless controller and the real SNMPv3 agent,
+    on `port` (a fresh one if None); yields (controller, agent port)."""
+    home.mkdir(exist_ok=True)
+    port = port or free_udp_port()
+    controller = switchless_controller(home)
+    controller.start()
+    try:
+        running = start_agent(home, controller, notify=notify, listen=f'"127.0.0.1:{port}"')
+        try:
+            yield controller, port
+        finally:
+            running.agent.stop()
+    finally:
+        controller.stop()
+
+
 def held(controller) -> dict[int, tuple]:
     return {m.content_id: (m, s) for m, s, _ in controller.intercepts()}
 
 
 def test_keeper_provisions_refreshes_and_provisions_again_after_an_iap_restart(tmp_path):
     port = free_udp_port()
-    (tmp_path / "a").mkdir()
-    controller = switchless_controller(tmp_path / "a")
-    controller.start()
-    running = start_agent(tmp_path / "a", controller, listen=f'"127.0.0.1:{port}"')
     keeper = Keeper(iap_settings(port), [spec(lifetime=60)])
+    kept = keeper.status.intercepts[CID]
     try:
-        # 1. first audit: missing, so provisioned (mediation, then filter + stream per direction)
-        keeper.audit()
-        mediation, streams = held(controller)[CID]
-        assert (str(mediation.dest_address), mediation.dest_port) == ("203.0.113.10", 7000)
-        assert [(str(s.filter.src_address), str(s.filter.dst_address)) for s in streams] == \
-            [("192.0.2.10", "None"), ("None", "192.0.2.10")]
-        kept = keeper.status.intercepts[CID]
-        assert (kept.state, kept.provisioned, kept.refreshed) == ("active", 1, 0)
+        with iap(tmp_path / "a", port) as (controller, _):
+            # 1. first audit: missing, so provisioned (mediation, then filter + stream per direction)
+            keeper.audit()
+            mediation, streams = held(controller)[CID]
+            assert (str(mediation.dest_address), mediation.dest_port) == ("203.0.113.10", 7000)
+            assert [(str(s.filter.src_address), str(s.filter.dst_address)) for s in streams] == \
+                [("192.0.2.10", "None"), ("None", "192.0.2.10")]
+            assert (kept.state, kept.provisioned, kept.refreshed) == ("active", 1, 0)
 
-        # 2. as wanted and far from its Timeout: left alone
-        keeper.audit()
-        assert (kept.provisioned, kept.refreshed) == (1, 0)
+            # 2. as wanted and far from its Timeout: left alone
+            keeper.audit()
+            assert (kept.provisioned, kept.refreshed) == (1, 0)
 
-        # 3. less than half the lifetime left: the Timeout is refreshed, nothing else changes
-        with client_for(keeper.iap) as client:
-            client.refresh(CID, datetime.now(timezone.utc) + timedelta(seconds=20))
-        keeper.audit()
-        assert (kept.provisioned, kept.refreshed) == (1, 1)
-        timeout = held(controller)[CID][0].timeout
-        assert timeout > datetime.now(timezone.utc) + timedelta(seconds=50)
+            # 3. less than half the lifetime left: the Timeout is refreshed, nothing else changes
+            with client_for(keeper.iap) as client:
+                client.refresh(CID, datetime.now(timezone.utc) + timedelta(seconds=20))
+            keeper.audit()
+            assert (kept.provisioned, kept.refreshed) == (1, 1)
+            timeout = held(controller)[CID][0].timeout
+            assert timeout > datetime.now(timezone.utc) + timedelta(seconds=50)
 
-        # 4. a stream destroyed at the IAP: the keeper puts the intercept right
-        with client_for(keeper.iap) as client:
-            client.remove(CID, [2], [2], mediation=False)
-        assert len(held(controller)[CID][1]) == 1
-        keeper.audit()
-        assert kept.provisioned == 2 and "1 of 2 streams" in kept.last_problem
-        assert len(held(controller)[CID][1]) == 2
+            # 4. a stream destroyed at the IAP: the keeper puts the intercept right
+            with client_for(keeper.iap) as client:
+                client.remove(CID, [2], [2], mediation=False)
+            assert len(held(controller)[CID][1]) == 1
+            keeper.audit()
+            assert kept.provisioned == 2 and "1 of 2 streams" in kept.last_problem
+            assert len(held(controller)[CID][1]) == 2
 
         # 5. the IAP goes away: noticed, reported once
-        running.agent.stop()
-        controller.stop()
         keeper.audit()
         keeper.audit()
         assert keeper.status.reachable is False
         assert sum("stopped answering" in e for e in keeper.status.events) == 1
 
         # 6. it comes back on the same address with empty tables (a restarted IAP; the MIB is volatile)
-        (tmp_path / "b").mkdir()
-        controller = switchless_controller(tmp_path / "b")
-        controller.start()
-        running = start_agent(tmp_path / "b", controller, listen=f'"127.0.0.1:{port}"')
-        assert controller.intercepts() == []
-        keeper.audit()
-        assert keeper.status.reachable is True
-        assert any("answers again" in e for e in keeper.status.events)
-        assert CID in held(controller) and len(held(controller)[CID][1]) == 2
-        assert kept.provisioned == 3 and kept.last_problem == "missing at the IAP"
+        with iap(tmp_path / "b", port) as (controller, _):
+            assert controller.intercepts() == []
+            keeper.audit()
+            assert keeper.status.reachable is True
+            assert any("answers again" in e for e in keeper.status.events)
+            assert CID in held(controller) and len(held(controller)[CID][1]) == 2
+            assert kept.provisioned == 3 and kept.last_problem == "missing at the IAP"
 
-        # 7. and the MD tears it down when asked
-        keeper.remove_all()
-        assert controller.intercepts() == []
+            # 7. and the MD tears it down when asked
+            keeper.remove_all()
+            assert controller.intercepts() == []
     finally:
         keeper.close()
-        running.agent.stop()
-        controller.stop()
 
 
 def test_a_refused_intercept_is_reported_once_and_leaves_nothing_behind(tmp_path):
-    controller = switchless_controller(tmp_path)
-    controller.start()
-    port = free_udp_port()
-    running = start_agent(tmp_path, controller, listen=f'"127.0.0.1:{port}"')
     unroutable = InterceptSpec(77, Endpoint("198.51.100.99", 7000), subject_filters("192.0.2.10"), 60)
-    keeper = Keeper(iap_settings(port), [unroutable, spec()])
-    try:
-        for _ in range(3):
-            keeper.audit()
-        kept = keeper.status.intercepts[77]
-        assert kept.state == "failed" and "inconsistentValue" in kept.last_error
-        assert sum("intercept 77:" in e and "inconsistentValue" in e for e in keeper.status.events) == 1
-        with client_for(keeper.iap) as client:
-            assert 77 not in client.intercepts(), "no half-provisioned rows left at the IAP"
-        assert set(held(controller)) == {CID}, "the other intercept is kept regardless"
-    finally:
-        keeper.close()
-        running.agent.stop()
-        controller.stop()
+    with iap(tmp_path) as (controller, port):
+        keeper = Keeper(iap_settings(port), [unroutable, spec()])
+        try:
+            for _ in range(3):
+                keeper.audit()
+            kept = keeper.status.intercepts[77]
+            assert kept.state == "failed" and "inconsistentValue" in kept.last_error
+            assert sum("intercept 77:" in e and "inconsistentValue" in e for e in keeper.status.events) == 1
+            with client_for(keeper.iap) as client:
+                assert 77 not in client.intercepts(), "no half-provisioned rows left at the IAP"
+            assert set(held(controller)) == {CID}, "the other intercept is kept regardless"
+        finally:
+            keeper.close()
 
 
 def test_informs_reach_the_md_and_a_timed_out_intercept_is_provisioned_again(tmp_path):
-    inform_port, agent_port = free_udp_port(), free_udp_port()
-    controller = switchless_controller(tmp_path)
-    controller.start()
+    inform_port = free_udp_port()
     notify = f'\n[[notify]]\ntarget = "127.0.0.1:{inform_port}"\nuser = "md1"\ntype = "inform"\ntimeout = 1.0\n'
-    running = start_agent(tmp_path, controller, notify=notify, listen=f'"127.0.0.1:{agent_port}"')
-    iap = iap_settings(agent_port)
-    keeper = Keeper(iap, [spec(lifetime=60)])
-    receiver = InformReceiver(Endpoint("127.0.0.1", inform_port), iap, keeper.on_notification)
-    receiver.start()
-    try:
-        keeper.audit()
-        wait_for(lambda: sorted((n.kind, n.stream) for n in receiver.received) == [("active", 1), ("active", 2)])
-        assert all(n.content_id == CID for n in receiver.received)
-        assert keeper.status.intercepts[CID].active_notifications == 2
+    with iap(tmp_path, notify=notify) as (controller, port):
+        settings = iap_settings(port)
+        keeper = Keeper(settings, [spec(lifetime=60)])
+        receiver = InformReceiver(Endpoint("127.0.0.1", inform_port), settings, keeper.on_notification)
+        receiver.start()
+        try:
+            keeper.audit()
+            wait_for(lambda: sorted((n.kind, n.stream) for n in receiver.received) == [("active", 1), ("active", 2)])
+            assert all(n.content_id == CID for n in receiver.received)
+            assert keeper.status.intercepts[CID].active_notifications == 2
 
-        # the Timeout passes (someone set it short): the agent says so, the keeper wakes up and provisions again
-        with client_for(iap) as client:
-            client.refresh(CID, datetime.now(timezone.utc) + timedelta(seconds=2))
-        wait_for(lambda: any(n.kind == "timed_out" and n.content_id == CID for n in receiver.received), 15)
-        assert keeper._wake.is_set(), "a TimedOut of a kept intercept must trigger an audit"
-        assert CID not in held(controller)
-        keeper.audit()
-        assert CID in held(controller) and keeper.status.intercepts[CID].provisioned == 2
-    finally:
-        receiver.stop()
-        keeper.close()
-        running.agent.stop()
-        controller.stop()
+            # the Timeout passes (someone set it short): the agent says so, the keeper wakes up and provisions again
+            with client_for(settings) as client:
+                client.refresh(CID, datetime.now(timezone.utc) + timedelta(seconds=2))
+            wait_for(lambda: any(n.kind == "timed_out" and n.content_id == CID for n in receiver.received), 15)
+            assert keeper._wake.is_set(), "a TimedOut of a kept intercept must trigger an audit"
+            assert CID not in held(controller)
+            keeper.audit()
+            assert CID in held(controller) and keeper.status.intercepts[CID].provisioned == 2
+        finally:
+            receiver.stop()
+            keeper.close()
 
 
 @needs_net_snmp
@@ -226,12 +228,8 @@ def md_config(tmp_path, agent_port: int) -> str:
 
 
 def test_md_commands_provision_show_and_remove(tmp_path):
-    controller = switchless_controller(tmp_path)
-    controller.start()
-    port = free_udp_port()
-    running = start_agent(tmp_path, controller, listen=f'"127.0.0.1:{port}"')
-    config = md_config(tmp_path, port)
-    try:
+    with iap(tmp_path) as (controller, port):
+        config = md_config(tmp_path, port)
         out = md("provision", "--config", config).stdout
         assert f"cTap2MediationEntry.{CID} createAndGo" in out and f"intercept {CID}: provisioned" in out
         assert "citapStreamEntry.4343.1 createAndGo: src 192.0.2.10/32, protocol 17, dst ports 5004-5004" in out
@@ -258,36 +256,28 @@ def test_md_commands_provision_show_and_remove(tmp_path):
         open_to_all = md("status", "--config", config, check=False)
         assert open_to_all.returncode == 1 and "chmod 600" in open_to_all.stderr
         assert controller.intercepts() == []
-    finally:
-        running.agent.stop()
-        controller.stop()
 
 
 def test_md_listen_keeps_its_intercepts_and_reports_status(tmp_path):
-    controller = switchless_controller(tmp_path)
-    controller.start()
-    port = free_udp_port()
-    running = start_agent(tmp_path, controller, listen=f'"127.0.0.1:{port}"')
-    config = md_config(tmp_path, port)
-    daemon = subprocess.Popen([sys.executable, "-m", "controller.cli", "md", "listen", "--config", config,
-                               "--remove-on-exit"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: {CID, 4343} <= set(held(controller)), 20)
+    with iap(tmp_path) as (controller, port):
+        config = md_config(tmp_path, port)
         status_file = load(tmp_path / "md.toml").status_file
-        wait_for(status_file.exists)
-        status = md("status", "--config", config).stdout
-        assert f"intercept {CID}: active, provisioned 1x" in status and "IAP 127.0.0.1:" in status
-        assert oct(status_file.stat().st_mode & 0o777) == "0o600"
-        daemon.terminate()
-        out = daemon.communicate(timeout=30)[0]
-        assert daemon.returncode == 0, out
-        assert controller.intercepts() == [], "--remove-on-exit tears the intercepts down"
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait()
-        running.agent.stop()
-        controller.stop()
+        daemon = subprocess.Popen([sys.executable, "-m", "controller.cli", "md", "listen", "--config", config,
+                                   "--remove-on-exit"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_for(lambda: {CID, 4343} <= set(held(controller)), 20)
+            wait_for(status_file.exists)
+            status = md("status", "--config", config).stdout
+            assert f"intercept {CID}: active, provisioned 1x" in status and "IAP 127.0.0.1:" in status
+            assert oct(status_file.stat().st_mode & 0o777) == "0o600"
+            daemon.terminate()
+            out = daemon.communicate(timeout=30)[0]
+            assert daemon.returncode == 0, out
+            assert controller.intercepts() == [], "--remove-on-exit tears the intercepts down"
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
     final = json.loads(status_file.read_text())
     assert final["running"] is False
 
