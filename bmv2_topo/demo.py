@@ -34,24 +34,22 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import signal
-import subprocess
 import sys
-import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bmv2_topo.bmv2_switch import Bmv2Error, Bmv2Switch, resolve_target, target_skip_reason
-from bmv2_topo.layouts import (INFORM_PORT, IAP_MGMT, LAYOUTS, MD_ADDRESS, MD_MGMT, MD_PORT, OTHER, PEER, ROUTER_MAC,
-                               SNMP_PORT, SUBJECT, Layout)
+from bmv2_topo.demo_config import write_configs
+from bmv2_topo.layouts import IAP_MGMT, LAYOUTS, MD_ADDRESS, MD_PORT, OTHER, SNMP_PORT, SUBJECT, Layout
 from bmv2_topo.mininet_topo import mininet_hosts, mininet_skip_reason
 from bmv2_topo.netns import namespace_hosts
 from bmv2_topo.report import Report, analyse, expected_counts, render, sort_out
+from bmv2_topo.supervise import Child, Progress, SwitchWatch
+from bmv2_topo.traffic import RTP_PORT, TCP_BYTES, drive_traffic
 from bmv2_topo.veth import VethError
 from bmv2_topo.wire import Recorder
 from controller.pipeline import REPO_ROOT
@@ -61,50 +59,13 @@ from mediation.snmp_client import Filter
 OUT_DIR = REPO_ROOT / "run" / "demo"
 MARKER = ".p4tap-demo"
 CCCID_ALL, CCCID_RTP = 4242, 4243
-RTP_PORT, TCP_PORT = 5004, 8080
-RTP_PACKETS, TCP_BYTES = 100, 200_000
 AGENCIES = {"lea-a": frozenset({CCCID_ALL}), "lea-b": frozenset({CCCID_ALL, CCCID_RTP})}
 INTERCEPTS: dict[int, tuple[Filter, ...]] = {
     CCCID_ALL: subject_filters(SUBJECT),
     CCCID_RTP: (Filter(src=f"{SUBJECT}/32", protocol=17, dst_ports=(RTP_PORT, RTP_PORT)),),
 }
-CUT_MARGIN = 0.1  # seconds before a switch's death whose packets may have been in it, unprocessed
 READY_TIMEOUT = 90.0  # seconds for the IAP to come up and the MD to provision
 SETTLE_LIMIT = 20.0  # seconds to wait for copies in flight after the traffic
-
-TCP_SERVER = """
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", %d)); s.listen(1); s.settimeout(60)
-c, _ = s.accept(); c.settimeout(20); n = 0
-try:
-    while True:
-        b = c.recv(65536)
-        if not b: break
-        n += len(b)
-finally:
-    print(n, flush=True)
-"""
-TCP_CLIENT = """
-import socket, sys
-c = socket.create_connection((sys.argv[1], %d), timeout=10)
-c.sendall(bytes(%d)); c.shutdown(socket.SHUT_WR); c.recv(1); c.close()
-"""
-UDP_SINK = """
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(sys.argv[1]))); s.settimeout(60)
-try:
-    while True: s.recv(2048)
-except socket.timeout:
-    pass
-"""
-RTP_SOURCE = """
-import socket, struct, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for seq in range(int(sys.argv[2])):   # 20 ms G.711 frames: RTP header + 160 bytes
-    s.sendto(struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0x5eed) + bytes(160), (sys.argv[1], %d))
-    time.sleep(0.02)
-""" % RTP_PORT
 
 
 class DemoError(RuntimeError):
@@ -118,14 +79,6 @@ class Options:
     out_dir: Path = OUT_DIR
     lifetime: float = 120.0
     target: str | None = None
-
-
-class Progress:
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-
-    def __call__(self, message: str, mark: str = "==>") -> None:
-        print(f"[{time.monotonic() - self.started:5.1f}s] {mark} {message}", flush=True)
 
 
 def host_backend(choice: str) -> str:
@@ -166,174 +119,6 @@ def prepare_out_dir(out: Path) -> None:
     (out / MARKER).write_text("created by bmv2_topo/demo.py; removed and rebuilt by every run\n")
 
 
-def _private(path: Path, text: str) -> Path:
-    path.write_text(text)
-    path.chmod(0o600)
-    return path
-
-
-def write_configs(out: Path, layout: Layout, sockets: dict[str, str], lifetime: float) -> dict[str, Path]:
-    """The IAP's controller and agent configs and the MD's, with fresh keys."""
-    auth, priv = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
-    switches = []
-    for plan in layout.switches:
-        topo = layout.topology(plan)
-        route = topo.routes[0]
-        route_toml = (f'{{ prefix = "{route.prefix}", port = {route.next_hop.port}, src_mac = "{ROUTER_MAC}", '
-                      f'dst_mac = "{route.next_hop.dst_mac}" }}')  # TOML inline tables stay on one line
-        switches.append(textwrap.dedent(f"""
-            [[switch]]
-            name = "{plan.name}"
-            address = "unix:{sockets[plan.name]}"
-            tap_source_ipv4 = "{plan.tap_source}"
-            tap_source_port = {topo.tap_source_port}
-            ports = [{", ".join(f"{{ port = {p}, ifindex = {p} }}" for p in sorted(topo.ports))}]
-            l2 = [{", ".join(f'{{ mac = "{e.mac}", port = {e.port} }}' for e in topo.l2)}]
-            routes = [{route_toml}]
-        """))
-    controller = _private(out / "p4tap.toml", textwrap.dedent("""
-        [controller]
-        state_dir = "iap-state"
-        control_socket = "iap-state/control.sock"
-    """) + "".join(switches))
-    agent = _private(out / "snmp.toml", textwrap.dedent(f"""
-        [agent]
-        listen = ["{IAP_MGMT}:{SNMP_PORT}"]
-        sys_name = "p4tap-demo-iap"
-
-        [[view]]
-        name = "tap"
-        include = ["1.3.6.1.4.1.9.9.399", "1.3.6.1.4.1.9.9.394", "1.3.6.1.2.1.1"]
-
-        [[group]]
-        name = "li"
-        lawful_intercept = true
-        security_level = "authPriv"
-        read_view = "tap"
-        write_view = "tap"
-        notify_view = "tap"
-
-        [[user]]
-        name = "md1"
-        group = "li"
-        auth_protocol = "SHA-256"
-        auth_key = "{auth}"
-        priv_protocol = "AES"
-        priv_key = "{priv}"
-
-        [[notify]]
-        target = "{MD_MGMT}:{INFORM_PORT}"
-        user = "md1"
-        type = "inform"
-    """))
-    rtp = INTERCEPTS[CCCID_RTP][0]
-    rtp_toml = (f'{{ src = "{rtp.src}", protocol = {rtp.protocol}, '
-                f'dst_ports = [{rtp.dst_ports[0]}, {rtp.dst_ports[1]}] }}')
-    md = _private(out / "md.toml", textwrap.dedent(f"""
-        [content]
-        listen = ["{MD_ADDRESS}:{MD_PORT}"]
-        out_dir = "md"
-
-        [iap]
-        address = "{IAP_MGMT}:{SNMP_PORT}"
-        user = "md1"
-        auth_protocol = "SHA-256"
-        auth_key = "{auth}"
-        priv_protocol = "AES"
-        priv_key = "{priv}"
-        timeout = 1.0
-        retries = 2
-        audit_interval = 1.0
-
-        [informs]
-        listen = "{MD_MGMT}:{INFORM_PORT}"
-
-        [[intercept]]
-        content_id = {CCCID_ALL}
-        md = "{MD_ADDRESS}:{MD_PORT}"
-        subject = "{SUBJECT}"
-        lifetime = {lifetime}
-
-        [[intercept]]
-        content_id = {CCCID_RTP}
-        md = "{MD_ADDRESS}:{MD_PORT}"
-        filters = [{rtp_toml}]
-        lifetime = {lifetime}
-    """) + "".join(f'\n[[agency]]\nname = "{name}"\ncccids = {sorted(ids)}\nfile = "{name}"\n'
-                   for name, ids in AGENCIES.items()))
-    return {"controller": controller, "agent": agent, "md": md}
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-class Child:
-    """A long-running process in a host, its output in a log file; stopped
-    with SIGTERM (then SIGKILL) and always reaped."""
-
-    def __init__(self, host, name: str, argv: list[str], log: Path) -> None:
-        self.name, self.log = name, log
-        self._out = open(log, "wb")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-                   PYTHONUNBUFFERED="1")
-        self.proc = host.popen(*argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._out,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, grace: float = 30.0) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._out.close()
-        return self.proc.returncode
-
-    def failure(self) -> str:
-        return f"{self.name} exited with status {self.proc.returncode}; the end of {self.log}:\n{_tail(self.log)}"
-
-
-class SwitchWatch:
-    """Notices a switch that dies while the demo runs, and says so at once."""
-
-    def __init__(self, switches: dict[str, Bmv2Switch], progress: Progress) -> None:
-        self.switches, self.progress = switches, progress
-        self.died: list[str] = []
-        self.cut_at: float | None = None
-        self.event = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="switch-watch", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        seen: set[str] = set()
-        while not self._stop.wait(0.2):
-            for name, switch in self.switches.items():
-                if name not in seen and not switch.alive:
-                    seen.add(name)
-                    code = switch.returncode
-                    how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
-                    message = f"switch {name} (pid {switch.pid}) stopped during the run ({how})"
-                    # it stopped within the last poll interval; a little more for packets it held unprocessed
-                    self.cut_at = min(self.cut_at or time.time(), time.time() - 0.2 - CUT_MARGIN)
-                    self.died.append(message)
-                    self.progress(message + ": the run is cut short", mark="!!")
-                    self.event.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def _wait_provisioned(status_file: Path, children: list[Child], watch: SwitchWatch, progress: Progress) -> dict:
     """Until the MD's keeper holds every intercept active and the IAP said Active for each stream."""
     streams = sum(len(f) for f in INTERCEPTS.values())
@@ -365,43 +150,6 @@ def _wait_provisioned(status_file: Path, children: list[Child], watch: SwitchWat
         time.sleep(0.2)
 
 
-def _drive_traffic(hosts, layout: Layout, watch: SwitchWatch, progress: Progress, stack) -> int | None:
-    """The subject's and the other subscriber's traffic; the bytes the peer's TCP server got."""
-    peer, subject, other = hosts["peer"], hosts["subject"], hosts["other"]
-    py = sys.executable
-    sink = peer.popen(py, "-c", UDP_SINK, str(RTP_PORT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stack.callback(_kill, sink)
-    server = peer.popen(py, "-c", TCP_SERVER % TCP_PORT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    stack.callback(_kill, server)
-    time.sleep(0.5)
-    steps = [
-        (f"subject: ping the peer ({PEER})", subject, ["ping", "-c", "3", "-i", "0.2", "-W", "1", PEER]),
-        (f"subject: RTP-like flow, {RTP_PACKETS} packets of 172 bytes every 20 ms, to {layout.rtp_to}:{RTP_PORT}",
-         subject, [py, "-c", RTP_SOURCE, layout.rtp_to, str(RTP_PACKETS)]),
-        (f"subject: TCP transfer of {TCP_BYTES // 1000} kB to {layout.tcp_to}:{TCP_PORT}", subject,
-         [py, "-c", TCP_CLIENT % (TCP_PORT, TCP_BYTES), layout.tcp_to]),
-        (f"other subscriber ({OTHER}): ping and 20 UDP datagrams to the peer (must not be captured)", other,
-         ["ping", "-c", "3", "-i", "0.2", "-W", "1", PEER], [py, "-c", RTP_SOURCE, PEER, "20"]),
-    ]
-    for what, host, *commands in steps:
-        if watch.event.is_set():
-            progress(f"skipped: {what}", mark="   ")
-            continue
-        progress(what)
-        for argv in commands:
-            try:
-                host.run(*argv, check=False, timeout=60)
-            except subprocess.TimeoutExpired:
-                progress(f"gave up after 60s: {' '.join(argv[:2])}", mark="!!")
-    if watch.event.is_set():
-        return None
-    try:
-        out = server.communicate(timeout=30)[0].strip()
-    except subprocess.TimeoutExpired:
-        return None
-    return int(out) if out.isdigit() else None
-
-
 def _settle(recorder: Recorder, owner: dict[str, str], status_file: Path, watch: SwitchWatch,
             progress: Progress) -> None:
     """Until the copies still on their way have arrived: the wires are quiet and
@@ -427,12 +175,6 @@ def _settle(recorder: Recorder, owner: dict[str, str], status_file: Path, watch:
         time.sleep(0.25)
     progress(f"after {SETTLE_LIMIT:.0f}s the MD still counts fewer packets than the wires carried; "
              "reporting what arrived", mark="!!")
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
 
 
 @contextlib.contextmanager
@@ -490,7 +232,7 @@ class Run:
         watch = SwitchWatch(switches, progress)
         stack.callback(watch.stop)
         configs = write_configs(out, self.layout, {n: s.grpc_address[len("unix:"):] for n, s in switches.items()},
-                                self.options.lifetime)
+                                self.options.lifetime, INTERCEPTS, AGENCIES)
         iap = Child(hosts["iap"], "the IAP (controller + SNMP agent)",
                     [sys.executable, "-m", "mib_bridge", "--config", str(configs["agent"]),
                      "--controller-config", str(configs["controller"])], out / "iap.log")
@@ -509,8 +251,8 @@ class Run:
         recorder = Recorder(self.owner)
         stack.callback(recorder.__exit__)
         progress(f"recording every frame on {len(self.owner)} wires as the reference; driving traffic")
-        report.tcp_bytes_at_peer = _drive_traffic(hosts, self.layout, watch, progress,
-                                                  stack.enter_context(contextlib.ExitStack()))
+        report.tcp_bytes_at_peer = drive_traffic(hosts, self.layout, watch.event, progress,
+                                                 stack.enter_context(contextlib.ExitStack()))
         report.tcp_bytes_sent = TCP_BYTES
         _settle(recorder, self.owner, status_file, watch, progress)
         self.frames = recorder.stop()

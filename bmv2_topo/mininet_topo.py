@@ -29,8 +29,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bmv2_topo.netns import (HostCommands, HostSpec, configure_host, prepare_switch_end, static_neighbours,
-                              switch_end_name)
+from bmv2_topo.netns import (
+    HostCommands,
+    HostSpec,
+    configure_host,
+    prepare_switch_end,
+    static_neighbours,
+    switch_end_name,
+)
 from bmv2_topo.veth import VethError, tagged
 
 DEBIAN_DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")

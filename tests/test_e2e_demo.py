@@ -28,10 +28,11 @@ from pathlib import Path
 
 import pytest
 
-from bmv2_topo.demo import CCCID_ALL, CCCID_RTP, RTP_PACKETS, TCP_BYTES, Options, Progress, run_demo
+from bmv2_topo.demo import CCCID_ALL, CCCID_RTP, Options, Progress, run_demo
 from bmv2_topo.layouts import OTHER, PEER, PEER_B, SUBJECT
 from bmv2_topo.mininet_topo import mininet_skip_reason
 from bmv2_topo.report import render
+from bmv2_topo.traffic import RTP_PACKETS, TCP_BYTES
 from bmv2_topo.veth import tagged
 from controller.pipeline import P4TAP, REPO_ROOT
 from tests.conftest import needs_root, needs_switch

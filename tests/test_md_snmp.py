@@ -27,8 +27,14 @@ from mediation.config import Endpoint, IapSettings, InterceptSpec, load, subject
 from mediation.informs import InformReceiver
 from mediation.keeper import Keeper, client_for
 from mediation.snmp_client import Filter
-from tests.snmp_support import (AUTH_KEY, PRIV_KEY, free_udp_port, needs_net_snmp, start_agent,
-                                switchless_controller)
+from tests.snmp_support import (
+    AUTH_KEY,
+    PRIV_KEY,
+    free_udp_port,
+    needs_net_snmp,
+    start_agent,
+    switchless_controller,
+)
 
 CID = 4242
 MD = Endpoint("203.0.113.10", 7000)
