@@ -15,17 +15,24 @@ help:  ## this list
 	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 # Debian tools the tests and the demo drive: tshark reads captures, net-snmp's
-# tools play the mediation device. Installed only when missing, and only as root.
+# tools play the mediation device, Mininet builds the demo's hosts. Installed
+# only when missing, and only as root. Mininet comes without its recommended
+# Open vSwitch: the demo's switch is bmv2, and only Mininet's hosts and links are used.
 APT_PACKAGES := iproute2 ethtool iputils-ping tshark snmp snmptrapd
+APT_NO_RECOMMENDS := mininet
 
 apt-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
+	bare=$$(for p in $(APT_NO_RECOMMENDS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing$$bare" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "==> installing Debian packages: $$missing"; \
-	    (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null) \
-	      || { echo "apt-get install $$missing failed"; exit 1; }; \
-	  else echo "note: not root, not installing $$missing (tests that need them will skip)"; fi; \
+	    echo "==> installing Debian packages: $$missing $$bare"; \
+	    apt-get update -q >/dev/null || { echo "apt-get update failed"; exit 1; }; \
+	    if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null \
+	      || { echo "apt-get install $$missing failed"; exit 1; }; fi; \
+	    if [ -n "$$bare" ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$bare \
+	      >/dev/null || { echo "apt-get install $$bare failed"; exit 1; }; fi; \
+	  else echo "note: not root, not installing $$missing $$bare (tests that need them will skip)"; fi; \
 	fi
 
 $(VENV)/.installed: pyproject.toml
@@ -58,8 +65,9 @@ test: setup  ## run every test (bmv2/p4c tests skip, saying why, where those are
 ptf: setup  ## run only the PTF data-plane suite (on bmv2 and on the softswitch)
 	$(PY) -m pytest -v tests/test_ptf.py
 
+DEMO_ARGS ?=
 run: setup  ## the demo: tap a subject (bmv2, or the softswitch without bmv2) and show what the MD receives
-	$(PY) -m bmv2_topo.demo
+	$(PY) -m bmv2_topo.demo $(DEMO_ARGS)
 
 bench: setup  ## run the benchmarks and append their figures to BENCHMARKS.md
 	$(PY) -m bench.tap_scale

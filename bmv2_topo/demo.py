@@ -1,232 +1,336 @@
-"""The p4tap demo: watch a lawful intercept happen on a bmv2 switch.
+"""The p4tap demo (`make run`): watch a lawful intercept happen, end to end,
+the way an operator runs it.
 
-Builds four namespace hosts around one switch (subject, peer, another
-subscriber, the mediation device), starts bmv2 with the p4tap pipeline,
-provisions an intercept of the subject, runs the subject's traffic (ping, an
-RTP-like UDP flow, a TCP transfer) and the other subscriber's, and reports per
-CCCID what the mediation device captured against what the subject really sent
-and received. The capture stays in run/demo/ for Wireshark
-(LINKTYPE_RAW; `tshark -r run/demo/cccid-4242.pcap`).
+1. builds the network (bmv2_topo/layouts.py): subject, peer, another
+   subscriber, the mediation device, the IAP's management host, one access
+   switch (or two, `--variant multihomed`), with Mininet where it is
+   installed, else plain network namespaces (`--hosts`);
+2. starts the switch: bmv2 `simple_switch_grpc`, or p4tap's softswitch
+   where bmv2 is missing (`P4TAP_TARGET`);
+3. starts the IAP: the controller and the SNMPv3 agent in one process
+   (`python -m mib_bridge`), on the management host;
+4. starts the MD (`p4tap md listen`), which provisions two intercepts over
+   SNMPv3 with the three-PDU createAndGo sequence: 4242, all traffic of the
+   subject, handed over to agencies lea-a and lea-b; 4243, the subject's RTP
+   only, to lea-b alone;
+5. drives traffic: the subject's ping, a VoIP-like RTP flow and a TCP
+   transfer to the peer, and the other subscriber's ping and UDP;
+6. reports, from a reference capture of every wire, per CCCID and per
+   receiver what the subject sent and received against what was captured,
+   that nothing else was, and that forwarding was untouched.
 
-Everything it creates is removed at the end, on failure and on Ctrl-C.
+The capture files stay in run/demo/ (md/, lea-a/, lea-b/) for Wireshark, with
+every process's log. Everything the demo creates (namespaces, veths,
+processes) is removed at the end, on failure and on Ctrl-C; if a switch dies
+during the run, the demo says so and reports what it has.
 
-    make run                  # or: sudo .venv/bin/python -m bmv2_topo.demo
+    make run                              # or: sudo .venv/bin/python -m bmv2_topo.demo
+    sudo .venv/bin/python -m bmv2_topo.demo --variant multihomed --hosts netns
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
-import ipaddress
+import contextlib
 import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from scapy.all import AsyncSniffer
-from scapy.layers.inet import IP
-from scapy.layers.inet6 import IPv6
-from scapy.utils import rdpcap
+from bmv2_topo.bmv2_switch import Bmv2Error, Bmv2Switch, resolve_target, target_skip_reason
+from bmv2_topo.demo_config import write_configs
+from bmv2_topo.layouts import IAP_MGMT, LAYOUTS, MD_ADDRESS, MD_PORT, OTHER, SNMP_PORT, SUBJECT, Layout
+from bmv2_topo.mininet_topo import mininet_hosts, mininet_skip_reason
+from bmv2_topo.netns import namespace_hosts
+from bmv2_topo.report import Report, analyse, expected_counts, render, sort_out
+from bmv2_topo.supervise import Child, Progress, SwitchWatch
+from bmv2_topo.traffic import RTP_PORT, TCP_BYTES, drive_traffic
+from bmv2_topo.veth import VethError
+from bmv2_topo.wire import Recorder
+from controller.pipeline import REPO_ROOT
+from mediation.config import subject_filters
+from mediation.snmp_client import Filter
 
-from bmv2_topo.bmv2_switch import Bmv2Switch, resolve_target, target_skip_reason
-from bmv2_topo.netns import HostSpec, namespace_hosts
-from controller.entries import EntryBuilder, inserts
-from controller.model import InetAddressType, IpFilter, Mediation, Stream
-from controller.pipeline import REPO_ROOT, Pipeline
-from controller.plan import IdAllocator, plan_intercepts
-from controller.switch import SwitchConnection
-from controller.topology import L2Entry, NextHop, Route, SwitchTopology
-
-CCCID = 4242
-MD_PORT = 7000
-ROUTER_MAC = "02:00:00:00:0d:fe"
-HOSTS = [
-    HostSpec("subject", 1, "02:00:00:00:0d:01", ("192.0.2.10/24",)),
-    HostSpec("peer", 2, "02:00:00:00:0d:02", ("192.0.2.20/24",)),
-    HostSpec("other", 3, "02:00:00:00:0d:03", ("192.0.2.30/24",)),
-    HostSpec("md", 4, "02:00:00:00:0d:04", ("203.0.113.10/24",), mtu=9000),
-]
 OUT_DIR = REPO_ROOT / "run" / "demo"
-
-TCP_SERVER = """
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("192.0.2.20", 8080)); s.listen(1); s.settimeout(20)
-c, _ = s.accept(); n = 0
-while True:
-    b = c.recv(65536)
-    if not b: break
-    n += len(b)
-print(n)
-"""
-TCP_CLIENT = """
-import socket
-c = socket.create_connection(("192.0.2.20", 8080), timeout=10)
-c.sendall(bytes(200_000)); c.close()
-"""
-RTP_SINK = """
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("192.0.2.20", 5004)); s.settimeout(8)
-try:
-    while True: s.recv(2048)
-except socket.timeout:
-    pass
-"""
-RTP_SOURCE = """
-import socket, struct, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for seq in range(100):   # 2 s of 20 ms G.711 frames: RTP header + 160 bytes
-    s.sendto(struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0x5eed) + bytes(160), ("192.0.2.20", 5004))
-    time.sleep(0.02)
-"""
+MARKER = ".p4tap-demo"
+CCCID_ALL, CCCID_RTP = 4242, 4243
+AGENCIES = {"lea-a": frozenset({CCCID_ALL}), "lea-b": frozenset({CCCID_ALL, CCCID_RTP})}
+INTERCEPTS: dict[int, tuple[Filter, ...]] = {
+    CCCID_ALL: subject_filters(SUBJECT),
+    CCCID_RTP: (Filter(src=f"{SUBJECT}/32", protocol=17, dst_ports=(RTP_PORT, RTP_PORT)),),
+}
+READY_TIMEOUT = 90.0  # seconds for the IAP to come up and the MD to provision
+SETTLE_LIMIT = 20.0  # seconds to wait for copies in flight after the traffic
 
 
-def step(message: str) -> None:
-    print(f"==> {message}", flush=True)
+class DemoError(RuntimeError):
+    """The demo cannot run, or could not get going: the message says why."""
 
 
-def preflight() -> str | None:
+@dataclass
+class Options:
+    variant: str = "single"
+    hosts: str = "auto"  # auto (Mininet where installed), mininet, netns
+    out_dir: Path = OUT_DIR
+    lifetime: float = 120.0
+    target: str | None = None
+
+
+def host_backend(choice: str) -> str:
+    """'mininet' or 'netns' for --hosts auto|mininet|netns."""
+    if choice == "netns":
+        return "netns"
+    reason = mininet_skip_reason()
+    if choice == "mininet":
+        if reason:
+            raise DemoError(f"--hosts mininet: {reason}")
+        return "mininet"
+    return "netns" if reason else "mininet"
+
+
+def preflight(options: Options) -> str | None:
+    """Why the demo cannot run here, or None."""
     if os.geteuid() != 0:
         return "the demo builds network namespaces and veth pairs: run it as root (sudo make run)"
-    reason = target_skip_reason()
+    reason = target_skip_reason(options.target)
     if reason is not None:
         return f"{reason}; or run the demo on p4tap's software switch: P4TAP_TARGET=softswitch make run"
     for tool, package in (("ip", "iproute2"), ("ethtool", "ethtool")):
         if shutil.which(tool) is None:
             return f"the `{tool}` command is missing: make setup installs it (apt-get install {package})"
+    if options.variant not in LAYOUTS:
+        return f"unknown variant {options.variant!r}: use one of {', '.join(LAYOUTS)}"
     return None
 
 
-def topology() -> SwitchTopology:
-    return SwitchTopology(
-        ports={h.port: h.port for h in HOSTS},
-        l2=tuple(L2Entry(h.mac, h.port) for h in HOSTS),
-        routes=(Route(0, ipaddress.ip_network("203.0.113.10/32"), NextHop(4, ROUTER_MAC, HOSTS[3].mac)),),
-        tap_sources={4: ipaddress.ip_address("203.0.113.1")},
-        tap_source_port=49152,
-    )
+def prepare_out_dir(out: Path) -> None:
+    """A fresh output directory: the previous run's files go, nothing else is touched."""
+    ours = out == OUT_DIR.resolve() or (out / MARKER).exists()  # run/ is the demo's own (and git-ignored)
+    if out.exists() and any(out.iterdir()) and not ours:
+        raise DemoError(f"{out} exists and is not a p4tap demo directory: choose another --out-dir")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, mode=0o700)
+    (out / MARKER).write_text("created by bmv2_topo/demo.py; removed and rebuilt by every run\n")
 
 
-def subject_intercept(lifetime: timedelta) -> tuple[Mediation, list[Stream]]:
-    subject = ipaddress.ip_address("192.0.2.10")
-    mediation = Mediation(CCCID, ipaddress.ip_address("203.0.113.10"), MD_PORT,
-                          timeout=datetime.now(timezone.utc) + lifetime)
-    streams = [
-        Stream(CCCID, 1, IpFilter(InetAddressType.IPV4, src_address=subject, src_length=32), True),
-        Stream(CCCID, 2, IpFilter(InetAddressType.IPV4, dst_address=subject, dst_length=32), True),
-    ]
-    return mediation, streams
-
-
-def ip_bytes(pkt) -> bytes | None:
-    layer = pkt.getlayer(IP) or pkt.getlayer(IPv6)
-    return bytes(layer) if layer is not None else None
-
-
-def run_demo(keep_seconds: float) -> int:
-    problem = preflight()
-    if problem:
-        print(f"p4tap demo: cannot run: {problem}", file=sys.stderr)
-        return 2
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    for old in OUT_DIR.glob("cccid-*.pcap"):
-        old.unlink()
-    step("creating hosts: subject 192.0.2.10, peer 192.0.2.20, other 192.0.2.30, mediation device 203.0.113.10")
-    with namespace_hosts(HOSTS, prefix="p4td") as hosts:
-        bmv2 = Bmv2Switch(ports={h.port: hosts[h.name].switch_end for h in HOSTS}, log_file=OUT_DIR / "bmv2.log")
-        what = "bmv2 simple_switch_grpc" if resolve_target() == "bmv2" else "p4tap softswitch (no bmv2 here)"
-        step(f"starting {what} (log: {OUT_DIR / 'bmv2.log'})")
-        bmv2.start()
-        receiver = None
+def _wait_provisioned(status_file: Path, children: list[Child], watch: SwitchWatch, progress: Progress) -> dict:
+    """Until the MD's keeper holds every intercept active and the IAP said Active for each stream."""
+    streams = sum(len(f) for f in INTERCEPTS.values())
+    deadline = time.monotonic() + READY_TIMEOUT
+    said: set[str] = set()
+    while True:
+        for child in children:
+            if not child.alive:
+                raise DemoError(child.failure())
+        if watch.event.is_set():
+            raise DemoError(watch.died[0])
         try:
-            pipeline = Pipeline.load()
-            builder = EntryBuilder(pipeline)
-            topo = topology()
-            with SwitchConnection(bmv2.grpc_address) as switch:
-                step("pushing the p4tap pipeline and forwarding state over P4Runtime")
-                switch.set_pipeline(pipeline.p4info, pipeline.device_config, cookie=pipeline.cookie)
-                switch.write(inserts(builder.forwarding_entities(topo)))
+            status = json.loads(status_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            status = None
+        if status and "keeper" in status:
+            keeper = status["keeper"]
+            for event in keeper["events"]:
+                if event not in said:
+                    said.add(event)
+                    progress(f"MD: {event.split(' ', 1)[1]}", mark="   ")
+            active = [n for n in status.get("notifications", []) if n["kind"] == "active"]
+            if all(k["state"] == "active" for k in keeper["intercepts"].values()) and len(active) >= streams:
+                progress(f"IAP confirmed with {len(active)} ciscoTap2MIBActive informs (one per stream)", mark="   ")
+                return status
+        if time.monotonic() > deadline:
+            raise DemoError(f"the MD did not get its intercepts provisioned within {READY_TIMEOUT:.0f}s; see "
+                            f"{children[0].log} and {children[1].log}")
+        time.sleep(0.2)
 
-                step(f"mediation device listening on 203.0.113.10 UDP {MD_PORT}")
-                summary = OUT_DIR / "md-summary.json"
-                receiver = hosts["md"].popen(sys.executable, "-m", "mediation.receiver", "--listen", "203.0.113.10",
-                                             "--port", str(MD_PORT), "--out-dir", str(OUT_DIR),
-                                             "--summary-json", str(summary), cwd=REPO_ROOT,
-                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(1.0)
 
-                mediation, streams = subject_intercept(timedelta(seconds=keep_seconds))
-                plan = plan_intercepts([mediation], streams, topo, IdAllocator(), datetime.now(timezone.utc))
-                switch.write(inserts(builder.intercept_entities(plan)))
-                step(f"intercept {CCCID} provisioned: all traffic of 192.0.2.10 -> 203.0.113.10:{MD_PORT} "
-                     f"({plan.summary()})")
+def _settle(recorder: Recorder, owner: dict[str, str], status_file: Path, watch: SwitchWatch,
+            progress: Progress) -> None:
+    """Until the copies still on their way have arrived: the wires are quiet and
+    the MD counted, per intercept, as many packets as the wires carried (a slow
+    or busy switch may hold a backlog). Gives up after SETTLE_LIMIT seconds."""
+    deadline = time.monotonic() + SETTLE_LIMIT
+    seen, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        if watch.event.is_set():
+            time.sleep(1.0)  # what the dead switch sent before it stopped
+            return
+        if len(recorder.frames) != seen:
+            seen, quiet_since = len(recorder.frames), time.monotonic()
+        elif time.monotonic() - quiet_since >= 0.5:
+            want = expected_counts(sort_out(list(recorder.frames), owner), INTERCEPTS)
+            try:
+                status = json.loads(status_file.read_text())
+                got = {i["cccid"]: i["packets"] for i in status["content"]["intercepts"]}
+            except (OSError, json.JSONDecodeError, KeyError):
+                got = {}
+            if all(got.get(cccid, 0) >= n for cccid, n in want.items()):
+                return
+        time.sleep(0.25)
+    progress(f"after {SETTLE_LIMIT:.0f}s the MD still counts fewer packets than the wires carried; "
+             "reporting what arrived", mark="!!")
 
-                truth = AsyncSniffer(iface=hosts["subject"].switch_end, store=True)
-                other_truth = AsyncSniffer(iface=hosts["other"].switch_end, store=True)
-                truth.start()
-                other_truth.start()
-                time.sleep(0.5)
-                step("subject: ping, an RTP-like UDP flow (100 packets) and a 200 kB TCP transfer to the peer")
-                sink = hosts["peer"].popen(sys.executable, "-c", RTP_SINK)
-                server = hosts["peer"].popen(sys.executable, "-c", TCP_SERVER, stdout=subprocess.PIPE, text=True)
-                time.sleep(0.5)
-                hosts["subject"].run("ping", "-c", "5", "-i", "0.2", "-W", "1", "192.0.2.20")
-                hosts["subject"].run(sys.executable, "-c", RTP_SOURCE)
-                hosts["subject"].run(sys.executable, "-c", TCP_CLIENT)
-                received_by_peer = server.communicate(timeout=30)[0].strip()
-                step("other subscriber: ping to the peer (must not be captured)")
-                hosts["other"].run("ping", "-c", "5", "-i", "0.2", "-W", "1", "192.0.2.20")
-                time.sleep(1.0)
-                truth.stop()
-                other_truth.stop()
-                sink.wait(timeout=15)
-        finally:
-            if receiver is not None:
-                receiver.send_signal(signal.SIGTERM)
-                try:
-                    receiver.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    receiver.kill()
-            bmv2.stop()
-        step("removing hosts and veth pairs")
 
-    subject_packets = [b for b in (ip_bytes(p) for p in truth.results) if b]
-    other_packets = [b for b in (ip_bytes(p) for p in other_truth.results) if b]
-    md = json.loads(summary.read_text()) if summary.exists() else {"intercepts": []}
-    captured = {i["cccid"]: i for i in md["intercepts"]}
-    capture_file = OUT_DIR / f"cccid-{CCCID}.pcap"
-    captured_packets = [bytes(p) for p in rdpcap(str(capture_file))] if capture_file.exists() else []
-    exact = collections.Counter(captured_packets) == collections.Counter(subject_packets)
-    leaked = set(other_packets) & set(captured_packets)
+@contextlib.contextmanager
+def _hosts(backend: str, layout: Layout) -> Iterator[dict]:
+    factory = mininet_hosts if backend == "mininet" else namespace_hosts
+    with factory(list(layout.hosts), prefix="p4td") as hosts:
+        yield hosts
 
-    print()
-    print("Report")
-    print(f"  peer received {received_by_peer} TCP bytes from the subject")
-    print(f"  {'CCCID':>6}  {'subject sent+received':>22}  {'MD captured':>12}  {'bytes':>9}  first .. last")
-    for cccid, info in sorted(captured.items()):
-        span = f"{datetime.fromtimestamp(info['first']):%H:%M:%S.%f} .. {datetime.fromtimestamp(info['last']):%H:%M:%S.%f}"
-        print(f"  {cccid:>6}  {len(subject_packets):>22}  {info['packets']:>12}  {info['bytes']:>9}  {span}")
-    print(f"  capture identical to the subject's packets, byte for byte: {'yes' if exact else 'NO'}")
-    print(f"  other subscriber's packets: {len(other_packets)} on the wire, {len(leaked)} captured")
-    print(f"  capture file: {capture_file}  (tshark -r {capture_file})")
-    ok = exact and not leaked and set(captured) <= {CCCID} and captured_packets
-    print("  verdict:", "the MD received exactly the subject's traffic" if ok else "MISMATCH (see above)")
-    return 0 if ok else 1
+
+@dataclass
+class Run:
+    """What one run builds and collects; its ExitStack takes it all down."""
+
+    options: Options
+    layout: Layout
+    backend: str
+    target: str
+    out: Path
+    progress: Progress
+    report: Report
+    owner: dict[str, str] = field(default_factory=dict)  # recorded switch-side interface -> host
+    subject_ends: dict[str, tuple[str, str]] = field(default_factory=dict)  # -> (switch, its tap source)
+    frames: list = field(default_factory=list)
+    md_status: dict | None = None
+
+    def start_switches(self, stack: contextlib.ExitStack, hosts: dict) -> dict[str, Bmv2Switch]:
+        what = "bmv2 simple_switch_grpc" if self.target == "bmv2" else "p4tap softswitch (no bmv2 here)"
+        switches = {}
+        for plan in self.layout.switches:
+            ports = {port: hosts[h].switch_ends[i] for port, (h, i) in plan.ports.items()}
+            sw = Bmv2Switch(ports=ports, name=plan.name, target=self.target, grpc_unix_socket=True,
+                            workdir=self.out / f"switch-{plan.name}", log_file=self.out / f"switch-{plan.name}.log")
+            sw.start()
+            stack.callback(sw.stop)
+            switches[plan.name] = sw
+            self.progress(f"switch {plan.name}: {what}, pid {sw.pid}, ports "
+                          + ", ".join(f"{p}={h}" for p, (h, _) in sorted(plan.ports.items())))
+        return switches
+
+    def wires(self, hosts: dict) -> None:
+        """The switch-side interfaces the reference capture records, and whose they are."""
+        for name in ("subject", "peer", "other"):
+            spec = hosts[name].spec
+            for iface, end in hosts[name].switch_ends.items():
+                self.owner[end] = name
+                if name == "subject":
+                    switch = next(i.switch for i in spec.all_ifaces() if i.name == iface)
+                    plan = next(p for p in self.layout.switches if p.name == switch)
+                    self.subject_ends[end] = (switch, plan.tap_source)
+
+    def scenario(self, stack: contextlib.ExitStack) -> None:
+        out, progress, report = self.out, self.progress, self.report
+        hosts = stack.enter_context(_hosts(self.backend, self.layout))
+        switches = self.start_switches(stack, hosts)
+        watch = SwitchWatch(switches, progress)
+        stack.callback(watch.stop)
+        configs = write_configs(out, self.layout, {n: s.grpc_address[len("unix:"):] for n, s in switches.items()},
+                                self.options.lifetime, INTERCEPTS, AGENCIES)
+        iap = Child(hosts["iap"], "the IAP (controller + SNMP agent)",
+                    [sys.executable, "-m", "mib_bridge", "--config", str(configs["agent"]),
+                     "--controller-config", str(configs["controller"])], out / "iap.log")
+        stack.callback(iap.stop)
+        progress(f"IAP: controller and SNMPv3 agent on {IAP_MGMT}:{SNMP_PORT}, pid {iap.proc.pid} (log: {iap.log})")
+        md = Child(hosts["md"], "the MD (p4tap md listen)",
+                   [sys.executable, "-m", "controller.cli", "md", "listen", "--config", str(configs["md"]),
+                    "--remove-on-exit"], out / "md.log")
+        stack.callback(md.stop)
+        progress(f"MD: `p4tap md listen` on {MD_ADDRESS}:{MD_PORT}, pid {md.proc.pid}; it provisions {CCCID_ALL} "
+                 f"(all of {SUBJECT}, for lea-a and lea-b) and {CCCID_RTP} (its RTP, for lea-b) over SNMPv3")
+        status_file = out / "md" / "md-status.json"
+        _wait_provisioned(status_file, [md, iap], watch, progress)
+
+        self.wires(hosts)
+        recorder = Recorder(self.owner)
+        stack.callback(recorder.__exit__)
+        progress(f"recording every frame on {len(self.owner)} wires as the reference; driving traffic")
+        report.tcp_bytes_at_peer = drive_traffic(hosts, self.layout, watch.event, progress,
+                                                 stack.enter_context(contextlib.ExitStack()))
+        report.tcp_bytes_sent = TCP_BYTES
+        _settle(recorder, self.owner, status_file, watch, progress)
+        self.frames = recorder.stop()
+        report.kernel_drops = recorder.kernel_drops
+        report.problems.extend(watch.died)
+        report.cut_at = watch.cut_at
+        progress("stopping the MD: it tears its intercepts down over SNMPv3 and closes the captures")
+        code = md.stop()
+        try:
+            self.md_status = json.loads(status_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            self.md_status = None
+        if code != 0:
+            report.problems.append(md.failure())
+
+
+def run_demo(options: Options, progress: Progress | None = None) -> Report:
+    """The whole scenario and its report; raises DemoError when it cannot run or get going."""
+    progress = progress or Progress()
+    problem = preflight(options)
+    if problem:
+        raise DemoError(problem)
+    layout = LAYOUTS[options.variant]()
+    run = Run(options, layout, host_backend(options.hosts), resolve_target(options.target),
+              Path(options.out_dir).resolve(), progress, Report(layout.name, "", ""))
+    run.report.backend, run.report.target = run.backend, run.target
+    prepare_out_dir(run.out)
+    if options.hosts == "auto" and run.backend == "netns":
+        progress(f"Mininet is not usable here ({mininet_skip_reason()}): plain network namespaces instead", mark="   ")
+    progress(f"building the {layout.name} network with "
+             f"{'Mininet' if run.backend == 'mininet' else 'network namespaces'}: subject {SUBJECT}, peer "
+             f"{', '.join(layout.peer_addresses)}, other {OTHER}, MD {MD_ADDRESS}, IAP management {IAP_MGMT}"
+             + (f"; {layout.notes[0]}" if layout.notes else ""))
+    previous_sigint = signal.getsignal(signal.SIGINT)
+    try:
+        with contextlib.ExitStack() as stack:
+            try:
+                run.scenario(stack)
+            finally:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the clean-up must not be cut short
+                progress("stopping the IAP and the switches, removing hosts and links")
+    finally:
+        signal.signal(signal.SIGINT, previous_sigint)
+    analyse(run.report, sort_out(run.frames, run.owner), INTERCEPTS, run.out / "md",
+            {name: (ids, run.out / name) for name, ids in AGENCIES.items()}, SUBJECT, layout.peer_addresses, OTHER,
+            run.subject_ends, run.md_status)
+    (run.out / "report.json").write_text(json.dumps(run.report.to_dict(), indent=2, default=str))
+    return run.report
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lifetime", type=float, default=600, help="intercept lifetime in seconds (default 600)")
+    parser.add_argument("--variant", choices=sorted(LAYOUTS), default="single",
+                        help="single: one access switch; multihomed: the subject on two, each tapped")
+    parser.add_argument("--hosts", choices=["auto", "mininet", "netns"], default="auto",
+                        help="how hosts are built (auto: Mininet where installed, else network namespaces)")
+    parser.add_argument("--out-dir", type=Path, default=OUT_DIR, help=f"captures, logs, report (default {OUT_DIR})")
+    parser.add_argument("--lifetime", type=float, default=120, help="intercept lifetime in seconds (default 120)")
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill ends the demo as Ctrl-C does: cleaned up
+    options = Options(args.variant, args.hosts, args.out_dir, args.lifetime)
     try:
-        return run_demo(args.lifetime)
+        report = run_demo(options)
     except KeyboardInterrupt:
         print("\ninterrupted; everything the demo created has been removed", file=sys.stderr)
         return 130
+    except (DemoError, Bmv2Error, VethError) as error:
+        print(f"p4tap demo: {error}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(render(report))
+    print(f"  full report: {Path(options.out_dir) / 'report.json'}")
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

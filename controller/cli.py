@@ -7,6 +7,9 @@
     p4tap tap remove 42
     p4tap snmp run --config p4tap.toml --agent-config snmp.toml
     p4tap audit verify /var/lib/p4tap/audit.jsonl
+    p4tap md listen --config md.toml        # the mediation device (see `p4tap md --help`)
+    p4tap md provision --config md.toml
+    p4tap md status --config md.toml
 """
 
 from __future__ import annotations
@@ -226,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="switch connections of a running controller")
     status.set_defaults(func=cmd_status)
 
+    from mediation import cli as md_cli
+
+    md = sub.add_parser("md", help="the mediation device: receive content, provision over SNMPv3, status",
+                        description=md_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    md_cli.add_subcommands(md)
+
     aud = sub.add_parser("audit", help="the audit log")
     aud_sub = aud.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     ver = aud_sub.add_parser("verify", help="check the hash chain of an audit log")
@@ -242,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         missing = [o for o in ("content_id", "md", "subject") if getattr(args, o) is None]
         if missing:
             parser.error("tap add needs --json, or all of " + ", ".join("--" + m.replace("_", "-") for m in missing))
+    if args.command == "md":
+        from mediation import cli as md_cli
+
+        return md_cli.run(args)
     try:
         return args.func(args)
     except (ControlError, ConfigError, InterceptError, OSError, json.JSONDecodeError) as error:

@@ -2,11 +2,15 @@
 that provisions intercepts on CISCO-TAP2-MIB / CISCO-IP-TAP-MIB exactly as
 mediation devices do (REFERENCE.md): per intercept three createAndGo SETs,
 the mediation row, the citapStreamTable filter, the cTap2StreamTable row;
-torn down in reverse with destroy.
+torn down in reverse with destroy. It also refreshes an intercept's
+Timeout and reads back what the IAP holds (`intercepts()`), which is how the
+MD audits the IAP (mediation/keeper.py).
 
     client = TapClient("127.0.0.1", 161, "md1", auth_key, priv_key)
     client.provision(42, ipaddress.ip_address("203.0.113.10"), 7000, timeout,
                      [Filter(src="192.0.2.10/32"), Filter(dst="192.0.2.10/32")])
+    client.refresh(42, timeout)
+    client.intercepts()[42].streams
     client.remove(42, streams=2)
 
 Synchronous, over pysnmp's asyncio API on a loop of its own.
@@ -17,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import struct
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pysnmp.hlapi.v3arch.asyncio import (ContextData, ObjectIdentity, ObjectType, SnmpEngine, Udp6TransportTarget,
@@ -30,7 +35,8 @@ TAP2 = (1, 3, 6, 1, 4, 1, 9, 9, 399)
 MEDIATION = TAP2 + (1, 1, 2, 1)
 STREAM = TAP2 + (1, 2, 1, 1)
 IP_STREAM = (1, 3, 6, 1, 4, 1, 9, 9, 394, 1, 1, 2, 1)
-CREATE_AND_GO, DESTROY = 4, 6
+SYS_UP_TIME = (1, 3, 6, 1, 2, 1, 1, 3, 0)
+ACTIVE, CREATE_AND_GO, DESTROY = 1, 4, 6
 
 AUTH = {"SHA-224": snmp_config.USM_AUTH_HMAC128_SHA224, "SHA-256": snmp_config.USM_AUTH_HMAC192_SHA256,
         "SHA-384": snmp_config.USM_AUTH_HMAC256_SHA384, "SHA-512": snmp_config.USM_AUTH_HMAC384_SHA512}
@@ -55,12 +61,104 @@ class Filter:
     protocol: int = -1
     dst_ports: tuple[int, int] = (0, 65535)
 
+    def matches(self, packet: bytes) -> bool:
+        """Whether an IP packet (from its first header byte) is one this filter
+        selects, as the IAP decides it: the MD's reference for what it must get."""
+        fields = ip_fields(packet)
+        if fields is None:
+            return False
+        version, src, dst, protocol, dst_port = fields
+        for prefix, address in ((self.src, src), (self.dst, dst)):
+            if prefix is not None:
+                net = ipaddress.ip_network(prefix, strict=False)
+                if net.version != version or address not in net:
+                    return False
+        if self.protocol != -1 and protocol != self.protocol:
+            return False
+        if self.dst_ports != (0, 65535):
+            low, high = self.dst_ports
+            if dst_port is None or not low <= dst_port <= high:
+                return False
+        return True
+
+
+def describe(f: Filter) -> str:
+    parts = [f"src {f.src}" if f.src else "", f"dst {f.dst}" if f.dst else "",
+             f"protocol {f.protocol}" if f.protocol != -1 else "",
+             f"dst ports {f.dst_ports[0]}-{f.dst_ports[1]}" if f.dst_ports != (0, 65535) else ""]
+    return ", ".join(p for p in parts if p) or "everything"
+
+
+def ip_fields(packet: bytes):
+    """(version, src, dst, protocol, destination port or None) of an IP packet, or None."""
+    if not packet:
+        return None
+    version = packet[0] >> 4
+    if version == 4 and len(packet) >= 20:
+        header = (packet[0] & 0x0F) * 4
+        protocol = packet[9]
+        src, dst = ipaddress.IPv4Address(packet[12:16]), ipaddress.IPv4Address(packet[16:20])
+        fragment_offset = int.from_bytes(packet[6:8], "big") & 0x1FFF
+        l4 = header if fragment_offset == 0 else None
+    elif version == 6 and len(packet) >= 40:
+        protocol, header = packet[6], 40  # no extension headers are walked
+        src, dst = ipaddress.IPv6Address(packet[8:24]), ipaddress.IPv6Address(packet[24:40])
+        l4 = header
+    else:
+        return None
+    dst_port = None
+    if l4 is not None and protocol in (6, 17, 132) and len(packet) >= l4 + 4:
+        dst_port = int.from_bytes(packet[l4 + 2:l4 + 4], "big")
+    return version, src, dst, protocol, dst_port
+
 
 def date_and_time(moment: datetime) -> bytes:
     """11-octet DateAndTime in UTC."""
     utc = moment.astimezone(timezone.utc)
     return struct.pack("!HBBBBBB", utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second,
                        utc.microsecond // 100_000) + b"+\x00\x00"
+
+
+def parse_date_and_time(data: bytes) -> datetime | None:
+    """An agent's DateAndTime (8 octets: its local time; 11: with zone), or None if malformed."""
+    if len(data) not in (8, 11):
+        return None
+    year, month, day, hour, minute, second, decisecond = struct.unpack("!HBBBBBB", data[:8])
+    try:
+        if len(data) == 11:
+            sign = 1 if chr(data[8]) == "+" else -1
+            zone = timezone(sign * timedelta(hours=data[9], minutes=data[10]))
+            return datetime(year, month, day, hour, minute, min(second, 59), decisecond * 100_000, tzinfo=zone)
+        return datetime(year, month, day, hour, minute, min(second, 59), decisecond * 100_000).astimezone()
+    except ValueError:
+        return None
+
+
+@dataclass
+class IapStream:
+    """A stream as the IAP shows it: cTap2StreamTable and its citapStreamTable filter."""
+
+    index: int
+    status: int = 0
+    enabled: bool = False
+    packets: int = 0
+    drops: int = 0
+    filter_status: int = 0
+    filter: Filter | None = None
+
+
+@dataclass
+class IapIntercept:
+    """A mediation row and its streams, as read back from the IAP."""
+
+    content_id: int
+    status: int = 0
+    dest: tuple[str, int] | None = None
+    timeout: datetime | None = None
+    streams: dict[int, IapStream] = field(default_factory=dict)
+
+    def active_streams(self) -> list[IapStream]:
+        return [s for s in self.streams.values() if s.status == ACTIVE and s.filter_status == ACTIVE and s.enabled]
 
 
 def mediation_varbinds(content_id: int, address, port: int, timeout: datetime, dscp: int = 34
@@ -100,6 +198,23 @@ def filter_varbinds(content_id: int, index: int, f: Filter) -> list[tuple[tuple[
         out += [(IP_STREAM + (11,) + i, rfc1902.Unsigned32(f.dst_ports[0])),
                 (IP_STREAM + (12,) + i, rfc1902.Unsigned32(f.dst_ports[1]))]
     return out + [(IP_STREAM + (16,) + i, rfc1902.Integer32(CREATE_AND_GO))]
+
+
+def filter_from_columns(columns: dict[int, Any]) -> Filter | None:
+    """A citapStreamEntry's columns (number -> value) as a Filter, or None if it has no addresses."""
+    def prefix(address_column: int, length_column: int) -> str | None:
+        length = int(columns.get(length_column, 0))
+        data = bytes(columns.get(address_column, b""))
+        if length == 0 or len(data) not in (4, 16):
+            return None
+        return str(ipaddress.ip_network((ipaddress.ip_address(data), length), strict=False))
+
+    try:
+        dst, src = prefix(3, 4), prefix(5, 6)
+    except ValueError:
+        return None
+    ports = (int(columns.get(11, 0)), int(columns.get(12, 65535)))
+    return Filter(src=src, dst=dst, protocol=int(columns.get(10, -1)), dst_ports=ports)
 
 
 def stream_varbinds(content_id: int, index: int, enable: bool = True) -> list[tuple[tuple[int, ...], Any]]:
@@ -176,16 +291,72 @@ class TapClient:
     # -- intercepts -------------------------------------------------------------------
 
     def provision(self, content_id: int, md_address, md_port: int, timeout: datetime,
-                  filters: list[Filter], dscp: int = 34) -> None:
-        """REFERENCE.md's sequence: the mediation, then per stream its filter and the stream."""
+                  filters: list[Filter], dscp: int = 34, progress: Callable[[str], None] | None = None) -> None:
+        """REFERENCE.md's sequence: the mediation, then per stream its filter and the stream.
+        `progress` hears of each SET once it succeeded."""
+        say = progress or (lambda _: None)
         self.set(mediation_varbinds(content_id, ipaddress.ip_address(md_address), md_port, timeout, dscp))
+        say(f"cTap2MediationEntry.{content_id} createAndGo: copies to {md_address}:{md_port}")
         for index, f in enumerate(filters, start=1):
             self.set(filter_varbinds(content_id, index, f))
+            say(f"citapStreamEntry.{content_id}.{index} createAndGo: {describe(f)}")
             self.set(stream_varbinds(content_id, index))
+            say(f"cTap2StreamEntry.{content_id}.{index} createAndGo: intercept enabled")
 
-    def remove(self, content_id: int, streams: int) -> None:
-        """Tear-down in reverse: each stream, its filter, then the mediation."""
-        for index in range(1, streams + 1):
+    def remove(self, content_id: int, streams: int | list[int], filters: list[int] | None = None,
+               mediation: bool = True) -> None:
+        """Tear-down in reverse: each stream, its filter, then the mediation.
+        `streams`: how many (1..N), or which indexes; `filters`: which filter
+        rows (default: the streams' own)."""
+        indexes = list(range(1, streams + 1)) if isinstance(streams, int) else list(streams)
+        for index in indexes:
             self.set([(STREAM + (6, content_id, index), rfc1902.Integer32(DESTROY))])
+        for index in (indexes if filters is None else filters):
             self.set([(IP_STREAM + (16, content_id, index), rfc1902.Integer32(DESTROY))])
-        self.set([(MEDIATION + (13, content_id), rfc1902.Integer32(DESTROY))])
+        if mediation:
+            self.set([(MEDIATION + (13, content_id), rfc1902.Integer32(DESTROY))])
+
+    def refresh(self, content_id: int, timeout: datetime) -> None:
+        """A new cTap2MediationTimeout (the MIB allows it while the row is active)."""
+        self.set([(MEDIATION + (10, content_id), rfc1902.OctetString(date_and_time(timeout)))])
+
+    def uptime(self) -> int | None:
+        """sysUpTime in hundredths of a second (a smaller value than before: the agent
+        restarted), or None where this user's view does not include it."""
+        value = self.get(SYS_UP_TIME)[0][1]
+        if value.tagSet != rfc1902.TimeTicks.tagSet:
+            return None
+        return int(value)
+
+    def intercepts(self) -> dict[int, IapIntercept]:
+        """Every mediation row the IAP shows this user, with its streams and filters."""
+        out: dict[int, IapIntercept] = {}
+        mediations: dict[int, dict[int, Any]] = {}
+        for oid, value in self.walk(MEDIATION):
+            mediations.setdefault(oid[len(MEDIATION) + 1], {})[oid[len(MEDIATION)]] = value
+        for content_id, columns in mediations.items():
+            row = out[content_id] = IapIntercept(content_id, status=int(columns.get(13, 0)))
+            address = bytes(columns.get(3, b""))
+            if len(address) in (4, 16):
+                row.dest = (str(ipaddress.ip_address(address)), int(columns.get(4, 0)))
+            row.timeout = parse_date_and_time(bytes(columns.get(10, b"")))
+        for oid, value in self.walk(STREAM):
+            column, (content_id, index) = oid[len(STREAM)], oid[len(STREAM) + 1:]
+            stream = out.setdefault(content_id, IapIntercept(content_id)).streams.setdefault(index, IapStream(index))
+            if column == 3:
+                stream.enabled = int(value) == 1
+            elif column == 6:
+                stream.status = int(value)
+            elif column == 7:
+                stream.packets = int(value)
+            elif column == 8:
+                stream.drops = int(value)
+        raw_filters: dict[tuple[int, int], dict[int, Any]] = {}
+        for oid, value in self.walk(IP_STREAM):
+            column, index = oid[len(IP_STREAM)], oid[len(IP_STREAM) + 1:]
+            raw_filters.setdefault(index, {})[column] = value
+        for (content_id, index), columns in raw_filters.items():
+            stream = out.setdefault(content_id, IapIntercept(content_id)).streams.setdefault(index, IapStream(index))
+            stream.filter_status = int(columns.get(16, 0))
+            stream.filter = filter_from_columns(columns)
+        return out

@@ -43,14 +43,13 @@ else it is refused. Keys never appear in a log, a repr or an error message.
 
 from __future__ import annotations
 
-import ipaddress
-import os
-import stat
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controller.toml_fields import ConfigError, Endpoint, endpoint, read
+from controller.toml_fields import get as _get
+from controller.toml_fields import only as _only
 from mib_bridge import oids
 from mib_bridge.oids import OID
 
@@ -58,23 +57,6 @@ AUTH_PROTOCOLS = ("SHA-224", "SHA-256", "SHA-384", "SHA-512")
 PRIV_PROTOCOLS = ("AES", "AES-192", "AES-256", "AES-192-C", "AES-256-C")
 SECURITY_LEVELS = {"authNoPriv": 2, "authPriv": 3}
 MIN_KEY = 8  # RFC 3414 11.2: passphrases shorter than 8 octets are refused
-
-
-class ConfigError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    port: int
-
-    @property
-    def family(self) -> int:
-        return ipaddress.ip_address(self.host).version
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if self.family == 6 else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -137,36 +119,6 @@ class AgentConfig:
             if u.name == user:
                 return next(g for g in self.groups if g.name == u.group)
         return None
-
-
-def endpoint(text: str, where: str) -> Endpoint:
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    try:
-        address = ipaddress.ip_address(host)
-        number = int(port)
-        if not sep or not 0 <= number <= 65535:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"{where}: {text!r} is not ADDRESS:PORT ([v6]:port for IPv6)") from None
-    return Endpoint(str(address), number)
-
-
-def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = ...) -> Any:
-    if key not in table:
-        if default is ...:
-            raise ConfigError(f"{where}: missing `{key}`")
-        return default
-    value = table[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: `{key}` has the wrong type ({type(value).__name__})")
-    return value
-
-
-def _only(table: dict[str, Any], keys: set[str], where: str) -> None:
-    unknown = set(table) - keys
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
 
 
 def _oids(values: list[Any], where: str) -> tuple[OID, ...]:
@@ -280,18 +232,4 @@ def parse(raw: dict[str, Any], source: str = "config") -> AgentConfig:
 
 def load(path: Path) -> AgentConfig:
     """Read and check the config; refuse a file others may read (it holds keys)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as error:
-        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
-        if mode & 0o077:
-            raise ConfigError(f"{path} holds SNMPv3 keys but group/others may access it "
-                              f"(mode {stat.S_IMODE(mode):04o}): run `chmod 600 {path}`")
-        data = f.read()
-    try:
-        raw = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: {error}") from None
-    return parse(raw, str(path))
+    return parse(read(path, holds_keys=True), str(path))

@@ -1,0 +1,7 @@
+"""`python -m mediation ...`: the same as `p4tap md ...` (see mediation/cli.py)."""
+
+import sys
+
+from mediation.cli import main
+
+sys.exit(main())

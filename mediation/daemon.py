@@ -1,0 +1,118 @@
+"""`p4tap md listen`: the whole mediation device in one process.
+
+- the content receiver (interface f) on every [content] listen address, with
+  the handover to the [[agency]] entries (HI3);
+- the inform receiver on [informs] listen, if configured;
+- the keeper (mediation/keeper.py) for the [[intercept]] entries, if any:
+  provisions them over SNMPv3, refreshes their Timeout, audits the IAP and
+  provisions again what it lost.
+
+About once a second it writes its state to the status file (JSON, mode 0600:
+it names intercepts), which `p4tap md status` shows; the last write happens
+on exit, after the capture files are closed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+from controller.private_files import open_private
+from mediation.config import AgencySpec, MdConfig
+from mediation.handover import Agency, Delivery, FileDelivery, Handover, TcpDelivery, UdpDelivery
+from mediation.informs import InformReceiver, Notification
+from mediation.keeper import Keeper
+from mediation.receiver import ContentReceiver
+
+log = logging.getLogger("p4tap.md")
+
+
+def delivery_for(agency: AgencySpec) -> Delivery:
+    if agency.file is not None:
+        return FileDelivery(agency.file)
+    if agency.udp is not None:
+        return UdpDelivery(agency.udp.host, agency.udp.port)
+    return TcpDelivery(agency.tcp.host, agency.tcp.port)
+
+
+def write_private_json(path: Path, data: dict) -> None:
+    """Replace `path` atomically with `data`, owner-only (it names intercepts)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC, OSError, "status file ")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+class MdDaemon:
+    def __init__(self, config: MdConfig, remove_on_exit: bool = False) -> None:
+        if not config.listen:
+            raise ValueError("[content] listen: give at least one ADDRESS:PORT to receive content on")
+        self.config = config
+        self.remove_on_exit = remove_on_exit
+        handover = Handover([Agency(a.name, a.cccids, delivery_for(a)) for a in config.agencies]) \
+            if config.agencies else None
+        self.receiver = ContentReceiver([(e.host, e.port) for e in config.listen], config.out_dir, handover,
+                                        config.queue)
+        self.keeper = Keeper(config.iap, config.intercepts) if config.iap and config.intercepts else None
+        self.informs = InformReceiver(config.informs, config.iap, self._on_notification) \
+            if config.informs and config.iap else None
+        self.notifications: list[Notification] = []
+        self._lock = threading.Lock()
+
+    def _on_notification(self, note: Notification) -> None:
+        with self._lock:
+            self.notifications.append(note)
+            del self.notifications[:-100]
+        if self.keeper is not None:
+            self.keeper.on_notification(note)
+
+    def status(self) -> dict:
+        out = {"pid": os.getpid(), "content": self.receiver.summary()}
+        if self.keeper is not None:
+            out["keeper"] = self.keeper.summary()
+        if self.informs is not None:
+            with self._lock:
+                out["notifications"] = [vars(n) for n in self.notifications]
+            out["notifications_refused"] = self.informs.refused
+        return out
+
+    def write_status(self, final: bool = False) -> None:
+        data = self.status()
+        data["running"] = not final
+        try:
+            write_private_json(self.config.status_file, data)
+        except OSError as error:
+            log.warning("cannot write the status file %s: %s", self.config.status_file, error)
+
+    def run(self, duration: float | None = None) -> dict:
+        """Serve until stop() or `duration` seconds; returns the final status."""
+        if self.informs is not None:
+            try:
+                self.informs.start()
+            except (OSError, RuntimeError):
+                self.receiver.close()
+                raise
+        if self.keeper is not None:
+            self.keeper.start(remove_on_exit=self.remove_on_exit)
+        log.info("content on %s; captures in %s", ", ".join(map(str, self.config.listen)), self.config.out_dir)
+        try:
+            self.receiver.run(duration, on_tick=self.write_status)
+        finally:
+            if self.keeper is not None:
+                self.keeper.stop()
+            if self.informs is not None:
+                self.informs.stop()
+            self.write_status(final=True)
+        return self.status()
+
+    def stop(self) -> None:
+        self.receiver.stop()

@@ -1,0 +1,278 @@
+"""The MD keeps its intercepts alive at the IAP (RFC 3924 §3.1: the MD must
+notice an IAP that lost its intercepts and provision them again).
+
+Every `audit_interval` seconds (sooner after a TimedOut or Switchover
+notification) the keeper reads the IAP's mediation, stream and filter tables
+over SNMPv3 and, for each intercept it wants:
+
+- present and as wanted: nothing, except refreshing cTap2MediationTimeout
+  once less than half of the lifetime is left (an MD that stops caring, or
+  dies, lets the intercept lapse on its own);
+- missing, partial or different (the IAP restarted with empty tables, a row
+  was destroyed, a stream disabled): whatever is left of it is torn down and
+  it is provisioned again with the three-PDU createAndGo sequence.
+
+An IAP that does not answer is reported once when it stops and once when it
+answers again (and when its sysUpTime went back: it restarted). The keeper
+never blocks the content receiver: it runs in its own thread with its own
+SNMP client.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from mediation.config import IapSettings, InterceptSpec
+from mediation.informs import Notification
+from mediation.snmp_client import ACTIVE, Filter, IapIntercept, TapClient, TapClientError
+
+log = logging.getLogger("p4tap.md")
+EVENTS_KEPT = 50
+
+
+def client_for(iap: IapSettings) -> TapClient:
+    return TapClient(iap.address.host, iap.address.port, iap.user, iap.auth_key, iap.priv_key,
+                     auth_protocol=iap.auth_protocol, priv_protocol=iap.priv_protocol, timeout=iap.timeout,
+                     retries=iap.retries)
+
+
+def _key(f: Filter | None) -> tuple:
+    """A filter as a sortable, comparable tuple."""
+    return ("",) if f is None else (f.src or "", f.dst or "", f.protocol, tuple(f.dst_ports))
+
+
+def problem(spec: InterceptSpec, have: IapIntercept | None) -> str | None:
+    """Why the IAP's rows are not the intercept the MD wants, or None."""
+    if have is None:
+        return "missing at the IAP"
+    if have.status != ACTIVE:
+        return f"mediation row not active (status {have.status})"
+    if have.dest != (spec.md.host, spec.md.port):
+        return f"delivers to {have.dest}, not {spec.md}"
+    active = have.active_streams()
+    if sorted(_key(s.filter) for s in active) != sorted(_key(f) for f in spec.filters):
+        return f"{len(active)} of {len(spec.filters)} streams active as wanted"
+    return None
+
+
+@dataclass
+class KeptIntercept:
+    content_id: int
+    state: str = "pending"  # pending, active, failed
+    provisioned: int = 0  # 1 = provisioned once; more = provisioned again after a loss
+    refreshed: int = 0
+    timeout: str | None = None
+    iap_packets: int = 0  # InterceptedPackets summed over its streams, as the IAP counts
+    iap_drops: int = 0
+    active_notifications: int = 0
+    last_problem: str = ""  # why it was last (re)provisioned
+    last_error: str = ""  # the IAP's refusal, while it lasts
+
+
+@dataclass
+class KeeperStatus:
+    iap: str
+    reachable: bool | None = None
+    down_since: float | None = None
+    restarts_seen: int = 0
+    audits: int = 0
+    intercepts: dict[int, KeptIntercept] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+
+
+class Keeper:
+    def __init__(self, iap: IapSettings, intercepts: Sequence[InterceptSpec],
+                 client_factory: Callable[[IapSettings], TapClient] = client_for,
+                 progress: Callable[[str], None] | None = None) -> None:
+        """`progress` hears of every SET of a provisioning (for a CLI to show)."""
+        self.iap = iap
+        self.progress = progress
+        self.specs = list(intercepts)
+        self.client_factory = client_factory
+        self.client: TapClient | None = None
+        self.status = KeeperStatus(str(iap.address), intercepts={s.content_id: KeptIntercept(s.content_id)
+                                                                 for s in self.specs})
+        self._last_uptime: int | None = None
+        self._answered = False  # the IAP answered at least once
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- events -------------------------------------------------------------------
+
+    def _event(self, message: str, level: int = logging.INFO) -> None:
+        log.log(level, "%s", message)
+        self.status.events.append(f"{datetime.now():%H:%M:%S} {message}")
+        del self.status.events[:-EVENTS_KEPT]
+
+    def on_notification(self, note: Notification) -> None:
+        """From the inform receiver's thread: react to what the IAP says."""
+        kept = self.status.intercepts.get(note.content_id) if note.content_id else None
+        if note.kind == "active" and kept is not None:
+            kept.active_notifications += 1
+        elif note.kind in ("timed_out", "switchover") and (kept is not None or note.kind == "switchover"):
+            self._event(f"IAP says {note.kind.replace('_', ' ')}"
+                        f"{f' for intercept {note.content_id}' if note.content_id else ''}: auditing now")
+            self._wake.set()
+
+    # -- one audit ------------------------------------------------------------------
+
+    def _client(self) -> TapClient:
+        if self.client is None:
+            self.client = self.client_factory(self.iap)
+        return self.client
+
+    def close(self) -> None:
+        """Release the SNMP client (for a keeper used without its thread)."""
+        self._drop_client()
+
+    def _drop_client(self) -> None:
+        """After a failure start afresh: a restarted agent has a new engine ID and boot count."""
+        if self.client is not None:
+            try:
+                self.client.close()
+            except Exception:
+                log.debug("closing the SNMP client", exc_info=True)
+            self.client = None
+
+    def audit(self) -> None:
+        """Read the IAP's tables and put right what is not as wanted."""
+        try:
+            client = self._client()
+            uptime = client.uptime()
+            table = client.intercepts()
+        except TapClientError as error:
+            if self.status.reachable is not False:
+                self.status.down_since = time.time()
+                if self._answered:
+                    self._event(f"IAP {self.iap.address} stopped answering: {error}", logging.WARNING)
+                else:
+                    self._event(f"IAP {self.iap.address} does not answer yet ({error}); "
+                                f"asking again every {self.iap.audit_interval:g}s")
+            self.status.reachable = False
+            self._drop_client()
+            return
+        if self.status.reachable is False:
+            self._event(f"IAP {self.iap.address} answers{' again' if self._answered else ''} after "
+                        f"{time.time() - (self.status.down_since or time.time()):.1f}s")
+        self._answered = True
+        if self._last_uptime is not None and uptime is not None and uptime < self._last_uptime:
+            self.status.restarts_seen += 1
+            self._event(f"IAP {self.iap.address} restarted (sysUpTime went back): auditing its intercepts",
+                        logging.WARNING)
+        self._last_uptime = uptime
+        self.status.reachable, self.status.down_since = True, None
+        self.status.audits += 1
+        for spec in self.specs:
+            try:
+                self._keep(client, spec, table.get(spec.content_id))
+            except TapClientError as error:
+                kept = self.status.intercepts[spec.content_id]
+                if kept.last_error != str(error):  # said once, not at every audit
+                    self._event(f"intercept {spec.content_id}: {error}", logging.WARNING)
+                kept.state, kept.last_error = "failed", str(error)
+                if error.status is None:  # no answer: the IAP went away mid-audit
+                    self.status.reachable = False
+                    self.status.down_since = time.time()
+                    self._drop_client()
+                    return
+
+    def _keep(self, client: TapClient, spec: InterceptSpec, have: IapIntercept | None) -> None:
+        kept = self.status.intercepts[spec.content_id]
+        now = datetime.now(timezone.utc)
+        wrong = problem(spec, have)
+        if wrong is None:
+            kept.state, kept.last_error = "active", ""
+            kept.iap_packets = sum(s.packets for s in have.streams.values())
+            kept.iap_drops = sum(s.drops for s in have.streams.values())
+            if have.timeout is None or (have.timeout - now).total_seconds() < spec.lifetime / 2:
+                timeout = now + timedelta(seconds=spec.lifetime)
+                client.refresh(spec.content_id, timeout)
+                kept.refreshed += 1
+                kept.timeout = timeout.isoformat(timespec="seconds")
+                log.info("intercept %d: Timeout refreshed to %s", spec.content_id, kept.timeout)
+            else:
+                kept.timeout = have.timeout.isoformat(timespec="seconds")
+            return
+        again = kept.provisioned > 0
+        if kept.state != "failed":  # a failing provisioning is reported once, by audit()
+            self._event(f"intercept {spec.content_id}: {wrong}: {'provisioning again' if again else 'provisioning'}",
+                        logging.WARNING if again else logging.INFO)
+        kept.last_problem = wrong
+        if have is not None:
+            self.tear_down(client, have)
+        timeout = now + timedelta(seconds=spec.lifetime)
+        try:
+            client.provision(spec.content_id, spec.md.host, spec.md.port, timeout, list(spec.filters), spec.dscp,
+                             progress=self.progress)
+        except TapClientError as error:
+            if error.status is not None:  # refused part-way: leave nothing half provisioned
+                left = client.intercepts().get(spec.content_id)
+                if left is not None:
+                    self.tear_down(client, left)
+            raise
+        kept.state, kept.timeout, kept.last_error = "active", timeout.isoformat(timespec="seconds"), ""
+        kept.provisioned += 1
+        self._event(f"intercept {spec.content_id}: provisioned over SNMPv3 ({1 + 2 * len(spec.filters)} SETs), "
+                    f"copies to {spec.md}")
+
+    @staticmethod
+    def tear_down(client: TapClient, have: IapIntercept) -> None:
+        """Remove what is left of an intercept, in the MIB's order."""
+        client.remove(have.content_id, [i for i, s in sorted(have.streams.items()) if s.status],
+                      [i for i, s in sorted(have.streams.items()) if s.filter_status], mediation=bool(have.status))
+
+    def remove_all(self) -> None:
+        """Tear down every intercept this MD keeps (best effort: the IAP may be gone)."""
+        try:
+            table = self._client().intercepts()
+        except TapClientError as error:
+            self._event(f"cannot tear down: IAP does not answer ({error})", logging.WARNING)
+            return
+        for spec in self.specs:
+            have = table.get(spec.content_id)
+            if have is None:
+                continue
+            try:
+                self.tear_down(self._client(), have)
+                self.status.intercepts[spec.content_id].state = "removed"
+                self._event(f"intercept {spec.content_id}: torn down")
+            except TapClientError as error:
+                self._event(f"intercept {spec.content_id}: tear-down failed: {error}", logging.WARNING)
+
+    # -- the thread -----------------------------------------------------------------
+
+    def start(self, remove_on_exit: bool = False) -> None:
+        self._thread = threading.Thread(target=self._run, args=(remove_on_exit,), name="md-keeper", daemon=True)
+        self._thread.start()
+
+    def _run(self, remove_on_exit: bool) -> None:
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()
+                try:
+                    self.audit()
+                except Exception:  # an unexpected answer must not end the keeping
+                    log.exception("audit failed")
+                    self._drop_client()
+                self._wake.wait(self.iap.audit_interval)
+            if remove_on_exit:
+                self.remove_all()
+        finally:
+            self._drop_client()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def summary(self) -> dict:
+        out = asdict(self.status)
+        out["intercepts"] = {str(k): v for k, v in out["intercepts"].items()}
+        return out
