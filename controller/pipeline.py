@@ -3,8 +3,8 @@
 p4c's outputs (bmv2 JSON and P4Info) are committed under build/, so a
 machine without p4c runs everything. `Pipeline` loads them and answers the
 questions every P4Runtime message needs: the id of a table, match field or
-action parameter, and a value encoded as P4Runtime's canonical bytestring.
-Name lookups go through p4runtime-shell's P4Info context.
+action parameter (controller.wire encodes the values). Name lookups go
+through p4runtime-shell's P4Info context.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 
 from google.protobuf import text_format
 from p4.config.v1 import p4info_pb2
-from p4runtime_sh.bytes_utils import to_canonical_bytes
 from p4runtime_sh.context import Context, P4Type
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -112,13 +111,6 @@ class Pipeline:
 
         digest = hashlib.sha256(self.p4info.SerializeToString(deterministic=True) + self.device_config)
         return int.from_bytes(digest.digest()[:8], "big")
-
-
-def encode(value: int, bits: int) -> bytes:
-    """An unsigned value as P4Runtime's canonical bytestring (no leading zeros)."""
-    if value < 0 or value >> bits:
-        raise ValueError(f"{value} does not fit in {bits} bits")
-    return to_canonical_bytes(value.to_bytes((bits + 7) // 8, "big"))
 
 
 def decode(data: bytes) -> int:
