@@ -187,7 +187,7 @@ class IncrementalPlanner:
             for region, new_keys in regions.items():
                 kept = {k for k in self.bases[side].get(region, ()) if k.content_id not in wanted}
                 self._set_base(side, region, frozenset(kept | new_keys), change)
-        moved = set(wanted)
+        moved: set[int] = set()  # mediations whose sessions may have moved: their merges are re-planned
         for side in Side:
             moved |= self._replan_groups(side, stale[side], touched[side], change)
         for cid in moved:

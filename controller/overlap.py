@@ -118,6 +118,8 @@ def overlap_groups(regions: list[Region], field: str) -> list[list[Region]]:
 
 def closure(group: list[Region]) -> set[Region]:
     """All non-empty intersections of the group's regions."""
+    if len(group) == 1:
+        return set(group)  # the common case: a filter nobody else's overlaps
     result = set(group)
     frontier = list(result)
     while frontier:

@@ -10,7 +10,7 @@ through p4runtime-shell's P4Info context.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -117,6 +117,7 @@ def decode(data: bytes) -> int:
     return int.from_bytes(data, "big")
 
 
+@lru_cache(maxsize=4096)  # a switch has few MACs, and every encapsulation entry names two
 def mac_to_int(mac: str) -> int:
     parts = mac.split(":")
     if len(parts) != 6:

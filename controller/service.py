@@ -30,6 +30,7 @@ from pathlib import Path
 
 from controller.audit import AuditLog
 from controller.incremental import Intercept
+from controller.lifetime import ExpirySchedule
 from controller.managed_switch import Intent, ManagedSwitch, StreamCounters, SwitchChange, SwitchConfig
 from controller.model import InterceptError, Mediation, Stream, StreamKey
 from controller.pipeline import Pipeline
@@ -67,6 +68,8 @@ class Controller:
         self.switches = {c.name: ManagedSwitch(c, self.pipeline, ids=self.store.load_ids(c.name)) for c in switches}
         self.lock = threading.RLock()
         self._expiry_listeners: list[ExpiryListener] = []
+        self.expiry = ExpirySchedule()  # follows the store: set where an intercept is stored or removed
+        self.expiry.reset((m.content_id, m.timeout) for m, _, _ in self.store.all())
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -140,6 +143,9 @@ class Controller:
             except SwitchError as error:
                 self.audit.append(actor, "refuse", content_ids=content_ids, reason=f"switch: {error}")
                 raise ProvisionError(f"intercept not installed, nothing changed: {error}") from error
+            sooner = self._sooner_than_scheduled(m.timeout for m, _ in intercepts)
+            for mediation, _ in intercepts:
+                self.expiry.set(mediation.content_id, mediation.timeout)
             if len(intercepts) == 1:
                 mediation, streams = intercepts[0]
                 self.audit.append(actor, "provision", content_id=mediation.content_id, switches=targets,
@@ -148,7 +154,8 @@ class Controller:
                                   streams=[s.index for s in streams if s.enabled])
             else:
                 self.audit.append(actor, "provision", content_ids=content_ids, switches=targets)
-        self._wake.set()
+        if sooner:
+            self._wake.set()  # the timer sleeps until the next timeout: it may now be sooner
 
     def remove(self, content_id: int, actor: str, action: str = "remove") -> bool:
         """Remove an intercept from the intent and its switches.
@@ -171,6 +178,7 @@ class Controller:
                     self.audit.append(actor, "refuse", content_id=content_id, reason=f"removal failed: {error}")
                     raise ProvisionError(f"intercept {content_id} still installed: {error}") from error
                 log.warning("intercept %d expired; switch update deferred to reconcile: %s", content_id, error)
+            self.expiry.discard(content_id)
             self.audit.append(actor, action, content_id=content_id)
             return True
 
@@ -293,9 +301,15 @@ class Controller:
     def expire_due(self) -> list[Mediation]:
         """Remove every intercept whose timeout has passed; tell the listeners."""
         now = self.clock()
-        expired = [m for m, _, _ in self.store.all() if m.expired(now)]
-        for mediation in expired:
-            self.remove(mediation.content_id, "controller", action="expire")
+        expired = []
+        for content_id in self.expiry.due(now):
+            intent = self.store.get(content_id)
+            if intent is None or not intent[0].expired(now):
+                self.expiry.set(content_id, intent[0].timeout if intent else None)  # out of step: follow the store
+                continue
+            mediation = intent[0]
+            self.remove(content_id, "controller", action="expire")
+            expired.append(mediation)
             for listener in self._expiry_listeners:
                 try:
                     listener(mediation)
@@ -303,11 +317,13 @@ class Controller:
                     log.exception("expiry listener failed for %d", mediation.content_id)
         return expired
 
+    def _sooner_than_scheduled(self, timeouts: Iterable[datetime | None]) -> bool:
+        scheduled = self.expiry.next()
+        return any(t is not None and (scheduled is None or t < scheduled) for t in timeouts)
+
     def _next_timeout(self) -> float | None:
-        timeouts = [m.timeout for m, _, _ in self.store.all() if m.timeout is not None]
-        if not timeouts:
-            return None
-        return max(0.0, (min(timeouts) - self.clock()).total_seconds())
+        scheduled = self.expiry.next()
+        return None if scheduled is None else max(0.0, (scheduled - self.clock()).total_seconds())
 
     def _lifetime_loop(self) -> None:
         while not self._stop.is_set():

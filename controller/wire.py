@@ -32,7 +32,12 @@ def _number(message: type[Message], name: str) -> int:
     return message.DESCRIPTOR.fields_by_name[name].number
 
 
+_SMALL = [bytes([n]) for n in range(0x80)]  # most tags, lengths and ids fit one byte
+
+
 def varint(value: int) -> bytes:
+    if value < 0x80:
+        return _SMALL[value]
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
