@@ -64,9 +64,6 @@ class PlanChange:
     removed: list[PlanItem] = field(default_factory=list)
     added: list[PlanItem] = field(default_factory=list)
 
-    def __bool__(self) -> bool:
-        return bool(self.removed or self.added)
-
 
 class IncrementalPlanner:
     """One switch's plan, kept in pieces and changed in place."""
@@ -126,8 +123,13 @@ class IncrementalPlanner:
     def rebuild(self, intercepts: Iterable[Intercept], now: datetime) -> None:
         """Plan from scratch (after a restart, for reconcile): ids in use are kept, the rest forgotten."""
         self.journal.commit()
+        before = dict(vars(self))
         self._clear()
-        self.update({m.content_id: (m, s) for m, s in intercepts}, now)
+        try:
+            self.update({m.content_id: (m, s) for m, s in intercepts}, now)
+        except BaseException:
+            vars(self).update(before)  # an intent that cannot be planned leaves the old plan in place
+            raise
         self.ids.retain(self.wanted, [self.ids.replicas_of[sid] for sid in self.session_refs])
         self.journal.commit()
 

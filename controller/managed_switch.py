@@ -43,6 +43,7 @@ log = logging.getLogger("p4tap.controller")
 
 Intent = tuple[Mediation, list[Stream], list[str]]
 READ_BATCH = 1000  # specific entries per Read request
+APPLY_BATCH = 2000  # updates per Write request
 
 
 @dataclass
@@ -227,7 +228,7 @@ class ManagedSwitch:
                     change.retiring[key] = entry
         return change
 
-    def apply(self, change: SwitchChange, batch_size: int = 2000) -> None:
+    def apply(self, change: SwitchChange, batch_size: int = APPLY_BATCH) -> None:
         """Write a change's diff; on failure undo what was written and raise."""
         if not change.diff:
             return

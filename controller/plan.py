@@ -216,6 +216,11 @@ class IdAllocator:
         for replicas in [s for s in self.session_ids if s not in keep_s]:
             self.forget_session(replicas)
 
+    def current(self, changes: IdChanges) -> IdChanges:
+        """The present value of the ids `changes` names (after a rollback: their old values)."""
+        return IdChanges({c: self.replica_ids.get(c) for c in changes.replicas},
+                         {s: self.session_ids.get(s) for s in changes.sessions})
+
     def take_changes(self) -> IdChanges:
         """The current value (None: forgotten) of every id changed since the last call."""
         changes = IdChanges({c: self.replica_ids.get(c) for c in self.changed_replicas},

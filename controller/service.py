@@ -252,8 +252,9 @@ class Controller:
         switch's state rolled back; the stored intent goes back to `previous`
         (the changed intercepts as they were), unless `keep_intent` (an expiry:
         the switches are left to reconcile)."""
+        written = {name: self.switches[name].ids.take_changes() for name in staged}
         try:
-            self.store.change(put=put, remove=remove, ids=self._id_changes(staged))
+            self.store.change(put=put, remove=remove, ids=written)
         except (StoreError, InterceptError):
             for name in staged:
                 self.switches[name].rollback()
@@ -272,17 +273,15 @@ class Controller:
                 self.switches[name].rollback()
                 if keep_intent:
                     self.switches[name].stale = True
+            ids = {name: self.switches[name].ids.current(changes) for name, changes in written.items()}
             if keep_intent:
-                self.store.change(ids=self._id_changes(staged))
+                self.store.change(ids=ids)
             else:
                 fresh = [m.content_id for m, _, _ in put if m.content_id not in previous]
-                self.store.change(put=previous.values(), remove=fresh, ids=self._id_changes(staged))
+                self.store.change(put=previous.values(), remove=fresh, ids=ids)
             raise
         for name in staged:
             self.switches[name].commit()
-
-    def _id_changes(self, staged: Mapping[str, SwitchChange]) -> dict:
-        return {name: self.switches[name].ids.take_changes() for name in staged}
 
     def reconcile(self, name: str, actor: str = "controller") -> Diff:
         """Make one switch hold exactly the intent: read it, delete what is not

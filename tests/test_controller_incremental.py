@@ -5,8 +5,9 @@ every step of a sequence of provisions, bulk provisions, replacements,
 timeout updates, removals and a refused change, what the switch holds (read
 back in full) must be exactly what a from-scratch plan of the stored intent
 gives with the controller's ids, and what the controller believes the switch
-holds must be what it holds. A second controller started on the same store
-then finds nothing to correct.
+holds must be what it holds, and the ids stored with the intent must be the
+ids in use. A second controller started on the same store then finds
+nothing to correct.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def assert_in_step(c: Controller) -> None:
     assert not diff(desired, actual), diff(desired, actual).summary()
     assert len(actual) == len(desired)
     assert {e.key: e.data for e in actual} == {k: e.data for k, e in s.believed.items()}
+    stored = c.store.load_ids("s1")  # what a restart would plan with
+    assert (stored.replica_ids, stored.session_ids) == (s.ids.replica_ids, s.ids.session_ids)
 
 
 def test_a_sequence_of_changes_leaves_exactly_the_planned_state(switch, tmp_path):

@@ -152,3 +152,15 @@ def test_rebuild_keeps_ids_in_use_and_forgets_the_rest():
     planner.rebuild([taps[1], taps[3]], NOW)
     assert ids.replica_ids == kept
     assert facts(planner.plan()) == facts(reference(planner, {1: taps[1], 3: taps[3]}))
+
+
+def test_a_rebuild_that_cannot_be_planned_keeps_the_old_plan():
+    planner = IncrementalPlanner(topology(), IdAllocator())
+    good = {1: (mediation(1), [Stream(1, 1, v4(src="192.0.2.1/32"), True)])}
+    planner.update(good, NOW)
+    planner.commit()
+    before, before_ids = facts(planner.plan()), ids_state(planner.ids)
+    bad = (mediation(2), [Stream(2, 1, v4(src="192.0.2.2/32", vrf="blue"), True)])
+    with pytest.raises(InterceptError, match="unknown VRF 'blue'"):
+        planner.rebuild([good[1], bad], NOW)
+    assert facts(planner.plan()) == before and ids_state(planner.ids) == before_ids
