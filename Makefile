@@ -71,6 +71,7 @@ run: setup  ## the demo: tap a subject (bmv2, or the softswitch without bmv2) an
 
 bench: setup  ## run the benchmarks and append their figures to BENCHMARKS.md
 	$(PY) -m bench.tap_scale
+	$(PY) -m bench.controller_install
 
 clean:  ## remove the venv and caches (build/ is source-controlled)
 	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -9,13 +9,9 @@ N taps (default 1,000) provisioned one at a time on bmv2, in the same run:
 Each sample starts from a fresh switch and an empty intent store; the
 paths alternate, the median of the samples is reported.
 
-`--switch none` runs the same controller without a P4 program or a switch
-(tests/snmp_support.py's plan-only controller: intent store, audit, planner,
-no P4Runtime entities): the controller's per-tap cost on bmv2 grows with the
-number of installed taps (pure-Python protobuf entities for every tap at each
-provision), so 1,000 taps on bmv2 take hours per sample, while without the
-switch both paths pay everything but the switch and SNMP's own cost shows
-best.
+`--switch none` runs the same controller without a switch
+(tests/snmp_support.py's switchless controller: intent store, audit, planner
+and entities, written to a recorder), so that SNMP's own cost shows best.
 
 Goal (issue 4): snmp no more than 2x api.
 
@@ -195,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'on bmv2' if args.switch == 'bmv2' else 'controller without a switch'}",
             f".venv/bin/python -m bench.snmp_provisioning --taps {args.taps} --repeats {args.repeats} "
             f"--switch {args.switch} --record",
-            f"each sample on a fresh {'bmv2' if args.switch == 'bmv2' else 'plan-only controller'} and empty intent "
+            f"each sample on a fresh {'bmv2' if args.switch == 'bmv2' else 'switchless controller'} and empty intent "
             "store, taps provisioned one at a time; SNMP client (pysnmp) in its own process, USM discovery before "
             f"the clock starts; median of {args.repeats} samples per path, alternating.",
             table,

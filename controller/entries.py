@@ -2,7 +2,8 @@
 
 The one place that knows the pipeline's table, field and action names (they
 follow p4src/: control instance path, then table). Everything above speaks in
-plan objects; everything below in protobuf.
+plan objects; everything below in P4Runtime entities, as wire bytes
+(controller.wire) or, on request, protobuf messages.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from collections.abc import Callable, Iterable
 
 from p4.v1 import p4runtime_pb2 as p4r
 
-from controller import ets
-from controller.pipeline import Pipeline, decode, encode, mac_to_int
-from controller.plan import CloneSession, EncapEntry, FilterEntry, GateEntry, InterceptPlan, MergeEntry, Side
+from controller import ets, wire
+from controller.pipeline import Pipeline, decode, mac_to_int
+from controller.plan import CloneSession, EncapEntry, FilterEntry, GateEntry, InterceptPlan, MergeEntry, PlanItem, Side
 from controller.regions import Span, Ternary
 from controller.topology import SwitchTopology
+from controller.wire import WireEntity
 
 INGRESS = "P4tapIngress"
 EGRESS = "P4tapEgress"
@@ -24,6 +26,7 @@ GATES = f"{INGRESS}.intercept_gates"
 
 # Field name and width, in the order the filter tables declare them.
 FILTER_TERNARY_FIELDS = ("ingress_port", "src_addr", "dst_addr", "protocol", "tos", "flow_label", "l4_valid")
+FILTER_TERNARY_FIELDS_V4 = tuple(name for name in FILTER_TERNARY_FIELDS if name != "flow_label")
 FILTER_RANGE_FIELDS = ("src_port", "dst_port")
 
 
@@ -61,95 +64,128 @@ def ets_table(family: int) -> str:
     return f"{ETS}.ipv{family}_marks"
 
 
+Match = tuple[int, bytes]  # (field id, encoded FieldMatch); None where a field is a wildcard
+
+
 class EntryBuilder:
-    """Builds TableEntry, CloneSessionEntry and MulticastGroupEntry messages."""
+    """Builds the pipeline's entities: plan items and forwarding state.
+
+    `encode` and the `*_wire` methods give `WireEntity`s (the controller's
+    form, see controller.wire); `intercept_entities`, `forwarding_entities`
+    and `table_entry` give protobuf messages for the PTF suites, the demo and
+    the benchmarks. P4Info look-ups are cached: the controller encodes tens
+    of thousands of entries per switch.
+    """
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
+        self._ids: dict[tuple[str, ...], int] = {}
+        self._fields: dict[tuple[str, str], tuple[int, int]] = {}
+        self._params: dict[tuple[str, str], tuple[int, int]] = {}
+
+    # -- P4Info, cached -------------------------------------------------
+
+    def table_id(self, table: str) -> int:
+        key = ("table", table)
+        if key not in self._ids:
+            self._ids[key] = self.pipeline.table_id(table)
+        return self._ids[key]
+
+    def action_id(self, action: str) -> int:
+        key = ("action", action)
+        if key not in self._ids:
+            self._ids[key] = self.pipeline.action_id(action)
+        return self._ids[key]
+
+    def _field(self, table: str, field: str) -> tuple[int, int]:
+        """(id, bitwidth) of a table's match field."""
+        found = self._fields.get((table, field))
+        if found is None:
+            mf = self.pipeline.match_field(table, field)
+            found = self._fields[(table, field)] = (mf.id, mf.bitwidth)
+        return found
+
+    def _param(self, action: str, param: str) -> tuple[int, int]:
+        found = self._params.get((action, param))
+        if found is None:
+            p = self.pipeline.param(action, param)
+            found = self._params[(action, param)] = (p.id, p.bitwidth)
+        return found
 
     # -- generic pieces -------------------------------------------------
 
-    def _bits(self, table: str, field: str) -> int:
-        return self.pipeline.match_field(table, field).bitwidth
+    def exact(self, table: str, field: str, number: int) -> Match:
+        fid, bits = self._field(table, field)
+        return fid, wire.exact(fid, wire.value(number, bits))
 
-    def exact(self, table: str, field: str, value: int) -> p4r.FieldMatch:
-        mf = self.pipeline.match_field(table, field)
-        return p4r.FieldMatch(field_id=mf.id, exact=p4r.FieldMatch.Exact(value=encode(value, mf.bitwidth)))
-
-    def lpm(self, table: str, field: str, value: int, prefix_len: int) -> p4r.FieldMatch | None:
+    def lpm(self, table: str, field: str, number: int, prefix_len: int) -> Match | None:
         if prefix_len == 0:
             return None  # P4Runtime: a don't-care field is omitted
-        mf = self.pipeline.match_field(table, field)
-        return p4r.FieldMatch(
-            field_id=mf.id, lpm=p4r.FieldMatch.LPM(value=encode(value, mf.bitwidth), prefix_len=prefix_len)
-        )
+        fid, bits = self._field(table, field)
+        return fid, wire.lpm(fid, wire.value(number, bits), prefix_len)
 
-    def ternary(self, table: str, field: str, t: Ternary) -> p4r.FieldMatch | None:
+    def ternary(self, table: str, field: str, t: Ternary) -> Match | None:
         if t.wildcard:
             return None
-        mf = self.pipeline.match_field(table, field)
-        return p4r.FieldMatch(
-            field_id=mf.id,
-            ternary=p4r.FieldMatch.Ternary(value=encode(t.value, mf.bitwidth), mask=encode(t.mask, mf.bitwidth)),
-        )
+        fid, bits = self._field(table, field)
+        return fid, wire.ternary(fid, wire.value(t.value, bits), wire.value(t.mask, bits))
 
-    def range(self, table: str, field: str, span: Span) -> p4r.FieldMatch | None:
-        mf = self.pipeline.match_field(table, field)
-        if (span.lo, span.hi) == (0, (1 << mf.bitwidth) - 1):
+    def range(self, table: str, field: str, span: Span) -> Match | None:
+        fid, bits = self._field(table, field)
+        if (span.lo, span.hi) == (0, (1 << bits) - 1):
             return None
-        return p4r.FieldMatch(
-            field_id=mf.id,
-            range=p4r.FieldMatch.Range(low=encode(span.lo, mf.bitwidth), high=encode(span.hi, mf.bitwidth)),
-        )
+        return fid, wire.range_(fid, wire.value(span.lo, bits), wire.value(span.hi, bits))
 
-    def action(self, name: str, **params: int) -> p4r.TableAction:
-        action = p4r.Action(action_id=self.pipeline.action_id(name))
-        for param_name, value in params.items():
-            p = self.pipeline.param(name, param_name)
-            action.params.add(param_id=p.id, value=encode(value, p.bitwidth))
-        return p4r.TableAction(action=action)
+    def action(self, name: str, **params: int) -> bytes:
+        encoded = []
+        for param_name, number in params.items():
+            pid, bits = self._param(name, param_name)
+            encoded.append((pid, wire.value(number, bits)))
+        return wire.action(self.action_id(name), encoded)
 
-    def table_entry(
-        self, table: str, match: Iterable[p4r.FieldMatch | None], action: p4r.TableAction, priority: int = 0
-    ) -> p4r.TableEntry:
-        return p4r.TableEntry(
-            table_id=self.pipeline.table_id(table),
-            match=[m for m in match if m is not None],
-            action=action,
-            priority=priority,
-        )
+    def table_entry_wire(self, table: str, match: Iterable[Match | None], action: bytes,
+                         priority: int = 0) -> WireEntity:
+        return wire.table_entry(self.table_id(table), [m for m in match if m is not None], action, priority)
+
+    def table_entry(self, table: str, match: Iterable[Match | None], action: bytes,
+                    priority: int = 0) -> p4r.TableEntry:
+        return self.table_entry_wire(table, match, action, priority).entity.table_entry
 
     # -- intercept plan -------------------------------------------------
 
-    def gate(self, g: GateEntry) -> p4r.TableEntry:
+    def encode(self, item: PlanItem) -> WireEntity:
+        """The entity that carries one plan item out."""
+        return self._encoders[type(item)](self, item)
+
+    def _gate(self, g: GateEntry) -> WireEntity:
         table = gate_table(g.family, g.side)
-        return self.table_entry(
+        return self.table_entry_wire(
             table,
             [self.lpm(table, "addr", int(g.prefix.network_address), g.prefix.prefixlen)],
             self.action(f"{gate_control(g.family, g.side)}.open_gate"),
         )
 
-    def filter(self, f: FilterEntry) -> p4r.TableEntry:
+    def _filter(self, f: FilterEntry) -> WireEntity:
         r = f.region
         table = filter_table(r.family, f.side)
-        fields = FILTER_TERNARY_FIELDS if r.family == 6 else tuple(x for x in FILTER_TERNARY_FIELDS if x != "flow_label")
+        fields = FILTER_TERNARY_FIELDS if r.family == 6 else FILTER_TERNARY_FIELDS_V4
         match = [self.exact(table, "vrf", r.vrf)]
         match += [self.ternary(table, name, getattr(r, name)) for name in fields]
         match += [self.range(table, name, getattr(r, name)) for name in FILTER_RANGE_FIELDS]
-        return self.table_entry(
+        return self.table_entry_wire(
             table, match, self.action(f"{side_control(r.family, f.side)}.match_session", id=f.session_id), f.priority
         )
 
-    def merge(self, m: MergeEntry) -> p4r.TableEntry:
-        return self.table_entry(
+    def _merge(self, m: MergeEntry) -> WireEntity:
+        return self.table_entry_wire(
             MERGE_TABLE,
             [self.exact(MERGE_TABLE, "src_session", m.src_session), self.exact(MERGE_TABLE, "dst_session", m.dst_session)],
             self.action(INTERCEPT_ACTION, session=m.session_id),
         )
 
-    def encap(self, e: EncapEntry) -> p4r.TableEntry:
+    def _encap(self, e: EncapEntry) -> WireEntity:
         version = e.dst_address.version
-        return self.table_entry(
+        return self.table_entry_wire(
             ENCAP_TABLE,
             [self.exact(ENCAP_TABLE, "replica", e.rid)],
             self.action(
@@ -165,77 +201,74 @@ class EntryBuilder:
             ),
         )
 
-    @staticmethod
-    def clone_session(s: CloneSession) -> p4r.PacketReplicationEngineEntry:
+    def _clone_session(self, s: CloneSession) -> WireEntity:
         # bmv2 requires class_of_service 0 and packet_length_bytes 0.
-        entry = p4r.CloneSessionEntry(session_id=s.session_id)
-        for replica in sorted(s.replicas):
-            entry.replicas.add(egress_port=replica.port, instance=replica.rid)
-        return p4r.PacketReplicationEngineEntry(clone_session_entry=entry)
+        return wire.clone_session(s.session_id, [(r.port, r.rid) for r in s.replicas])
 
-    def intercept_entities(self, plan: InterceptPlan) -> list[p4r.Entity]:
+    _encoders: dict[type, Callable[[EntryBuilder, PlanItem], WireEntity]] = {
+        GateEntry: _gate, FilterEntry: _filter, MergeEntry: _merge, EncapEntry: _encap, CloneSession: _clone_session,
+    }
+
+    def intercept_wire(self, plan: InterceptPlan) -> list[WireEntity]:
         """All entities of a plan, in a safe insertion order: what a rule
         points at (encapsulation, sessions) exists before the rule does."""
-        entities = [p4r.Entity(table_entry=self.encap(e)) for e in sorted(plan.encaps, key=lambda e: e.rid)]
-        entities += [
-            p4r.Entity(packet_replication_engine_entry=self.clone_session(s))
-            for s in sorted(plan.sessions, key=lambda s: s.session_id)
-        ]
-        entities += [p4r.Entity(table_entry=self.merge(m)) for m in sorted(plan.merges)]
-        entities += [
-            p4r.Entity(table_entry=self.filter(f))
-            for f in sorted(plan.filters, key=lambda f: (f.side.value, f.region, f.priority))
-        ]
-        entities += [p4r.Entity(table_entry=self.gate(g)) for g in sorted(plan.gates, key=lambda g: (g.family, g.side.value, int(g.prefix.network_address), g.prefix.prefixlen))]
-        return entities
+        items: list[PlanItem] = [*sorted(plan.encaps, key=lambda e: e.rid),
+                                 *sorted(plan.sessions, key=lambda s: s.session_id),
+                                 *sorted(plan.merges),
+                                 *sorted(plan.filters, key=lambda f: (f.side.value, f.region, f.priority)),
+                                 *sorted(plan.gates, key=lambda g: (g.family, g.side.value,
+                                                                    int(g.prefix.network_address), g.prefix.prefixlen))]
+        return [self.encode(item) for item in items]
+
+    def intercept_entities(self, plan: InterceptPlan) -> list[p4r.Entity]:
+        return [w.entity for w in self.intercept_wire(plan)]
 
     # -- forwarding -----------------------------------------------------
 
-    def forwarding_entities(self, topo: SwitchTopology) -> list[p4r.Entity]:
+    def forwarding_wire(self, topo: SwitchTopology) -> list[WireEntity]:
         """Ports' VRFs, router MACs, L2 entries, flooding and routes."""
-        out: list[p4r.Entity] = []
+        out: list[WireEntity] = []
         port_vrf = f"{VRF}.port_vrf"
         for port, vrf in sorted(topo.port_vrfs.items()):
-            out.append(p4r.Entity(table_entry=self.table_entry(
-                port_vrf, [self.exact(port_vrf, "ingress_port", port)], self.action(f"{VRF}.set_vrf", vrf=vrf))))
+            out.append(self.table_entry_wire(
+                port_vrf, [self.exact(port_vrf, "ingress_port", port)], self.action(f"{VRF}.set_vrf", vrf=vrf)))
         port_vlan_vrf = f"{VRF}.port_vlan_vrf"
         for (port, vid), vrf in sorted(topo.vlan_vrfs.items()):
-            out.append(p4r.Entity(table_entry=self.table_entry(
+            out.append(self.table_entry_wire(
                 port_vlan_vrf, [self.exact(port_vlan_vrf, "ingress_port", port), self.exact(port_vlan_vrf, "vid", vid)],
-                self.action(f"{VRF}.set_vrf", vrf=vrf))))
+                self.action(f"{VRF}.set_vrf", vrf=vrf)))
         l2 = f"{BRIDGING}.l2_table"
         for mac in topo.router_macs:
-            out.append(p4r.Entity(table_entry=self.table_entry(
-                l2, [self.exact(l2, "dst_addr", mac_to_int(mac))], self.action(f"{BRIDGING}.to_router"))))
+            out.append(self.table_entry_wire(
+                l2, [self.exact(l2, "dst_addr", mac_to_int(mac))], self.action(f"{BRIDGING}.to_router")))
         for entry in topo.l2:
-            out.append(p4r.Entity(table_entry=self.table_entry(
+            out.append(self.table_entry_wire(
                 l2, [self.exact(l2, "dst_addr", mac_to_int(entry.mac))],
-                self.action(f"{BRIDGING}.l2_forward", port=entry.port))))
+                self.action(f"{BRIDGING}.l2_forward", port=entry.port)))
         if topo.flood is not None:
-            group = p4r.MulticastGroupEntry(multicast_group_id=topo.flood.group_id)
-            for port in topo.flood.ports:
-                group.replicas.add(egress_port=port, instance=0)
-            out.append(p4r.Entity(packet_replication_engine_entry=p4r.PacketReplicationEngineEntry(
-                multicast_group_entry=group)))
-            out.append(p4r.Entity(table_entry=self.table_entry(
+            out.append(wire.multicast_group(topo.flood.group_id, [(port, 0) for port in topo.flood.ports]))
+            out.append(self.table_entry_wire(
                 l2, [self.exact(l2, "dst_addr", 0xFFFFFFFFFFFF)],
-                self.action(f"{BRIDGING}.l2_flood", group=topo.flood.group_id))))
+                self.action(f"{BRIDGING}.l2_flood", group=topo.flood.group_id)))
         for route in topo.routes:
             version = route.prefix.version
             table = f"{ROUTING}.ipv{version}_routes"
-            out.append(p4r.Entity(table_entry=self.table_entry(
+            out.append(self.table_entry_wire(
                 table,
                 [self.exact(table, "vrf", route.vrf),
                  self.lpm(table, "dst_addr", int(route.prefix.network_address), route.prefix.prefixlen)],
                 self.action(f"{ROUTING}.route_v{version}", port=route.next_hop.port,
-                            src_mac=mac_to_int(route.next_hop.src_mac), dst_mac=mac_to_int(route.next_hop.dst_mac)))))
+                            src_mac=mac_to_int(route.next_hop.src_mac), dst_mac=mac_to_int(route.next_hop.dst_mac))))
         if topo.ets is not None:
-            out += [p4r.Entity(table_entry=e) for e in self.ets_entries(topo.ets)]
+            out += self.ets_wire(topo.ets)
         return out
+
+    def forwarding_entities(self, topo: SwitchTopology) -> list[p4r.Entity]:
+        return [w.entity for w in self.forwarding_wire(topo)]
 
     # -- ETS (RFC 4190) -------------------------------------------------
 
-    def ets_entries(self, cfg: ets.EtsConfig) -> list[p4r.TableEntry]:
+    def ets_wire(self, cfg: ets.EtsConfig) -> list[WireEntity]:
         """One entry per (port, ETS TOS byte) and address family."""
         out = []
         for mark in ets.marks(cfg):
@@ -251,8 +284,11 @@ class EntryBuilder:
                     action = self.action(f"{ETS}.ets_capped", priority=mark.priority)
                 else:
                     action = self.action(f"{ETS}.ets_preemptive", priority=mark.priority)
-                out.append(self.table_entry(table, match, action))
+                out.append(self.table_entry_wire(table, match, action))
         return out
+
+    def ets_entries(self, cfg: ets.EtsConfig) -> list[p4r.TableEntry]:
+        return [w.entity.table_entry for w in self.ets_wire(cfg)]
 
     def ets_meters(self, cfg: ets.EtsConfig) -> list[p4r.Entity]:
         """The cap of every trusted port (both rates at the cap: anything over
@@ -282,7 +318,8 @@ class EntryBuilder:
         return {k: (v[0], v[1]) for k, v in totals.items()}
 
 
-def rank(pipeline: Pipeline) -> "Callable[[p4r.Entity], int]":
+
+def rank(pipeline: Pipeline) -> Callable[[WireEntity], int]:
     """Orders entity kinds from "pointed at" (0) to "points" (4), for
     make-before-break updates (see controller.reconcile)."""
     by_table: dict[int, int] = {pipeline.table_id(ENCAP_TABLE): 0, pipeline.table_id(MERGE_TABLE): 2}
@@ -290,11 +327,11 @@ def rank(pipeline: Pipeline) -> "Callable[[p4r.Entity], int]":
         for side in Side:
             by_table[pipeline.table_id(filter_table(family, side))] = 3
             by_table[pipeline.table_id(gate_table(family, side))] = 4
+    by_kind = {"clone": 1, "mcast": 0}
 
-    def of(entity: p4r.Entity) -> int:
-        if entity.HasField("packet_replication_engine_entry"):
-            return 1 if entity.packet_replication_engine_entry.HasField("clone_session_entry") else 0
-        return by_table.get(entity.table_entry.table_id, 3)
+    def of(entity: WireEntity) -> int:
+        kind = entity.key[0]
+        return by_table.get(entity.key[1], 3) if kind == "table" else by_kind[kind]
 
     return of
 

@@ -3,19 +3,18 @@
 p4c's outputs (bmv2 JSON and P4Info) are committed under build/, so a
 machine without p4c runs everything. `Pipeline` loads them and answers the
 questions every P4Runtime message needs: the id of a table, match field or
-action parameter, and a value encoded as P4Runtime's canonical bytestring.
-Name lookups go through p4runtime-shell's P4Info context.
+action parameter (controller.wire encodes the values). Name lookups go
+through p4runtime-shell's P4Info context.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from google.protobuf import text_format
 from p4.config.v1 import p4info_pb2
-from p4runtime_sh.bytes_utils import to_canonical_bytes
 from p4runtime_sh.context import Context, P4Type
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -117,17 +116,11 @@ class Pipeline:
         return int.from_bytes(digest.digest()[:8], "big")
 
 
-def encode(value: int, bits: int) -> bytes:
-    """An unsigned value as P4Runtime's canonical bytestring (no leading zeros)."""
-    if value < 0 or value >> bits:
-        raise ValueError(f"{value} does not fit in {bits} bits")
-    return to_canonical_bytes(value.to_bytes((bits + 7) // 8, "big"))
-
-
 def decode(data: bytes) -> int:
     return int.from_bytes(data, "big")
 
 
+@lru_cache(maxsize=4096)  # a switch has few MACs, and every encapsulation entry names two
 def mac_to_int(mac: str) -> int:
     parts = mac.split(":")
     if len(parts) != 6:

@@ -24,18 +24,19 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from controller.journal import Journal
 from controller.model import Interface, InterceptError, IpFilter, IPAddress, Mediation, Stream, StreamKey
+from controller.overlap import closure, overlap_groups, side_prefix
 from controller.regions import ANY, ANY_PORT, Region, Span, Ternary
 from controller.topology import IPNetwork, NextHop, SwitchTopology
 
 PORT_BITS = 9
 MAX_REPLICA_ID = 65535  # egress_rid is 16 bits; 0 is a normal packet
 MAX_SESSION_ID = 32767  # bmv2 clone sessions 1..32767
-MAX_REGIONS_PER_OVERLAP = 4096
 
 
 class Side(enum.Enum):
@@ -110,11 +111,18 @@ class InterceptPlan:
         )
 
 
+PlanItem = GateEntry | FilterEntry | MergeEntry | CloneSession | EncapEntry
+
+
 class IdAllocator:
     """Stable small ids: a replica id per mediation, a session id per replica set.
 
     Kept by the controller across plans (and persisted with its intent), so
     re-planning after a change leaves untouched intercepts' entries as they are.
+    Ids are given out lowest-free-first in O(1) amortised (a plan of 10,000
+    taps allocates 20,000 of them). With a `journal`, every change can be
+    rolled back; `changed` names the ids changed since `take_changes`, so the
+    store saves only those.
     """
 
     def __init__(
@@ -124,30 +132,110 @@ class IdAllocator:
     ) -> None:
         self.replica_ids: dict[int, int] = dict(replica_ids or {})
         self.session_ids: dict[frozenset[Replica], int] = dict(session_ids or {})
+        self.content_of: dict[int, int] = {rid: c for c, rid in self.replica_ids.items()}
+        self.replicas_of: dict[int, frozenset[Replica]] = {sid: r for r, sid in self.session_ids.items()}
+        self.journal: Journal | None = None
+        self.changed_replicas: set[int] = set()
+        self.changed_sessions: set[frozenset[Replica]] = set()
+        self._free_replica = 1  # no id below these is free
+        self._free_session = 1
 
-    @staticmethod
-    def _next_free(used: Iterable[int], limit: int, what: str) -> int:
-        taken = set(used)
-        for candidate in range(1, limit + 1):
-            if candidate not in taken:
-                return candidate
-        raise InterceptError(f"out of {what} ids (at most {limit})")
+    def _set(self, mapping: dict, key: object, value: object) -> None:
+        if self.journal is None:
+            mapping[key] = value
+        else:
+            self.journal.set(mapping, key, value)
+
+    def _pop(self, mapping: dict, key: object) -> None:
+        if self.journal is None:
+            mapping.pop(key, None)
+        else:
+            self.journal.pop(mapping, key)
+
+    def _next_free(self, used: Mapping[int, object], floor: str, limit: int, what: str) -> int:
+        candidate = getattr(self, floor)
+        while candidate in used:
+            candidate += 1
+        if candidate > limit:
+            raise InterceptError(f"out of {what} ids (at most {limit})")
+        self._set_floor(floor, candidate + 1)
+        return candidate
+
+    def _lower_floor(self, floor: str, freed: int) -> None:
+        if freed < getattr(self, floor):
+            self._set_floor(floor, freed)
+
+    def _set_floor(self, floor: str, value: int) -> None:
+        if self.journal is None:
+            setattr(self, floor, value)
+        else:
+            self.journal.setattr(self, floor, value)
 
     def replica(self, content_id: int) -> int:
-        if content_id not in self.replica_ids:
-            self.replica_ids[content_id] = self._next_free(self.replica_ids.values(), MAX_REPLICA_ID, "replica")
-        return self.replica_ids[content_id]
+        rid = self.replica_ids.get(content_id)
+        if rid is None:
+            rid = self._next_free(self.content_of, "_free_replica", MAX_REPLICA_ID, "replica")
+            self._set(self.replica_ids, content_id, rid)
+            self._set(self.content_of, rid, content_id)
+            self.changed_replicas.add(content_id)
+        return rid
 
     def session(self, replicas: frozenset[Replica]) -> int:
-        if replicas not in self.session_ids:
-            self.session_ids[replicas] = self._next_free(self.session_ids.values(), MAX_SESSION_ID, "clone session")
-        return self.session_ids[replicas]
+        sid = self.session_ids.get(replicas)
+        if sid is None:
+            sid = self._next_free(self.replicas_of, "_free_session", MAX_SESSION_ID, "clone session")
+            self._set(self.session_ids, replicas, sid)
+            self._set(self.replicas_of, sid, replicas)
+            self.changed_sessions.add(replicas)
+        return sid
+
+    def members(self, session_id: int) -> frozenset[int]:
+        """The mediations (content ids) a clone session copies to."""
+        return frozenset(self.content_of[r.rid] for r in self.replicas_of[session_id])
+
+    def forget_replica(self, content_id: int) -> None:
+        rid = self.replica_ids.get(content_id)
+        if rid is not None:
+            self._pop(self.replica_ids, content_id)
+            self._pop(self.content_of, rid)
+            self._lower_floor("_free_replica", rid)
+            self.changed_replicas.add(content_id)
+
+    def forget_session(self, replicas: frozenset[Replica]) -> None:
+        sid = self.session_ids.get(replicas)
+        if sid is not None:
+            self._pop(self.session_ids, replicas)
+            self._pop(self.replicas_of, sid)
+            self._lower_floor("_free_session", sid)
+            self.changed_sessions.add(replicas)
 
     def retain(self, content_ids: Iterable[int], sessions: Iterable[frozenset[Replica]]) -> None:
         """Forget ids no longer in use, so they can be given out again."""
         keep_c, keep_s = set(content_ids), set(sessions)
-        self.replica_ids = {c: r for c, r in self.replica_ids.items() if c in keep_c}
-        self.session_ids = {s: i for s, i in self.session_ids.items() if s in keep_s}
+        for content_id in [c for c in self.replica_ids if c not in keep_c]:
+            self.forget_replica(content_id)
+        for replicas in [s for s in self.session_ids if s not in keep_s]:
+            self.forget_session(replicas)
+
+    def current(self, changes: IdChanges) -> IdChanges:
+        """The present value of the ids `changes` names (after a rollback: their old values)."""
+        return IdChanges({c: self.replica_ids.get(c) for c in changes.replicas},
+                         {s: self.session_ids.get(s) for s in changes.sessions})
+
+    def take_changes(self) -> IdChanges:
+        """The current value (None: forgotten) of every id changed since the last call."""
+        changes = IdChanges({c: self.replica_ids.get(c) for c in self.changed_replicas},
+                            {s: self.session_ids.get(s) for s in self.changed_sessions})
+        self.changed_replicas, self.changed_sessions = set(), set()
+        return changes
+
+
+@dataclass(frozen=True)
+class IdChanges:
+    """Ids given out (value) or forgotten (None) since the allocator was last saved."""
+
+    replicas: Mapping[int, int | None]
+    sessions: Mapping[frozenset[Replica], int | None]
 
 
 def side_of(f: IpFilter) -> Side:
@@ -167,13 +255,13 @@ def region_of(f: IpFilter, topology: SwitchTopology) -> Region:
         )
     bits = f.address_bits
     ports_narrowed = (f.src_port_min, f.src_port_max) != (0, 65535) or (f.dst_port_min, f.dst_port_max) != (0, 65535)
-    src, dst = f.prefix("src"), f.prefix("dst")
     return Region(
         family=f.family,
         vrf=topology.vrf_id(f.vrf),
         ingress_port=ANY if f.interface == Interface.ANY else Ternary.exact(topology.ingress_port(f.interface), PORT_BITS),
-        src_addr=Ternary.prefix(int(src.network_address), src.prefixlen, bits),
-        dst_addr=Ternary.prefix(int(dst.network_address), dst.prefixlen, bits),
+        # Host bits beyond the prefix length are ignored, as IpFilter.prefix does.
+        src_addr=Ternary.prefix(int(f.src_address or 0), f.src_length, bits),
+        dst_addr=Ternary.prefix(int(f.dst_address or 0), f.dst_length, bits),
         protocol=ANY if f.protocol == -1 else Ternary.exact(f.protocol, 8),
         tos=Ternary(f.tos_byte, f.tos_mask),
         flow_label=ANY if f.flow_id == -1 else Ternary.exact(f.flow_id, 20),
@@ -184,68 +272,75 @@ def region_of(f: IpFilter, topology: SwitchTopology) -> Region:
     )
 
 
-def _side_prefix(region: Region, side: Side) -> tuple[int, int]:
-    """(value, length) of the region's address prefix on `side`."""
-    t = region.src_addr if side == Side.SRC else region.dst_addr
-    return t.value, bin(t.mask).count("1")
+def stream_region(stream: Stream, topology: SwitchTopology) -> tuple[Side, Region]:
+    """The side and region a stream's filter is installed as, or an error naming the stream."""
+    try:
+        return side_of(stream.filter), region_of(stream.filter, topology)
+    except InterceptError as error:
+        raise InterceptError(f"stream {stream.key}: {error}") from None
 
 
-def _overlap_groups(bases: list[Region], side: Side) -> list[list[Region]]:
-    """Partition a side's base regions into groups that overlap transitively.
-
-    Two regions can only overlap when their side prefixes are nested, so for
-    each region only its prefix's ancestors are looked up: O(n * address bits),
-    not O(n^2), which keeps 10,000 taps cheap to plan.
-    """
-    parent = list(range(len(bases)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    by_prefix: dict[tuple[int, int, int, int], list[int]] = defaultdict(list)
-    lengths: dict[tuple[int, int], set[int]] = defaultdict(set)
-    for i, region in enumerate(bases):
-        value, length = _side_prefix(region, side)
-        by_prefix[(region.family, region.vrf, length, value)].append(i)
-        lengths[(region.family, region.vrf)].add(length)
-    for i, region in enumerate(bases):
-        value, length = _side_prefix(region, side)
-        bits = 32 if region.family == 4 else 128
-        for shorter in sorted(lengths[(region.family, region.vrf)]):
-            if shorter > length:
-                break
-            ancestor = Ternary.prefix(value, shorter, bits).value
-            for j in by_prefix.get((region.family, region.vrf, shorter, ancestor), ()):
-                if j != i and find(i) != find(j) and region.intersect(bases[j]) is not None:
-                    parent[find(i)] = find(j)
-    groups: dict[int, list[Region]] = defaultdict(list)
-    for i, region in enumerate(bases):
-        groups[find(i)].append(region)
-    return list(groups.values())
+def route_of(mediation: Mediation, topology: SwitchTopology) -> NextHop:
+    """Where the copies for a mediation leave the switch, or an error naming the mediation."""
+    try:
+        next_hop = topology.route_to(mediation.dest_address, mediation.src_interface)
+        topology.tap_source(mediation.dest_address.version)
+    except InterceptError as error:
+        raise InterceptError(f"mediation {mediation.content_id}: {error}") from None
+    return next_hop
 
 
-def _closure(group: list[Region]) -> set[Region]:
-    """All non-empty intersections of the group's regions."""
-    result = set(group)
-    frontier = list(result)
-    while frontier:
-        fresh = []
-        for region in frontier:
-            for base in group:
-                both = region.intersect(base)
-                if both is not None and both not in result:
-                    result.add(both)
-                    fresh.append(both)
-        if len(result) > MAX_REGIONS_PER_OVERLAP:
-            raise InterceptError(
-                f"{len(group)} overlapping filters need more than {MAX_REGIONS_PER_OVERLAP} entries: "
-                "narrow the filters"
-            )
-        frontier = fresh
-    return result
+def gate_of(side: Side, region: Region) -> GateEntry:
+    value, length = side_prefix(region, address_field(side))
+    network_type = ipaddress.IPv4Network if region.family == 4 else ipaddress.IPv6Network
+    return GateEntry(region.family, side, network_type((value, length)))
+
+
+def encap_of(mediation: Mediation, next_hop: NextHop, rid: int, topology: SwitchTopology) -> EncapEntry:
+    return EncapEntry(
+        rid=rid,
+        content_id=mediation.content_id,
+        next_hop=next_hop,
+        src_address=topology.tap_source(mediation.dest_address.version),
+        dst_address=mediation.dest_address,
+        src_port=topology.tap_source_port,
+        dst_port=mediation.dest_port,
+        dscp=mediation.dscp,
+    )
+
+
+def address_field(side: Side) -> str:
+    return "src_addr" if side == Side.SRC else "dst_addr"
+
+
+SessionFor = Callable[[frozenset[int]], int]
+
+
+def session_for(ids: IdAllocator, next_hops: Mapping[int, NextHop]) -> SessionFor:
+    """The clone session id of a set of mediations: one replica each."""
+    def session(content_ids: frozenset[int]) -> int:
+        return ids.session(frozenset(Replica(next_hops[c].port, ids.replica(c)) for c in content_ids))
+    return session
+
+
+def group_filters(side: Side, group: list[Region], bases: Mapping[Region, frozenset[StreamKey]],
+                  session: SessionFor) -> list[FilterEntry]:
+    """One overlap group's filter entries: every intersection of its regions,
+    above its parts, naming the session of every mediation whose filter covers it."""
+    entries = []
+    for region in closure(group):
+        covering = [base for base in group if base.contains(region)]
+        keys = frozenset().union(*(bases[base] for base in covering))
+        entries.append(FilterEntry(side, region, len(covering), session(frozenset(k.content_id for k in keys)), keys))
+    return entries
+
+
+def mediation_merges(src_sessions: Iterable[int], dst_sessions: Iterable[int], ids: IdAllocator,
+                     session: SessionFor) -> set[MergeEntry]:
+    """Merge entries for one mediation: a packet matching one of its source-side
+    sessions and one of its destination-side sessions gets the union's session."""
+    dst = list(dst_sessions)
+    return {MergeEntry(s, d, session(ids.members(s) | ids.members(d))) for s in src_sessions for d in dst if s != d}
 
 
 def plan_intercepts(
@@ -259,81 +354,40 @@ def plan_intercepts(
 
     Only active, unexpired mediations and enabled streams of them count.
     Raises InterceptError, naming the stream or mediation, for anything the
-    switch cannot carry out; nothing is partially planned.
+    switch cannot carry out; nothing is partially planned. (The controller
+    plans incrementally, controller.incremental, from the same pieces; this
+    from-scratch composition is their reference.)
     """
     live = {m.content_id: m for m in mediations if m.active and not m.expired(now)}
 
     # Base regions per side, each with the streams that asked for it.
     bases: dict[Side, dict[Region, set[StreamKey]]] = {Side.SRC: defaultdict(set), Side.DST: defaultdict(set)}
     for stream in streams:
-        if not stream.enabled or stream.content_id not in live:
-            continue
-        try:
-            region = region_of(stream.filter, topology)
-        except InterceptError as error:
-            raise InterceptError(f"stream {stream.key}: {error}") from None
-        bases[side_of(stream.filter)][region].add(stream.key)
+        if stream.enabled and stream.content_id in live:
+            side, region = stream_region(stream, topology)
+            bases[side][region].add(stream.key)
 
-    next_hops: dict[int, NextHop] = {}
-    for content_id in sorted({k.content_id for side in bases.values() for keys in side.values() for k in keys}):
-        mediation = live[content_id]
-        try:
-            next_hops[content_id] = topology.route_to(mediation.dest_address, mediation.src_interface)
-            topology.tap_source(mediation.dest_address.version)
-        except InterceptError as error:
-            raise InterceptError(f"mediation {content_id}: {error}") from None
+    content_ids = sorted({k.content_id for side in bases.values() for keys in side.values() for k in keys})
+    next_hops = {content_id: route_of(live[content_id], topology) for content_id in content_ids}
+    session = session_for(ids, next_hops)
 
-    session_members: dict[int, frozenset[int]] = {}
-
-    def session_for(content_ids: frozenset[int]) -> int:
-        replicas = frozenset(Replica(next_hops[c].port, ids.replica(c)) for c in content_ids)
-        session_id = ids.session(replicas)
-        session_members[session_id] = content_ids
-        return session_id
-
-    gates: set[GateEntry] = set()
-    filters: set[FilterEntry] = set()
-    sessions_by_mediation: dict[Side, dict[int, set[int]]] = {Side.SRC: defaultdict(set), Side.DST: defaultdict(set)}
+    gates = {gate_of(side, region) for side, side_bases in bases.items() for region in side_bases}
+    filters: list[FilterEntry] = []
     for side, side_bases in bases.items():
-        for region in side_bases:
-            value, length = _side_prefix(region, side)
-            network_type = ipaddress.IPv4Network if region.family == 4 else ipaddress.IPv6Network
-            network = network_type((value, length))
-            gates.add(GateEntry(region.family, side, network))
-        for group in _overlap_groups(sorted(side_bases), side):
-            for region in _closure(group):
-                covering = [base for base in group if base.contains(region)]
-                keys = frozenset().union(*(side_bases[base] for base in covering))
-                members = frozenset(k.content_id for k in keys)
-                session_id = session_for(members)
-                filters.add(FilterEntry(side, region, len(covering), session_id, keys))
-                for content_id in members:
-                    sessions_by_mediation[side][content_id].add(session_id)
+        frozen = {region: frozenset(keys) for region, keys in side_bases.items()}
+        for group in overlap_groups(sorted(side_bases), address_field(side)):
+            filters += group_filters(side, group, frozen, session)
 
+    sessions_by_mediation: dict[Side, dict[int, set[int]]] = {Side.SRC: defaultdict(set), Side.DST: defaultdict(set)}
+    for f in filters:
+        for content_id in {k.content_id for k in f.streams}:
+            sessions_by_mediation[f.side][content_id].add(f.session_id)
     merges: set[MergeEntry] = set()
     for content_id, src_sessions in sessions_by_mediation[Side.SRC].items():
-        for src_session in src_sessions:
-            for dst_session in sessions_by_mediation[Side.DST].get(content_id, ()):
-                if src_session != dst_session:
-                    union = session_members[src_session] | session_members[dst_session]
-                    merges.add(MergeEntry(src_session, dst_session, session_for(union)))
+        merges |= mediation_merges(src_sessions, sessions_by_mediation[Side.DST].get(content_id, ()), ids, session)
 
-    sessions = frozenset(
-        CloneSession(sid, frozenset(Replica(next_hops[c].port, ids.replica(c)) for c in members))
-        for sid, members in session_members.items()
-    )
-    encaps = frozenset(
-        EncapEntry(
-            rid=ids.replica(content_id),
-            content_id=content_id,
-            next_hop=next_hop,
-            src_address=topology.tap_source(live[content_id].dest_address.version),
-            dst_address=live[content_id].dest_address,
-            src_port=topology.tap_source_port,
-            dst_port=live[content_id].dest_port,
-            dscp=live[content_id].dscp,
-        )
-        for content_id, next_hop in next_hops.items()
-    )
+    used = {f.session_id for f in filters} | {m.session_id for m in merges}
+    sessions = frozenset(CloneSession(sid, ids.replicas_of[sid]) for sid in used)
+    encaps = frozenset(encap_of(live[c], hop, ids.replica(c), topology) for c, hop in next_hops.items())
     ids.retain(next_hops, (s.replicas for s in sessions))
     return InterceptPlan(frozenset(gates), frozenset(filters), frozenset(merges), sessions, encaps)

@@ -31,7 +31,7 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -45,7 +45,7 @@ from controller.model import (
     Stream,
     Transport,
 )
-from controller.plan import IdAllocator, Replica
+from controller.plan import IdAllocator, IdChanges, Replica
 from controller.private_files import fsync_dir, open_private
 
 Intent = tuple[Mediation, list[Stream], list[str]]
@@ -202,9 +202,28 @@ def _stream_of(row: sqlite3.Row) -> Stream:
     )
 
 
+def _session_text(replicas: frozenset[Replica]) -> str:
+    return json.dumps(sorted([r.port, r.rid] for r in replicas))
+
+
+def _write_id_changes(db: sqlite3.Connection, switch: str, changes: IdChanges) -> None:
+    """Forget every changed id first, then write the current ones, so that an
+    id that moved between keys never collides with itself."""
+    db.executemany("DELETE FROM replica_ids WHERE switch = ? AND content_id = ?",
+                   [(switch, c) for c in changes.replicas])
+    db.executemany("DELETE FROM session_ids WHERE switch = ? AND replicas = ?",
+                   [(switch, _session_text(key)) for key in changes.sessions])
+    db.executemany("INSERT INTO replica_ids (switch, content_id, rid) VALUES (?, ?, ?)",
+                   [(switch, c, rid) for c, rid in changes.replicas.items() if rid is not None])
+    db.executemany("INSERT INTO session_ids (switch, replicas, session_id) VALUES (?, ?, ?)",
+                   [(switch, _session_text(key), sid) for key, sid in changes.sessions.items() if sid is not None])
+
+
 def _placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
+
+_IDS_PER_QUERY = 500  # well under SQLite's limit on bound parameters
 
 _INSERT_MEDIATION = (
     f"INSERT INTO mediations ({', '.join(MEDIATION_COLUMNS)}) VALUES ({_placeholders(len(MEDIATION_COLUMNS))})"
@@ -371,14 +390,23 @@ class IntentStore:
         Also much faster than one `put_intercept` each: a commit costs an
         fsync, and this is one commit for the whole batch.
         """
-        rows = [self._rows(m, s, sw) for m, s, sw in intercepts]
+        self.change(put=intercepts)
+
+    def change(self, put: Iterable[tuple[Mediation, Sequence[Stream], Sequence[str]]] = (),
+               remove: Iterable[int] = (), ids: Mapping[str, IdChanges] | None = None) -> None:
+        """Replace intercepts, remove others and record switches' id changes, in
+        ONE transaction: the controller's intent and the ids that carry it out
+        never disagree on disk, and a provisioning step costs one fsync."""
+        rows = [self._rows(m, s, sw) for m, s, sw in put]
         seen: set[int] = set()
         for (content_id, *_rest) in rows:
             if content_id in seen:
                 raise InterceptError(f"intercept {content_id} given twice in one write")
             seen.add(content_id)
+        removed = list(remove)
 
         def work(db: sqlite3.Connection) -> None:
+            db.executemany("DELETE FROM mediations WHERE content_id = ?", [(c,) for c in removed])
             for content_id, mediation_row, stream_rows, placement_rows in rows:
                 # The cascade removes the old streams and placements with it.
                 db.execute("DELETE FROM mediations WHERE content_id = ?", (content_id,))
@@ -386,6 +414,8 @@ class IntentStore:
                 db.executemany(_INSERT_STREAM, stream_rows)
                 db.executemany("INSERT INTO placements (content_id, switch, position) VALUES (?, ?, ?)",
                                placement_rows)
+            for switch, changes in (ids or {}).items():
+                _write_id_changes(db, switch, changes)
 
         self._write(work)
 
@@ -429,8 +459,20 @@ class IntentStore:
 
     def get(self, content_id: int) -> Intent | None:
         """One intercept as (mediation, streams by index, switches in given order)."""
-        found = self._read(lambda db: self._load(db, content_id))
+        found = self._read(lambda db: self._load(db, [content_id]))
         return found[0] if found else None
+
+    def get_many(self, content_ids: Iterable[int]) -> dict[int, Intent]:
+        """The intercepts among these content ids, from one snapshot (absent ones left out)."""
+        wanted = sorted(set(content_ids))
+
+        def work(db: sqlite3.Connection) -> dict[int, Intent]:
+            found: dict[int, Intent] = {}
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                found.update((i[0].content_id, i) for i in self._load(db, wanted[start:start + _IDS_PER_QUERY]))
+            return found
+
+        return self._read(work)
 
     def all(self) -> list[Intent]:
         """Every intercept, ordered by content id, read from one consistent snapshot."""
@@ -443,8 +485,12 @@ class IntentStore:
 
         return self._read(work)
 
-    def _load(self, db: sqlite3.Connection, content_id: int | None) -> list[Intent]:
-        where, args = ("WHERE content_id = ?", (content_id,)) if content_id is not None else ("", ())
+    def _load(self, db: sqlite3.Connection, content_ids: Sequence[int] | None) -> list[Intent]:
+        """These intercepts (None: all of them)."""
+        if content_ids is None:
+            where, args = "", ()
+        else:
+            where, args = f"WHERE content_id IN ({_placeholders(len(content_ids))})", tuple(content_ids)
         mediations = db.execute(f"SELECT * FROM mediations {where} ORDER BY content_id", args).fetchall()
         stream_rows = db.execute(f"SELECT * FROM streams {where} ORDER BY content_id, stream_index", args).fetchall()
         placement_rows = db.execute(
@@ -469,10 +515,7 @@ class IntentStore:
     def save_ids(self, switch: str, ids: IdAllocator) -> None:
         """Replace `switch`'s allocator state, so ids survive a restart unchanged."""
         replicas = [(switch, content_id, rid) for content_id, rid in ids.replica_ids.items()]
-        sessions = [
-            (switch, json.dumps(sorted([r.port, r.rid] for r in key)), session_id)
-            for key, session_id in ids.session_ids.items()
-        ]
+        sessions = [(switch, _session_text(key), session_id) for key, session_id in ids.session_ids.items()]
 
         def work(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM replica_ids WHERE switch = ?", (switch,))

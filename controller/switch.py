@@ -42,6 +42,8 @@ from google.rpc import code_pb2, status_pb2
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
+from controller import wire
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -714,8 +716,29 @@ class SwitchConnection:
             device_id=self.device_id, election_id=self._uint128(), atomicity=atomicity
         )
         req.updates.extend(updates)
+        self._send_write(stub.Write, req, len(updates))
+
+    def write_encoded(
+        self,
+        updates: Sequence[bytes],
+        atomicity: int = p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR,
+    ) -> None:
+        """:meth:`write` for updates already serialized (``p4.v1.Update``
+        bytes, see controller.wire): the request is put together as bytes,
+        so no protobuf message is built or copied per update. Same errors."""
+        if not updates:
+            return
+        self._require_stub("Write")
+        assert self._channel is not None
+        header = p4runtime_pb2.WriteRequest(device_id=self.device_id, election_id=self._uint128(), atomicity=atomicity)
+        write = self._channel.unary_unary(
+            "/p4.v1.P4Runtime/Write", request_serializer=None,
+            response_deserializer=p4runtime_pb2.WriteResponse.FromString)
+        self._send_write(write, wire.write_request(header, updates), len(updates))
+
+    def _send_write(self, call: Callable, request: p4runtime_pb2.WriteRequest | bytes, n_updates: int) -> None:
         try:
-            stub.Write(req, timeout=self.rpc_timeout)
+            call(request, timeout=self.rpc_timeout)
         except grpc.RpcError as e:
             code = e.code()
             if code in (
@@ -724,7 +747,7 @@ class SwitchConnection:
                 grpc.StatusCode.DEADLINE_EXCEEDED,
             ):
                 raise self._rpc_error("Write", e) from None
-            raise self._write_error(e, len(updates)) from None
+            raise self._write_error(e, n_updates) from None
 
     def _write_error(self, e: grpc.RpcError, n_updates: int, offset: int = 0) -> WriteError:
         errors = decode_write_errors(e)

@@ -4,8 +4,6 @@ mediation has no encapsulation is dropped and counted as lost."""
 
 from __future__ import annotations
 
-from p4.v1 import p4runtime_pb2 as p4r
-
 from controller.entries import ENCAP_DROPS_COUNTER, ENCAP_TABLE, deletes, filter_table
 from controller.model import Stream
 from controller.plan import Side
@@ -33,8 +31,8 @@ class CountersCount(P4tapTest):
 
         # Remove B's encapsulation only: B's copies are now lost, and counted.
         encap_b = next(e for e in plan.encaps if e.content_id == 402)
-        self.switch.write(deletes([p4r.Entity(table_entry=self.builder.encap(encap_b))]))
-        self.installed = [e for e in self.installed if e != p4r.Entity(table_entry=self.builder.encap(encap_b))]
+        self.switch.write(deletes([self.builder.encode(encap_b).entity]))
+        self.installed = [e for e in self.installed if e != self.builder.encode(encap_b).entity]
         pkt = tcp4(SUBJECT, PEER)
         self.send(SUBJECT.port, pkt)
         self.expect_exactly({PEER.port: [bytes(pkt)], MD_A.port: [pcli_copy(pkt, 401, MD_A)]})

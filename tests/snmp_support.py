@@ -2,10 +2,10 @@
 net-snmp's command-line tools with numeric OIDs.
 
 `switchless_controller` is the real Controller (intent store, audit log,
-planner with its refusals, lifetime timer and expiry reports) without a P4
-program or a switch: it plans every intercept but builds and writes no
-P4Runtime entity. The tests of MIB rules use it, since they need no packets;
-tests/test_snmp_bmv2.py runs the agent against real bmv2 and the real pipeline.
+planner with its refusals, lifetime timer and expiry reports, the real
+pipeline's entities) without a switch: it writes to a recorder. The tests of
+MIB rules use it, since they need no packets; tests/test_snmp_bmv2.py runs the
+agent against real bmv2.
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ import shutil
 import subprocess
 import textwrap
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from p4.config.v1 import p4info_pb2
 
 from controller.service import Controller, SwitchConfig
 from ptf_tests.base import lab_topology
@@ -56,35 +54,25 @@ class RecordingConnection:
     def write(self, updates) -> None:
         self.writes.append(list(updates))
 
+    def write_encoded(self, updates) -> None:
+        self.write(updates)
+
     def read_table_entries(self, *args, **kwargs) -> list:
         return []
 
-    read_clone_sessions = read_multicast_groups = read_counter = read_table_entries
+    read = read_clone_sessions = read_multicast_groups = read_counter = read_table_entries
 
     def close(self) -> None:
         pass
 
 
-class NoProgram:
-    """In place of the compiled pipeline: names map to made-up ids, nothing is built."""
-
-    cookie = 1
-    device_config = b""
-    p4info = p4info_pb2.P4Info()
-
-    def table_id(self, name: str) -> int:
-        return zlib.crc32(name.encode())
-
-    counter_id = table_id
-
-
 def switchless_controller(tmp_path: Path, topology=None) -> Controller:
+    """The controller with the real pipeline, planning and encoding every
+    entity, but writing to a RecordingConnection instead of a switch."""
     controller = Controller([SwitchConfig("s1", "127.0.0.1:1", topology or lab_topology())], tmp_path / "intent.db",
-                            tmp_path / "audit.jsonl", pipeline=NoProgram())
+                            tmp_path / "audit.jsonl")
     for switch in controller.switches.values():
         switch.connect = lambda timeout=10.0, s=switch: setattr(s, "conn", RecordingConnection())
-        switch.desired = lambda plan: []
-        switch.index_filters = lambda plan: None
     return controller
 
 

@@ -172,7 +172,7 @@ def test_lower_election_id_cannot_write(network, tmp_path):
         second.stop()
         with SwitchConnection(bmv2.grpc_address, election_id=(0, 5)) as backup:
             assert not backup.is_primary
-            entity = primary.switches["s1"].read_actual()[0]
+            entity = primary.switches["s1"].read_actual()[0].entity
             with pytest.raises(NotPrimaryError):
                 backup.write([p4r.Update(type=p4r.Update.DELETE, entity=entity)])
 
@@ -188,7 +188,7 @@ def test_failure_part_way_rolls_back_the_whole_intercept(network, tmp_path):
         first, first_streams = subject_tap(31, SUBJECT, MD_A, seconds=600)
         c.provision(first, first_streams, actor="test")
         switch = c.switches["s1"]
-        before = {key_of(e) for e in switch.read_actual()}
+        before = {e.key for e in switch.read_actual()}
 
         # Plan the second intercept the way the controller will, and plant its
         # destination-side gate on the switch directly (the controller cannot know).
@@ -197,12 +197,12 @@ def test_failure_part_way_rolls_back_the_whole_intercept(network, tmp_path):
                            ids=IdAllocator(switch.ids.replica_ids, switch.ids.session_ids))
         gate = next(g for g in plan.gates if g.prefix.network_address == ipaddress.ip_address(OTHER.ipv4)
                     and g.side.value == "dst")
-        planted = p4r.Entity(table_entry=switch.builder.gate(gate))
+        planted = switch.builder.encode(gate).entity
         switch.conn.write([p4r.Update(type=p4r.Update.INSERT, entity=planted)])
 
         with pytest.raises(ProvisionError, match="nothing changed"):
             c.provision(second, second_streams, actor="test")
-        after = {key_of(e) for e in switch.read_actual()}
+        after = {e.key for e in switch.read_actual()}
         assert after == before | {key_of(canonical(planted))}, "a half-installed intercept was left behind"
         assert [m.content_id for m, _, _ in c.intercepts()] == [31]
         assert '"refuse"' in (tmp_path / "audit.jsonl").read_text()

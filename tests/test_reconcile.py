@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from p4.v1 import p4runtime_pb2 as p4r
 
-from controller.reconcile import canonical, diff, inverse, key_of, ordered_updates
+from controller.reconcile import EntityUpdate, as_wire, canonical, diff, inverse, key_of, ordered_updates
 
 
 def entry(table: int, value: bytes, action_param: bytes = b"\x01", priority: int = 0) -> p4r.Entity:
@@ -40,17 +40,17 @@ def test_diff_finds_missing_extra_and_changed():
     want = [entry(5, b"\x01"), entry(5, b"\x02", b"\x09")]
     have = [entry(5, b"\x02", b"\x08"), entry(5, b"\x03")]
     d = diff(want, have)
-    assert [e.table_entry.match[0].exact.value for e in d.inserts] == [b"\x01"]
-    assert [e.table_entry.match[0].exact.value for e in d.modifies] == [b"\x02"]
-    assert [e.table_entry.match[0].exact.value for e in d.deletes] == [b"\x03"]
+    assert [e.entity.table_entry.match[0].exact.value for e in d.inserts] == [b"\x01"]
+    assert [e.entity.table_entry.match[0].exact.value for e in d.modifies] == [b"\x02"]
+    assert [e.entity.table_entry.match[0].exact.value for e in d.deletes] == [b"\x03"]
 
 
 def test_make_before_break_order():
     # rank: sessions 1, filters 3; intersections (priority 2) before parts on insert, after on delete.
-    rank = lambda e: 1 if e.HasField("packet_replication_engine_entry") else 3  # noqa: E731
+    rank = lambda e: 1 if e.key[0] == "clone" else 3  # noqa: E731
     d = diff([session(9, [(4, 1)]), entry(5, b"\x01", priority=1), entry(5, b"\x02", priority=2)],
              [session(8, [(4, 1)]), entry(5, b"\x03", priority=1), entry(5, b"\x04", priority=2)])
-    kinds = [(u.type, key_of(u.entity)) for u in ordered_updates(d, rank)]
+    kinds = [(u.type, u.entity.key) for u in ordered_updates(d, rank)]
     assert kinds[0] == (p4r.Update.INSERT, ("clone", 9))
     assert [k[1][3] for k in kinds[1:3]] == [2, 1]  # inserted: intersection first
     assert [k[1][3] for k in kinds[3:5]] == [1, 2]  # deleted: part first
@@ -58,8 +58,8 @@ def test_make_before_break_order():
 
 
 def test_inverse_restores_previous_state():
-    old, new = canonical(entry(5, b"\x01", b"\x01")), canonical(entry(5, b"\x01", b"\x02"))
-    before = {key_of(old): old}
-    assert inverse(p4r.Update(type=p4r.Update.MODIFY, entity=new), before).entity == old
-    assert inverse(p4r.Update(type=p4r.Update.DELETE, entity=old), before).type == p4r.Update.INSERT
-    assert inverse(p4r.Update(type=p4r.Update.INSERT, entity=new), before).type == p4r.Update.DELETE
+    old, new = as_wire(entry(5, b"\x01", b"\x01")), as_wire(entry(5, b"\x01", b"\x02"))
+    before = {old.key: old}
+    assert inverse(EntityUpdate(p4r.Update.MODIFY, new), before).entity == old
+    assert inverse(EntityUpdate(p4r.Update.DELETE, old), before) == EntityUpdate(p4r.Update.INSERT, old)
+    assert inverse(EntityUpdate(p4r.Update.INSERT, new), before) == EntityUpdate(p4r.Update.DELETE, new)

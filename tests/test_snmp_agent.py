@@ -413,24 +413,14 @@ def test_switch_failure_is_commit_failed_and_nothing_changes(snmp):
         def write(self, updates):
             raise WriteError("injected: the switch refused the batch", errors=[])
 
-    switch.desired = lambda plan: list(_fake_entities(plan))
     switch.conn = Failing()
     try:
         refused(snmp.net.set(*stream_pdu(145, 1)), "commitFailed", f"{STREAM}.2.145.1")
     finally:
         switch.conn = good
-        switch.desired = lambda plan: []
-        switch.believed = {}
     assert intercept(snmp, 145) is None
     assert "No Such Instance" in snmp.net.get(f"{STREAM}.6.145.1").out
     snmp.net.set((f"{FILTER}.16.145.1", "i", "6"), (f"{MED}.13.145", "i", "6"))
-
-
-def _fake_entities(plan):
-    """One table entry per planned filter, so a diff has something to write."""
-    from p4.v1 import p4runtime_pb2 as p4r
-    for i, _ in enumerate(sorted(plan.filters, key=repr)):
-        yield p4r.Entity(table_entry=p4r.TableEntry(table_id=1, priority=i + 1))
 
 
 # -- the debug table ---------------------------------------------------------------------

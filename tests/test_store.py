@@ -24,7 +24,7 @@ import pytest
 
 from controller import store as store_module
 from controller.model import InetAddressType, InterceptError, Interface, IpFilter, Mediation, Stream
-from controller.plan import IdAllocator, Replica
+from controller.plan import IdAllocator, IdChanges, Replica
 from controller.store import SCHEMA_VERSION, IntentStore, StoreError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -284,6 +284,44 @@ def test_save_ids_refuses_a_corrupt_allocator_and_keeps_the_old(path: Path):
         with pytest.raises(StoreError, match="nothing changed"):
             store.save_ids("a", IdAllocator({1: 3, 2: 3}))  # one rid for two mediations
         assert store.load_ids("a").replica_ids == {1: 1}
+
+
+def test_id_changes_follow_the_allocator_including_an_id_that_moves(path: Path):
+    """store.change writes only the ids changed since the last save; an id
+    freed by one mediation and given to another in between is no collision."""
+    ids = IdAllocator()
+    s1 = frozenset({Replica(4, ids.replica(1))})
+    ids.session(s1)
+    ids.replica(2)
+    with IntentStore(path) as store:
+        store.change(put=[(mediation(1), streams_for(1, 1), ["a"])], ids={"a": ids.take_changes()})
+        ids.forget_replica(1)
+        ids.forget_session(s1)
+        assert ids.replica(3) == 1  # mediation 1's replica id, reused
+        store.change(remove=[1], ids={"a": ids.take_changes()})
+        got = store.load_ids("a")
+        assert (got.replica_ids, got.session_ids) == ({2: 2, 3: 1}, {})
+        assert [m.content_id for m, _, _ in store.all()] == []
+
+
+def test_change_is_one_transaction_intent_and_ids_together(path: Path):
+    ids = IdAllocator({1: 1})
+    with IntentStore(path) as store:
+        store.put_intercept(mediation(1), streams_for(1, 1), ["a"])
+        store.save_ids("a", ids)
+        bad = IdChanges({9: 1}, {})  # rid 1 is mediation 1's: the UNIQUE constraint refuses it
+        with pytest.raises(StoreError, match="nothing changed"):
+            store.change(put=[(mediation(2), streams_for(2, 1), ["a"])], remove=[1], ids={"a": bad})
+        assert [m.content_id for m, _, _ in store.all()] == [1]
+        assert store.load_ids("a").replica_ids == {1: 1}
+
+
+def test_get_many_reads_the_ones_that_exist(path: Path):
+    with IntentStore(path) as store:
+        store.put_intercepts([(mediation(c), streams_for(c, 2), ["a"]) for c in range(1, 1200)])
+        found = store.get_many([5, 7, 1199, 5000] + list(range(100, 1100)))
+        assert set(found) == {5, 7, 1199} | set(range(100, 1100))
+        assert found[7] == store.get(7)
 
 
 # -- files, permissions, schema ---------------------------------------------------

@@ -1,0 +1,348 @@
+"""One switch under the controller: its connection, plan, and what it holds.
+
+A change to intercepts goes through a switch in four steps, each O(what
+changed) however many taps the switch carries:
+
+1. `stage`: the incremental planner re-plans what the change touches, and
+   the changed plan items become entities (built only for new items; the
+   entities of the current plan are kept by item) and a diff against
+   `believed`, the switch's entities as of the last write or read;
+2. `apply`: the diff is written make-before-break, and undone on the switch
+   if a write fails part-way;
+3. `commit` once every switch of the change took it, or `rollback` (after
+   `undo` on the switches that did) to put plan, ids, entities and counters
+   back as they were.
+
+All in-memory state changed on the way is recorded in one journal per
+switch. `reconcile` re-plans from scratch and compares with a full read of
+the switch; it also clears `stale`, which marks a switch whose contents may
+differ from its plan (a rollback that could not be written, a deferred
+expiry) until then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from p4.v1 import p4runtime_pb2 as p4r
+
+from controller import ets
+from controller.entries import ENCAP_DROPS_COUNTER, ETS_DEMOTED_COUNTER, EntryBuilder, ets_table, rank
+from controller.incremental import Intercept, IncrementalPlanner
+from controller.model import Mediation, Stream, StreamKey
+from controller.pipeline import Pipeline
+from controller.plan import FilterEntry, IdAllocator, InterceptPlan, PlanItem, plan_intercepts
+from controller.reconcile import Diff, EntityKey, EntityUpdate, diff, inverse, ordered_updates
+from controller.switch import NotPrimaryError, SwitchConnection, SwitchError, SwitchUnavailableError, TlsConfig, WriteError
+from controller.topology import SwitchTopology
+from controller.wire import WireEntity, from_entity
+
+log = logging.getLogger("p4tap.controller")
+
+Intent = tuple[Mediation, list[Stream], list[str]]
+READ_BATCH = 1000  # specific entries per Read request
+APPLY_BATCH = 2000  # updates per Write request
+
+
+@dataclass
+class SwitchConfig:
+    name: str
+    address: str
+    topology: SwitchTopology
+    device_id: int = 0
+    election_id: tuple[int, int] = (0, 1)
+    tls: TlsConfig | None = None
+    allow_plaintext: bool | None = None
+
+
+@dataclass(frozen=True)
+class StreamCounters:
+    packets: int = 0
+    octets: int = 0
+    drops: int = 0
+
+    def __add__(self, other: StreamCounters) -> StreamCounters:
+        return StreamCounters(self.packets + other.packets, self.octets + other.octets, self.drops + other.drops)
+
+
+@dataclass
+class SwitchChange:
+    """One switch's part of a change, from staging to commit."""
+
+    diff: Diff
+    # Filter entries the diff deletes, by key: their counts are banked first.
+    retiring: dict[EntityKey, FilterEntry] = field(default_factory=dict)
+    applied: list[EntityUpdate] = field(default_factory=list)
+    before: dict[EntityKey, WireEntity | None] = field(default_factory=dict)
+
+
+@dataclass
+class ManagedSwitch:
+    """One switch: its connection, its plan and id allocator, and what it holds."""
+
+    config: SwitchConfig
+    pipeline: Pipeline
+    ids: IdAllocator = field(default_factory=IdAllocator)
+    conn: SwitchConnection | None = None
+    believed: dict[EntityKey, WireEntity] = field(default_factory=dict)
+    retired: dict[StreamKey, StreamCounters] = field(default_factory=dict)
+    stale: bool = True  # contents may differ from the plan until the next reconcile
+
+    def __post_init__(self) -> None:
+        self.builder = EntryBuilder(self.pipeline)
+        self.rank = rank(self.pipeline)
+        self.owned_tables = {t.preamble.id for t in self.pipeline.p4info.tables}
+        self.planner = IncrementalPlanner(self.config.topology, self.ids)
+        self.journal = self.planner.journal  # one record of every in-memory change
+        self.forwarding = self.builder.forwarding_wire(self.config.topology)
+        self.built: dict[PlanItem, WireEntity] = {}  # the entity of each item of the plan
+        self.filters: dict[EntityKey, FilterEntry] = {}  # which streams each filter entry counts for
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    # -- connection ---------------------------------------------------------
+
+    def connect(self, timeout: float = 10.0) -> None:
+        """Become primary and make sure the switch runs our pipeline.
+
+        A pipeline with another cookie (or none: a restarted switch) is
+        replaced, which empties the switch; reconcile then fills it.
+        """
+        if self.conn is not None:
+            self.conn.close()
+        cfg = self.config
+        self.conn = SwitchConnection(cfg.address, device_id=cfg.device_id, election_id=cfg.election_id,
+                                     tls=cfg.tls, allow_plaintext=cfg.allow_plaintext, name=cfg.name)
+        self.conn.connect(timeout=timeout)
+        if not self.conn.is_primary:
+            raise NotPrimaryError(f"{cfg.name}: another controller is primary for device {cfg.device_id}")
+        try:
+            cookie = self.conn.get_pipeline(response_type=p4r.GetForwardingPipelineConfigRequest.COOKIE_ONLY)
+            running = cookie.cookie.cookie if cookie is not None and cookie.HasField("cookie") else None
+        except SwitchError:
+            running = None
+        if running != self.pipeline.cookie:
+            log.info("%s: pushing pipeline (running cookie %s)", cfg.name, running)
+            self.conn.set_pipeline(self.pipeline.p4info, self.pipeline.device_config, cookie=self.pipeline.cookie)
+            self.believed = {}
+            self.stale = True
+            self.verify_pipeline()
+
+    def verify_pipeline(self) -> None:
+        """bmv2 acknowledges a pipeline push even when it cannot load the JSON
+        (it only fails later, on every read): prove the pipeline is usable by
+        reading one of its tables, and say so clearly when it is not."""
+        assert self.conn is not None
+        first_table = self.pipeline.p4info.tables[0].preamble
+        try:
+            self.conn.read_table_entries(first_table.id)
+        except SwitchError as error:
+            raise SwitchError(f"{self.name}: the switch accepted the pipeline but cannot use it "
+                              f"(reading {first_table.name} fails: {error}); check the switch's log",
+                              address=self.config.address, device_id=self.config.device_id) from error
+
+    def require_connection(self) -> SwitchConnection:
+        if self.conn is None or not self.conn.connected:
+            raise SwitchUnavailableError(f"{self.name}: not connected to {self.config.address}",
+                                         address=self.config.address, device_id=self.config.device_id)
+        return self.conn
+
+    def read_actual(self) -> list[WireEntity]:
+        conn = self.require_connection()
+        entities = [p4r.Entity(table_entry=te) for te in conn.read_table_entries()
+                    if not te.is_default_action and te.table_id in self.owned_tables]
+        entities += [p4r.Entity(packet_replication_engine_entry=p4r.PacketReplicationEngineEntry(clone_session_entry=c))
+                     for c in conn.read_clone_sessions()]
+        entities += [p4r.Entity(packet_replication_engine_entry=p4r.PacketReplicationEngineEntry(multicast_group_entry=g))
+                     for g in conn.read_multicast_groups()]
+        return [from_entity(e) for e in entities]
+
+    # -- planning from scratch (reconcile, and tests' reference) ---------------
+
+    def plan(self, intents: Iterable[Intent], now: datetime, ids: IdAllocator | None = None) -> InterceptPlan:
+        """A from-scratch plan of the intents placed on this switch, on a copy
+        of its ids unless `ids` is given: a dry run that changes nothing."""
+        mine = [(m, s) for m, s, switches in intents if self.name in switches]
+        ids = ids if ids is not None else IdAllocator(self.ids.replica_ids, self.ids.session_ids)
+        return plan_intercepts([m for m, _ in mine], [st for _, s in mine for st in s], self.config.topology, ids, now)
+
+    def desired(self, plan: InterceptPlan) -> list[WireEntity]:
+        return self.forwarding + self.builder.intercept_wire(plan)
+
+    def reconcile(self, intents: Iterable[Intent], now: datetime) -> Diff:
+        """Re-plan from the stored intent and make the switch hold exactly that:
+        read it, delete what is not ours or has expired, install what is missing."""
+        self.stale = True
+        old_filters = self.filters
+        self.planner.rebuild([(m, s) for m, s, switches in intents if self.name in switches], now)
+        self.built = {item: self.builder.encode(item) for item in self.planner.items()}
+        self.filters = {e.key: item for item, e in self.built.items() if isinstance(item, FilterEntry)}
+        actual = self.read_actual()
+        self.believed = {e.key: e for e in actual}
+        change = SwitchChange(diff(self.forwarding + list(self.built.values()), actual))
+        change.retiring = {e.key: old_filters[e.key] for e in change.diff.deletes if e.key in old_filters}
+        try:
+            if change.diff:
+                self.retire_counters(change)
+                self.apply(change)
+        except SwitchError:
+            self.rollback()
+            raise
+        self.commit()
+        self.stale = False
+        return change.diff
+
+    # -- incremental changes ------------------------------------------------
+
+    def stage(self, changes: Mapping[int, Intercept | None], now: datetime) -> SwitchChange:
+        """Plan a change (InterceptError: nothing changed) and diff it against
+        `believed`. Open until `commit` or `rollback`."""
+        planned = self.planner.update(changes, now)
+        j = self.journal
+        gone: dict[EntityKey, FilterEntry | None] = {}
+        for item in planned.removed:
+            entity = j.pop(self.built, item)
+            gone[entity.key] = j.pop(self.filters, entity.key) if isinstance(item, FilterEntry) else None
+        d = Diff()
+        kept: set[EntityKey] = set()
+        for item in planned.added:
+            entity = self.builder.encode(item)
+            j.set(self.built, item, entity)
+            if isinstance(item, FilterEntry):
+                j.set(self.filters, entity.key, item)
+            kept.add(entity.key)
+            held = self.believed.get(entity.key)
+            if held is None:
+                d.inserts.append(entity)
+            elif held.data != entity.data:
+                d.modifies.append(entity)
+        change = SwitchChange(d)
+        for key, entry in gone.items():
+            if key not in kept and key in self.believed:
+                d.deletes.append(self.believed[key])
+                if entry is not None:
+                    change.retiring[key] = entry
+        return change
+
+    def apply(self, change: SwitchChange, batch_size: int = APPLY_BATCH) -> None:
+        """Write a change's diff; on failure undo what was written and raise."""
+        if not change.diff:
+            return
+        conn = self.require_connection()
+        updates = ordered_updates(change.diff, self.rank)
+        change.before = {u.entity.key: self.believed.get(u.entity.key) for u in updates}
+        try:
+            for start in range(0, len(updates), batch_size):
+                batch = updates[start:start + batch_size]
+                try:
+                    conn.write_encoded([u.encode() for u in batch])
+                except WriteError as error:
+                    failed = {index for index, _, _ in error.errors}
+                    change.applied += [u for i, u in enumerate(batch) if i not in failed]
+                    raise
+                change.applied += batch
+        except SwitchError:
+            self.undo(change)
+            raise
+        for u in change.applied:
+            if u.type == p4r.Update.DELETE:
+                self.journal.pop(self.believed, u.entity.key)
+            else:
+                self.journal.set(self.believed, u.entity.key, u.entity)
+
+    def undo(self, change: SwitchChange) -> None:
+        """Best-effort reversal on the switch of what `apply` wrote, newest
+        first; what cannot be undone is left to reconcile (the switch is marked stale)."""
+        reverse = [inverse(u, change.before).encode() for u in reversed(change.applied)]
+        change.applied = []
+        try:
+            if reverse:
+                self.require_connection().write_encoded(reverse)
+        except SwitchError as error:
+            log.error("%s: rollback incomplete (%s); reconcile will correct it", self.name, error)
+            self.stale = True
+
+    def commit(self) -> None:
+        self.journal.commit()
+
+    def rollback(self) -> None:
+        """Put plan, ids, entities and banked counters back as before the change."""
+        self.journal.rollback()
+
+    # -- counters -----------------------------------------------------------
+
+    def retire_counters(self, change: SwitchChange) -> None:
+        """Before filter entries go away, bank their counts for their streams,
+        so that the MIB's counters never run backwards."""
+        if not change.retiring or self.conn is None:
+            return
+        for key, counts in self._filter_counts(change.retiring).items():
+            for stream in change.retiring[key].streams:
+                self.journal.set(self.retired, stream, self.retired.get(stream, StreamCounters()) + counts)
+
+    def stream_counters(self, content_id: int, stream_keys: Iterable[StreamKey]) -> dict[StreamKey, StreamCounters]:
+        wanted = set(stream_keys)
+        out = {k: self.retired.get(k, StreamCounters()) for k in wanted}
+        mine = [key for key, entry in self.filters.items() if entry.streams & wanted]
+        for key, counts in self._filter_counts(mine).items():
+            for stream in self.filters[key].streams & wanted:
+                out[stream] += counts
+        rid = self.ids.replica_ids.get(content_id)
+        if rid is not None:
+            assert self.conn is not None
+            drops = self.conn.read_counter(self.pipeline.counter_id(ENCAP_DROPS_COUNTER), index=rid)
+            dropped = sum(c.data.packet_count for c in drops)
+            out = {k: StreamCounters(c.packets, c.octets, dropped) for k, c in out.items()}
+        return out
+
+    # -- ETS (RFC 4190) -----------------------------------------------------
+
+    def set_ets(self, cfg: ets.EtsConfig | None) -> None:
+        """New ETS settings: they live in the forwarding entities, which the
+        next reconcile carries to the switch."""
+        self.config.topology = dataclasses.replace(self.config.topology, ets=cfg)
+        self.forwarding = self.builder.forwarding_wire(self.config.topology)
+
+    def apply_ets_meters(self) -> None:
+        """Set every trusted port's ETS cap (meters lose their rates when the
+        pipeline is pushed, and MODIFY is idempotent, so this runs on every
+        reconcile)."""
+        cfg = self.config.topology.ets
+        if cfg is not None and cfg.trusted_ports:
+            conn = self.require_connection()
+            conn.write([p4r.Update(type=p4r.Update.MODIFY, entity=e) for e in self.builder.ets_meters(cfg)])
+
+    def ets_counters(self) -> dict[str, tuple[int, int]]:
+        """(packets, bytes) per ETS class since the entries were installed."""
+        cfg = self.config.topology.ets
+        if cfg is None:
+            return {}
+        conn = self.require_connection()
+        entries = [te for f in (4, 6)
+                   for te in conn.read_table_entries(self.pipeline.table_id(ets_table(f)), with_counters=True)]
+        demoted = conn.read_counter(self.pipeline.counter_id(ETS_DEMOTED_COUNTER))
+        return self.builder.ets_class_counters(cfg, entries, demoted)
+
+    def _filter_counts(self, keys: Iterable[EntityKey]) -> dict[EntityKey, StreamCounters]:
+        """Packet and byte counts of these filter entries, read entry by entry."""
+        assert self.conn is not None
+        asks = []
+        for key in keys:
+            held = self.believed.get(key)
+            if held is not None:
+                te = p4r.TableEntry()
+                te.CopyFrom(held.entity.table_entry)
+                te.counter_data.SetInParent()
+                asks.append(p4r.Entity(table_entry=te))
+        counts: dict[EntityKey, StreamCounters] = {}
+        for start in range(0, len(asks), READ_BATCH):
+            for entity in self.conn.read(asks[start:start + READ_BATCH]):
+                data = entity.table_entry.counter_data
+                counts[from_entity(entity).key] = StreamCounters(data.packet_count, data.byte_count)
+        return counts
