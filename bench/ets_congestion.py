@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import socket
 import statistics
 import struct
@@ -36,10 +35,10 @@ from p4.v1 import p4runtime_pb2 as p4r
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from bench import record
+from bench import preflight, record
 from bench.rate import ETH_P_ALL
 from bench.tap_scale import IN_MAC, OUT_MAC, topology
-from bmv2_topo.bmv2_switch import Bmv2Switch, find_simple_switch_grpc
+from bmv2_topo.bmv2_switch import Bmv2Switch
 from bmv2_topo.veth import veth_pairs
 from controller import ets
 from controller.entries import EntryBuilder, inserts
@@ -165,11 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="samples per scenario; the median is reported")
     parser.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
     args = parser.parse_args(argv)
-    if find_simple_switch_grpc() is None:
-        print("simple_switch_grpc not on PATH: nothing to measure (README, Toolchain)", file=sys.stderr)
-        return 2
-    if os.geteuid() != 0:
-        print("needs root (veth pairs)", file=sys.stderr)
+    if preflight.check():
         return 2
 
     cap_pps = args.rate * args.ets_share

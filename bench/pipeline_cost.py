@@ -22,9 +22,7 @@ Needs valgrind (Debian package `valgrind`).
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,10 +32,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import record
+from bench import preflight, record
 from bench.rate import measure
 from bench.tap_scale import frames, install
-from bmv2_topo.bmv2_switch import Bmv2Switch, find_simple_switch_grpc
+from bmv2_topo.bmv2_switch import Bmv2Switch
 from bmv2_topo.veth import veth_pairs
 
 # Inclusive costs read off callgrind, by what they are.
@@ -110,13 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--taps", type=int, default=1000, help="installed taps in the tapped configurations")
     parser.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
     args = parser.parse_args(argv)
-    missing = [tool for tool in ("valgrind", "callgrind_control", "callgrind_annotate") if not shutil.which(tool)]
-    if find_simple_switch_grpc() is None or missing:
-        print(f"needs simple_switch_grpc and valgrind on PATH (missing: {', '.join(missing) or 'simple_switch_grpc'})",
-              file=sys.stderr)
-        return 2
-    if os.geteuid() != 0:
-        print("needs root (veth pairs)", file=sys.stderr)
+    if preflight.check(tools=("valgrind", "callgrind_control", "callgrind_annotate")):
         return 2
 
     configs = [("l2_minimal", 0, "untapped"), ("p4tap", 0, "untapped"), ("p4tap", args.taps, "untapped"),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import sys
 import tempfile
 import time
@@ -28,9 +27,9 @@ from p4.v1 import p4runtime_pb2 as p4r
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from bench import record
+from bench import preflight, record
 from bench.rate import RateSample, measure, median_pps
-from bmv2_topo.bmv2_switch import Bmv2Switch, find_simple_switch_grpc
+from bmv2_topo.bmv2_switch import Bmv2Switch
 from bmv2_topo.veth import veth_pairs
 from controller.entries import EntryBuilder, inserts
 from controller.model import InetAddressType, IpFilter, Mediation, Stream
@@ -111,11 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--taps", type=int, nargs="+", default=[0, 100, 1000, 10000])
     parser.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
     args = parser.parse_args(argv)
-    if find_simple_switch_grpc() is None:
-        print("simple_switch_grpc not on PATH: nothing to measure (README, Toolchain)", file=sys.stderr)
-        return 2
-    if os.geteuid() != 0:
-        print("needs root (veth pairs)", file=sys.stderr)
+    if preflight.check():
         return 2
 
     configs = [("l2_minimal", 0, "untapped")] + [("p4tap", n, "untapped") for n in args.taps]
