@@ -36,18 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller import ets
+from controller import ets, toml_fields
 from controller.pipeline import mac_to_int
 from controller.service import SwitchConfig
 from controller.switch import TlsConfig
+from controller.toml_fields import ConfigError  # one error type for every config file
 from controller.topology import FloodGroup, L2Entry, NextHop, Route, SwitchTopology
 
 DEFAULT_STATE_DIR = Path("/var/lib/p4tap")
 DEFAULT_CONTROL_SOCKET = Path("/run/p4tap/control.sock")
-
-
-class ConfigError(ValueError):
-    pass
 
 
 @dataclass
@@ -66,14 +63,8 @@ class ControllerSettings:
 
 
 def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any = ...) -> Any:
-    if key not in table:
-        if default is ...:
-            raise ConfigError(f"{where}: missing `{key}`")
-        return default
-    value = table[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: `{key}` must be {kind.__name__}, got {value!r}")
-    return value
+    # The controller's config holds no keys, so its errors may quote the bad value.
+    return toml_fields.get(table, key, kind, where, default, show_value=True)
 
 
 def _mac(value: Any, where: str) -> str:

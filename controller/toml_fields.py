@@ -46,14 +46,19 @@ def endpoint(text: str, where: str) -> Endpoint:
     return Endpoint(str(address), number)
 
 
-def get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = ...) -> Any:
-    """table[key], which must be of `kind` (a bool is not an int); `default` if absent, else an error."""
+def get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = ...,
+        show_value: bool = False) -> Any:
+    """table[key], which must be of `kind` (a bool is not an int); `default` if absent, else an error.
+    The error quotes the wrong value only with `show_value`: files that hold keys must never echo them."""
     if key not in table:
         if default is ...:
             raise ConfigError(f"{where}: missing `{key}`")
         return default
     value = table[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        if show_value:
+            wanted = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise ConfigError(f"{where}: `{key}` must be {wanted}, got {value!r}")
         raise ConfigError(f"{where}: `{key}` has the wrong type ({type(value).__name__})")
     return value
 
