@@ -34,6 +34,7 @@ from pysnmp.entity.rfc3413 import ntfrcv
 
 from mediation.config import Endpoint, IapSettings
 from mediation.snmp_client import AUTH, MEDIATION, PRIV, STREAM, TAP2
+from mib_bridge import engine_loop
 
 log = logging.getLogger("p4tap.md")
 
@@ -137,15 +138,7 @@ class InformReceiver:
             loop.run_forever()
         finally:
             receiver.close(engine)
-            try:
-                engine.close_dispatcher()
-            except Exception:
-                log.debug("closing the inform receiver's transport", exc_info=True)
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
+            engine_loop.close(engine, loop)
 
     def _callback(self, engine, state_reference, context_engine_id, context_name, varbinds, cb_ctx) -> None:
         context = engine.observer.get_execution_context("rfc3412.receiveMessage:request")

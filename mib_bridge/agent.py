@@ -33,7 +33,7 @@ from pysnmp.proto import rfc1902
 
 from controller.model import MAX_CONTENT_ID, Mediation, StreamKey
 from controller.service import Controller
-from mib_bridge import oids
+from mib_bridge import engine_loop, oids
 from mib_bridge.bridge import Bridge
 from mib_bridge.config import AgentConfig, Endpoint
 from mib_bridge.mib import Mib, TapTables
@@ -138,17 +138,7 @@ class Agent:
             self._close(loop)
 
     def _close(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Close the transports (the sockets) and the loop, with nothing left pending."""
-        try:
-            if self.engine is not None and self.engine.transport_dispatcher is not None:
-                self.engine.close_dispatcher()
-        except Exception:
-            log.debug("closing the SNMP transports", exc_info=True)
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
+        engine_loop.close(self.engine, loop)
 
     def _setup(self, loop: asyncio.AbstractEventLoop) -> None:
         cfg = self.config
