@@ -169,8 +169,10 @@ def test_new_index_is_fresh_on_every_read_and_never_in_use(snmp):
 
 def test_capabilities_advertise_only_what_works(snmp):
     values = snmp.net.run("snmpget", ["-Ox", f"{TAP2}.1.1.3.0", f"{IP_TAP}.1.1.1.0"]).values()
-    assert values[f"{TAP2}.1.1.3.0"].replace(" ", "").endswith("E0")  # ipV4SrcInterface, ipV6SrcInterface, udp
-    assert values[f"{IP_TAP}.1.1.1.0"].replace(" ", "").endswith("7C")  # interface, ipV4, ipV6, l4Port, dscp
+    # ipV4SrcInterface, ipV6SrcInterface, udp; not rtpNack, tcp, sctp, rtp (no ETS or priority bit exists)
+    assert values[f"{TAP2}.1.1.3.0"] == "Hex-STRING: E0 "
+    # interface, ipV4, ipV6, l4Port, dscp; not tapEnable, voip
+    assert values[f"{IP_TAP}.1.1.1.0"] == "Hex-STRING: 7C "
 
 
 def test_walk_and_bulkwalk_agree_and_are_ordered(snmp):
@@ -463,6 +465,11 @@ def test_a_dead_switch_shows_in_the_tables_and_sets_fail_changing_nothing(tmp_pa
             refused(running.net.set(*stream_pdu(147, 1)), "commitFailed", f"{STREAM}.2.147.1")
             assert intercept(running, 147) is None
             assert "No Such Instance" in running.net.get(f"{STREAM}.6.147.1").out
+            # the fault fills the debug table and reaches the audit log
+            debug = running.net.walk(DEBUG).values()
+            assert any(k.startswith(f"{DEBUG}.4.") and "commitFailed" in v for k, v in debug.items()), debug
+            assert any(r["action"] == "snmp-refuse" and r["detail"].get("status") == "commitFailed"
+                       for r in running.audit())
         finally:
             running.agent.stop()
             controller.stop()
@@ -471,8 +478,12 @@ def test_a_dead_switch_shows_in_the_tables_and_sets_fail_changing_nothing(tmp_pa
 # -- the debug table ---------------------------------------------------------------------
 
 def test_refusals_fill_the_debug_table_which_the_manager_may_only_destroy(snmp):
+    since = len(snmp.audit())
     refused(snmp.net.set(*mediation_pdu(150, md="198.51.100.99"), *filter_pdu(150, 1, src=SUBJECT),
                          *stream_pdu(150, 1)), "inconsistentValue")
+    audited = [r for r in snmp.audit()[since:] if r["action"] == "snmp-refuse"]
+    assert [r["detail"]["status"] for r in audited] == ["inconsistentValue"], audited
+    assert audited[0]["actor"].startswith("snmp:md1 from 127.0.0.1:") and "no route" in audited[0]["detail"]["reason"]
     rows = snmp.net.walk(DEBUG).values()
     mine = [k.rsplit(".", 1)[1] for k, v in rows.items() if k.startswith(f"{DEBUG}.2.") and v == "Gauge32: 150"]
     assert mine, rows
