@@ -9,13 +9,12 @@ N taps (default 1,000) provisioned one at a time on bmv2, in the same run:
 Each sample starts from a fresh switch and an empty intent store; the
 paths alternate, the median of the samples is reported.
 
-`--switch none` runs the same controller without a switch
-(tests/snmp_support.py's switchless controller: intent store, audit, planner
-and entities, written to a recorder), so that SNMP's own cost shows best.
+`--switch softswitch` runs p4tap's Python software switch instead (where
+bmv2 is not installed).
 
 Goal (issue 4): snmp no more than 2x api.
 
-    .venv/bin/python -m bench.snmp_provisioning [--taps N] [--repeats R] [--switch bmv2|none] [--record]
+    .venv/bin/python -m bench.snmp_provisioning [--taps N] [--repeats R] [--switch bmv2|softswitch] [--record]
 """
 
 from __future__ import annotations
@@ -127,15 +126,10 @@ def run_snmp(controller: Controller, n: int, timeout: datetime, workdir: Path) -
 
 def sample(mode: str, n: int, workdir: Path, switch: str) -> float:
     workdir.mkdir(parents=True)
-    bmv2 = None
-    if switch == "bmv2":
-        bmv2 = Bmv2Switch(ports={}, log_file=workdir / "bmv2.log")
-        bmv2.start()
-        controller = Controller([SwitchConfig("s1", bmv2.grpc_address, topology())], workdir / "intent.db",
-                                workdir / "audit.jsonl")
-    else:
-        from tests.snmp_support import switchless_controller
-        controller = switchless_controller(workdir, topology())
+    bmv2 = Bmv2Switch(ports={}, log_file=workdir / f"{switch}.log", target=switch)
+    bmv2.start()
+    controller = Controller([SwitchConfig("s1", bmv2.grpc_address, topology())], workdir / "intent.db",
+                            workdir / "audit.jsonl")
     try:
         controller.start()
         timeout = datetime.now(timezone.utc) + timedelta(hours=2)
@@ -146,22 +140,21 @@ def sample(mode: str, n: int, workdir: Path, switch: str) -> float:
         return seconds
     finally:
         controller.stop()
-        if bmv2 is not None:
-            bmv2.stop()
+        bmv2.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--taps", type=int, default=1000, help="taps provisioned per sample (default 1000)")
     parser.add_argument("--repeats", type=int, default=3, help="samples per mode; the median is reported")
-    parser.add_argument("--switch", choices=["bmv2", "none"], default="bmv2",
-                        help="bmv2 (default), or none: the controller plans but has no switch to write to")
+    parser.add_argument("--switch", choices=["bmv2", "softswitch"], default="bmv2",
+                        help="the switch target: bmv2 (default) or p4tap's softswitch")
     parser.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
     args = parser.parse_args(argv)
     if args.switch == "bmv2" and find_simple_switch_grpc() is None:
         print("simple_switch_grpc not on PATH: nothing to measure (README, Toolchain)", file=sys.stderr)
         return 2
-    if args.switch == "bmv2" and not P4TAP.exists():
+    if not P4TAP.exists():
         print("compiled pipeline missing in build/: run `make p4`", file=sys.stderr)
         return 2
     times: dict[str, list[float]] = {"api": [], "snmp": []}
@@ -188,10 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.record:
         record.append(
             f"snmp_provisioning: {args.taps:,} taps over SNMP vs the controller API, "
-            f"{'on bmv2' if args.switch == 'bmv2' else 'controller without a switch'}",
+            f"on {args.switch}",
             f".venv/bin/python -m bench.snmp_provisioning --taps {args.taps} --repeats {args.repeats} "
             f"--switch {args.switch} --record",
-            f"each sample on a fresh {'bmv2' if args.switch == 'bmv2' else 'switchless controller'} and empty intent "
+            f"each sample on a fresh {args.switch} and empty intent "
             "store, taps provisioned one at a time; SNMP client (pysnmp) in its own process, USM discovery before "
             f"the clock starts; median of {args.repeats} samples per path, alternating.",
             table,

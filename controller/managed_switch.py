@@ -61,12 +61,17 @@ class SwitchConfig:
 
 @dataclass(frozen=True)
 class StreamCounters:
+    """What the switches counted for a stream, and whether they really hold
+    every filter entry it needs (`held`: read from the switch, not planned)."""
+
     packets: int = 0
     octets: int = 0
     drops: int = 0
+    held: bool = True
 
     def __add__(self, other: StreamCounters) -> StreamCounters:
-        return StreamCounters(self.packets + other.packets, self.octets + other.octets, self.drops + other.drops)
+        return StreamCounters(self.packets + other.packets, self.octets + other.octets, self.drops + other.drops,
+                              self.held and other.held)
 
 
 @dataclass
@@ -290,7 +295,12 @@ class ManagedSwitch:
         wanted = set(stream_keys)
         out = {k: self.retired.get(k, StreamCounters()) for k in wanted}
         mine = [key for key, entry in self.filters.items() if entry.streams & wanted]
-        for key, counts in self._filter_counts(mine).items():
+        found = self._filter_counts(mine)
+        for key in mine:
+            counts = found.get(key)
+            if counts is None:  # planned and believed written, but not on the switch: show it, repair it
+                self.stale = True
+                counts = StreamCounters(held=False)
             for stream in self.filters[key].streams & wanted:
                 out[stream] += counts
         rid = self.ids.replica_ids.get(content_id)
@@ -298,7 +308,7 @@ class ManagedSwitch:
             assert self.conn is not None
             drops = self.conn.read_counter(self.pipeline.counter_id(ENCAP_DROPS_COUNTER), index=rid)
             dropped = sum(c.data.packet_count for c in drops)
-            out = {k: StreamCounters(c.packets, c.octets, dropped) for k, c in out.items()}
+            out = {k: StreamCounters(c.packets, c.octets, dropped, c.held) for k, c in out.items()}
         return out
 
     # -- ETS (RFC 4190) -----------------------------------------------------

@@ -193,7 +193,9 @@ class Controller:
             self.provision(dataclasses.replace(mediation, timeout=timeout), streams, actor, switches)
 
     def counters(self, content_id: int) -> dict[StreamKey, StreamCounters]:
-        """InterceptedPackets / InterceptDrops per stream, summed over switches."""
+        """InterceptedPackets / InterceptDrops per stream, summed over switches,
+        and whether every switch holds the stream's entries (read, not assumed).
+        Raises SwitchError if a connected switch cannot be read."""
         with self.lock:
             intent = self.store.get(content_id)
             if intent is None:
@@ -202,7 +204,8 @@ class Controller:
             total = {k: StreamCounters() for k in keys}
             for name in intent[2]:
                 switch = self.switches.get(name)
-                if switch is None or switch.conn is None:
+                if switch is None or switch.conn is None or not switch.conn.connected:
+                    total = {k: c + StreamCounters(held=False) for k, c in total.items()}
                     continue
                 for key, c in switch.stream_counters(content_id, keys).items():
                     total[key] += c

@@ -57,13 +57,22 @@ class AgentError(RuntimeError):
 
 
 class ReadContext:
-    """Per-request state of a read: the counters it needs come from the bridge."""
+    """Per-request state of a read: counters, and whether the switch holds a
+    stream, come from the bridge (read from the switch, at most once per
+    COUNTER_TTL)."""
 
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
 
     def counters(self, index: tuple[int, int]):
         return self.bridge.counters(StreamKey(*index))
+
+    def held(self, index: tuple[int, int]) -> bool:
+        """False if a stream the controller installed is not (all) on the switch right now."""
+        intercept = self.bridge.installed.get(index[0])
+        if intercept is None or StreamKey(*index) not in {s.key for s in intercept.streams}:
+            return True  # nothing claimed on the switch for this row
+        return self.bridge.held(StreamKey(*index))
 
 
 class Agent:

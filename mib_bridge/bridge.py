@@ -209,9 +209,15 @@ class Bridge:
                     readings = self.controller.counters(key.content_id)
                 except (SwitchError, OSError) as error:
                     log.warning("counters of intercept %d unavailable: %s", key.content_id, error)
+                    readings = {k: dataclasses.replace(c, held=False) for k, c in self._last_counts.items()
+                                if k.content_id == key.content_id}
             self._last_counts.update(readings)
             cached = self._counters[key.content_id] = (now, readings)
-        return cached[1].get(key) or self._last_counts.get(key) or StreamCounters()
+        return cached[1].get(key) or self._last_counts.get(key) or StreamCounters(held=False)
+
+    def held(self, key: StreamKey) -> bool:
+        """Whether the switches really hold this stream's entries, as last read."""
+        return self.counters(key).held
 
     def forget_counters(self, keys: Sequence[StreamKey]) -> None:
         """Streams whose rows were destroyed: their next life starts from fresh readings."""

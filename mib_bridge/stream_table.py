@@ -6,6 +6,12 @@ MIB rules kept here: a stream row needs its mediation row; only ip(1)
 streams (their filter is the citapStreamTable row of the same index);
 InterceptEnable may change while active and may be true only while the
 filter row exists; the type needs notInService to change.
+
+The status shows the switch, not the wish: an active row whose filter
+entries the switch does not hold (deleted behind the controller's back, or
+the switch unreachable) reads notInService(2), RFC 2579's "exists in the
+agent, but is unavailable for use by the managed device", until the
+controller has put them back.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from mib_bridge import oids
 from mib_bridge.mediation_table import TRUTH
 from mib_bridge.oids import FALSE, STREAM_TYPE_IP, TRUE
 from mib_bridge.oids import StreamColumn as C
-from mib_bridge.rowstatus import RowStatus
+from mib_bridge.rowstatus import ROW_STATUS, RowStatus
 from mib_bridge.syntax import Counter32, Counter64, Integer, SetError
 from mib_bridge.table import READ_ONLY, Column, Index, Row, Table
 
@@ -49,6 +55,8 @@ class StreamTable(Table):
             field, syntax = COUNTER_COLUMNS[column]
             counts = context.counters(index) if context is not None else None
             return syntax.encode(getattr(counts, field) if counts is not None else 0)
+        if column == C.STATUS and row.status == RowStatus.ACTIVE and context is not None and not context.held(index):
+            return ROW_STATUS.encode(int(RowStatus.NOT_IN_SERVICE))
         return super().cell(index, row, column, context)
 
     @staticmethod

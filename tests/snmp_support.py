@@ -1,11 +1,10 @@
 """Shared pieces of the SNMP agent tests: agent configs, a controller, and
 net-snmp's command-line tools with numeric OIDs.
 
-`switchless_controller` is the real Controller (intent store, audit log,
-planner with its refusals, lifetime timer and expiry reports, the real
-pipeline's entities) without a switch: it writes to a recorder. The tests of
-MIB rules use it, since they need no packets; tests/test_snmp_bmv2.py runs the
-agent against real bmv2.
+`switch_controller` is the real Controller driving a real switch over
+P4Runtime (`tap_switch`: one per test module, bmv2 where installed, else the
+softswitch, with no ports since the MIB rules need no packets);
+tests/test_snmp_bmv2.py adds veths and packets end to end.
 """
 
 from __future__ import annotations
@@ -16,13 +15,18 @@ import shutil
 import subprocess
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from bmv2_topo.bmv2_switch import Bmv2Switch
 from controller.service import Controller, SwitchConfig
+from controller.pipeline import P4TAP
 from ptf_tests.base import lab_topology
+from tests.conftest import SWITCH_SKIP_REASON
 
 NET_SNMP = shutil.which("snmpset") and shutil.which("snmptrapd")
 needs_net_snmp = pytest.mark.skipif(
@@ -40,40 +44,38 @@ AUTH_KEY, PRIV_KEY = "li-auth-passphrase", "li-priv-passphrase"
 OPS_AUTH, OPS_PRIV = "ops-auth-passphrase", "ops-priv-passphrase"
 
 
-# -- a controller without a switch ------------------------------------------------
+# -- a controller on a real switch --------------------------------------------------
 
-class RecordingConnection:
-    """Stands in for a P4Runtime connection: accepts every write, reads nothing."""
-
-    connected = True
-    is_primary = True
-
-    def __init__(self) -> None:
-        self.writes: list = []
-
-    def write(self, updates) -> None:
-        self.writes.append(list(updates))
-
-    def write_encoded(self, updates) -> None:
-        self.write(updates)
-
-    def read_table_entries(self, *args, **kwargs) -> list:
-        return []
-
-    read = read_clone_sessions = read_multicast_groups = read_counter = read_table_entries
-
-    def close(self) -> None:
-        pass
+@contextmanager
+def running_switch(workdir: Path) -> Iterator[Bmv2Switch]:
+    """A switch with no ports (the MIB tests need no packets): bmv2 where
+    installed, else p4tap's softswitch ($P4TAP_TARGET chooses). One per test
+    module; each controller that connects reconciles it, clearing what an
+    earlier one left."""
+    switch = Bmv2Switch(ports={}, log_file=workdir / "switch.log")
+    switch.start()
+    try:
+        yield switch
+    finally:
+        switch.stop()
 
 
-def switchless_controller(tmp_path: Path, topology=None) -> Controller:
-    """The controller with the real pipeline, planning and encoding every
-    entity, but writing to a RecordingConnection instead of a switch."""
-    controller = Controller([SwitchConfig("s1", "127.0.0.1:1", topology or lab_topology())], tmp_path / "intent.db",
-                            tmp_path / "audit.jsonl")
-    for switch in controller.switches.values():
-        switch.connect = lambda timeout=10.0, s=switch: setattr(s, "conn", RecordingConnection())
-    return controller
+def switch_controller(tmp_path: Path, switch: Bmv2Switch, topology=None) -> Controller:
+    """The real controller (intent store, audit log, planner, lifetime timer)
+    with a fresh store, driving `switch` over P4Runtime. Not started."""
+    return Controller([SwitchConfig("s1", switch.grpc_address, topology or lab_topology())], tmp_path / "intent.db",
+                      tmp_path / "audit.jsonl")
+
+
+@pytest.fixture(scope="module")
+def tap_switch(tmp_path_factory) -> Iterator[Bmv2Switch]:
+    """running_switch for a whole test module; skips (saying why) where no switch target can run."""
+    if SWITCH_SKIP_REASON is not None:
+        pytest.skip(SWITCH_SKIP_REASON)
+    if not P4TAP.exists():
+        pytest.skip("compiled pipeline missing in build/: run `make p4`")
+    with running_switch(tmp_path_factory.mktemp("switch")) as switch:
+        yield switch
 
 
 # -- agent configs -----------------------------------------------------------------

@@ -5,8 +5,9 @@ provisions again after the IAP came back without its intercepts; the inform
 receiver gets ciscoTap2MIBActive and ciscoTap2MediationTimedOut; and the
 `p4tap md` commands drive it all.
 
-The controller behind the agent is tests/snmp_support.py's switchless one:
-these tests are about SNMP, not packets (tests/test_e2e_demo.py has both).
+The controller behind the agent drives a real switch without ports
+(tests/snmp_support.py's tap_switch): these tests are about SNMP, not
+packets (tests/test_e2e_demo.py has both).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from tests.snmp_support import (
     free_udp_port,
     needs_net_snmp,
     start_agent,
-    switchless_controller,
+    switch_controller,
+    tap_switch,
 )
 
 CID = 4242
@@ -49,12 +51,12 @@ def spec(lifetime: float = 60) -> InterceptSpec:
 
 
 @contextlib.contextmanager
-def iap(home: Path, port: int | None = None, notify: str = "") -> Iterator[tuple]:
-    """An IAP on loopback: the switchless controller and the real SNMPv3 agent,
+def iap(home: Path, switch, port: int | None = None, notify: str = "") -> Iterator[tuple]:
+    """An IAP on loopback: a controller on `switch` and the real SNMPv3 agent,
     on `port` (a fresh one if None); yields (controller, agent port)."""
     home.mkdir(exist_ok=True)
     port = port or free_udp_port()
-    controller = switchless_controller(home)
+    controller = switch_controller(home, switch)
     controller.start()
     try:
         running = start_agent(home, controller, notify=notify, listen=f'"127.0.0.1:{port}"')
@@ -70,12 +72,12 @@ def held(controller) -> dict[int, tuple]:
     return {m.content_id: (m, s) for m, s, _ in controller.intercepts()}
 
 
-def test_keeper_provisions_refreshes_and_provisions_again_after_an_iap_restart(tmp_path):
+def test_keeper_provisions_refreshes_and_provisions_again_after_an_iap_restart(tmp_path, tap_switch):
     port = free_udp_port()
     keeper = Keeper(iap_settings(port), [spec(lifetime=60)])
     kept = keeper.status.intercepts[CID]
     try:
-        with iap(tmp_path / "a", port) as (controller, _):
+        with iap(tmp_path / "a", tap_switch, port) as (controller, _):
             # 1. first audit: missing, so provisioned (mediation, then filter + stream per direction)
             keeper.audit()
             mediation, streams = held(controller)[CID]
@@ -111,7 +113,7 @@ def test_keeper_provisions_refreshes_and_provisions_again_after_an_iap_restart(t
         assert sum("stopped answering" in e for e in keeper.status.events) == 1
 
         # 6. it comes back on the same address with empty tables (a restarted IAP; the MIB is volatile)
-        with iap(tmp_path / "b", port) as (controller, _):
+        with iap(tmp_path / "b", tap_switch, port) as (controller, _):
             assert controller.intercepts() == []
             keeper.audit()
             assert keeper.status.reachable is True
@@ -126,9 +128,9 @@ def test_keeper_provisions_refreshes_and_provisions_again_after_an_iap_restart(t
         keeper.close()
 
 
-def test_a_refused_intercept_is_reported_once_and_leaves_nothing_behind(tmp_path):
+def test_a_refused_intercept_is_reported_once_and_leaves_nothing_behind(tmp_path, tap_switch):
     unroutable = InterceptSpec(77, Endpoint("198.51.100.99", 7000), subject_filters("192.0.2.10"), 60)
-    with iap(tmp_path) as (controller, port):
+    with iap(tmp_path, tap_switch) as (controller, port):
         keeper = Keeper(iap_settings(port), [unroutable, spec()])
         try:
             for _ in range(3):
@@ -143,10 +145,10 @@ def test_a_refused_intercept_is_reported_once_and_leaves_nothing_behind(tmp_path
             keeper.close()
 
 
-def test_informs_reach_the_md_and_a_timed_out_intercept_is_provisioned_again(tmp_path):
+def test_informs_reach_the_md_and_a_timed_out_intercept_is_provisioned_again(tmp_path, tap_switch):
     inform_port = free_udp_port()
     notify = f'\n[[notify]]\ntarget = "127.0.0.1:{inform_port}"\nuser = "md1"\ntype = "inform"\ntimeout = 1.0\n'
-    with iap(tmp_path, notify=notify) as (controller, port):
+    with iap(tmp_path, tap_switch, notify=notify) as (controller, port):
         settings = iap_settings(port)
         keeper = Keeper(settings, [spec(lifetime=60)])
         receiver = InformReceiver(Endpoint("127.0.0.1", inform_port), settings, keeper.on_notification)
@@ -233,8 +235,8 @@ def md_config(tmp_path, agent_port: int) -> str:
     return str(path)
 
 
-def test_md_commands_provision_show_and_remove(tmp_path):
-    with iap(tmp_path) as (controller, port):
+def test_md_commands_provision_show_and_remove(tmp_path, tap_switch):
+    with iap(tmp_path, tap_switch) as (controller, port):
         config = md_config(tmp_path, port)
         out = md("provision", "--config", config).stdout
         assert f"cTap2MediationEntry.{CID} createAndGo" in out and f"intercept {CID}: provisioned" in out
@@ -264,8 +266,8 @@ def test_md_commands_provision_show_and_remove(tmp_path):
         assert controller.intercepts() == []
 
 
-def test_md_listen_keeps_its_intercepts_and_reports_status(tmp_path):
-    with iap(tmp_path) as (controller, port):
+def test_md_listen_keeps_its_intercepts_and_reports_status(tmp_path, tap_switch):
+    with iap(tmp_path, tap_switch) as (controller, port):
         config = md_config(tmp_path, port)
         status_file = load(tmp_path / "md.toml").status_file
         daemon = subprocess.Popen([sys.executable, "-m", "controller.cli", "md", "listen", "--config", config,

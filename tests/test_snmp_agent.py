@@ -1,8 +1,9 @@
 """The TAP-MIB agent through net-snmp's own tools, numeric OIDs only, as a
 mediation device drives it: the three createAndGo PDUs of REFERENCE.md, the
 createAndWait way, reads and walks, then one test per RowStatus rule, per MIB
-rule and per RFC 3416 error. The controller behind the agent is real but has
-no switch (tests/snmp_support.py); tests/test_snmp_bmv2.py has the switch.
+rule and per RFC 3416 error. The controller behind the agent is real and
+drives a real switch (tests/snmp_support.py: bmv2, else the softswitch);
+tests/test_snmp_bmv2.py adds packets.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import time
 
 import pytest
 
-from controller.model import InetAddressType, IpFilter, Mediation, Stream
-from controller.switch import WriteError
-from tests.snmp_support import (DEBUG, FILTER, IP_TAP, MED, NEW_INDEX, STREAM, TAP2, RecordingConnection,
-                                date_and_time, filter_pdu, hex_ip, ipv6_loopback, mediation_pdu, needs_net_snmp,
-                                start_agent, stream_pdu, switchless_controller)
+from p4.v1 import p4runtime_pb2 as p4r
+
+from controller.model import InetAddressType, IpFilter, Mediation, Stream, StreamKey
+from tests.snmp_support import (DEBUG, FILTER, IP_TAP, MED, NEW_INDEX, STREAM, TAP2, date_and_time, filter_pdu,
+                                hex_ip, ipv6_loopback, mediation_pdu, needs_net_snmp, running_switch, start_agent,
+                                stream_pdu, switch_controller, tap_switch)
 
 pytestmark = needs_net_snmp
 LISTEN = '"127.0.0.1:0", "[::1]:0"' if ipv6_loopback() else '"127.0.0.1:0"'
@@ -24,9 +26,9 @@ SUBJECT = "192.0.2.10"
 
 
 @pytest.fixture(scope="module")
-def snmp(tmp_path_factory):
+def snmp(tmp_path_factory, tap_switch):
     home = tmp_path_factory.mktemp("snmp")
-    controller = switchless_controller(home)
+    controller = switch_controller(home, tap_switch)
     controller.start()
     running = start_agent(home, controller, listen=LISTEN)
     yield running
@@ -167,8 +169,10 @@ def test_new_index_is_fresh_on_every_read_and_never_in_use(snmp):
 
 def test_capabilities_advertise_only_what_works(snmp):
     values = snmp.net.run("snmpget", ["-Ox", f"{TAP2}.1.1.3.0", f"{IP_TAP}.1.1.1.0"]).values()
-    assert values[f"{TAP2}.1.1.3.0"].replace(" ", "").endswith("E0")  # ipV4SrcInterface, ipV6SrcInterface, udp
-    assert values[f"{IP_TAP}.1.1.1.0"].replace(" ", "").endswith("7C")  # interface, ipV4, ipV6, l4Port, dscp
+    # ipV4SrcInterface, ipV6SrcInterface, udp; not rtpNack, tcp, sctp, rtp (no ETS or priority bit exists)
+    assert values[f"{TAP2}.1.1.3.0"] == "Hex-STRING: E0 "
+    # interface, ipV4, ipV6, l4Port, dscp; not tapEnable, voip
+    assert values[f"{IP_TAP}.1.1.1.0"] == "Hex-STRING: 7C "
 
 
 def test_walk_and_bulkwalk_agree_and_are_ordered(snmp):
@@ -403,31 +407,83 @@ def test_many_rows_in_one_pdu_all_or_nothing(snmp):
     assert rows_of(snmp, 143) == {} and rows_of(snmp, 144) == {}
 
 
-def test_switch_failure_is_commit_failed_and_nothing_changes(snmp):
-    assert snmp.net.set(*mediation_pdu(145)).code == 0
-    assert snmp.net.set(*filter_pdu(145, 1, src=SUBJECT)).code == 0
+# -- the tables show the switch ------------------------------------------------------
+
+def wait_until(check, seconds: float = 20.0):
+    """Poll `check` until it returns something true (the agent reads the
+    switch at most once a second); its last value otherwise."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def status_of(net, content_id, stream=1):
+    return net.get(f"{STREAM}.6.{content_id}.{stream}").values().get(f"{STREAM}.6.{content_id}.{stream}")
+
+
+def test_a_filter_entry_deleted_behind_the_agents_back_shows_and_is_put_back(snmp):
+    provision(snmp, 146)
+    assert status_of(snmp.net, 146) == "INTEGER: 1"
     switch = snmp.controller.switches["s1"]
-    good = switch.conn
+    key = next(k for k, e in switch.filters.items() if StreamKey(146, 1) in e.streams)
+    entity = switch.believed[key].entity
+    # Straight to the switch over P4Runtime, past the controller's bookkeeping and the agent's rows.
+    with snmp.controller.lock:
+        switch.conn.write([p4r.Update(type=p4r.Update.DELETE, entity=entity)])
+        assert switch.conn.read([entity]) == []
+    assert wait_until(lambda: status_of(snmp.net, 146) == "INTEGER: 2"), \
+        "cTap2StreamStatus still active(1) while the switch lacks the stream's filter entry"
+    assert intercept(snmp, 146) is not None  # the intent is unchanged: the controller puts it back
+    assert wait_until(lambda: status_of(snmp.net, 146) == "INTEGER: 1")
+    with snmp.controller.lock:
+        assert len(switch.conn.read([entity])) == 1
+    assert any(r["action"] == "reconcile" for r in snmp.audit())
+    teardown(snmp, 146)
 
-    class Failing(RecordingConnection):
-        def write(self, updates):
-            raise WriteError("injected: the switch refused the batch", errors=[])
 
-    switch.conn = Failing()
-    try:
-        refused(snmp.net.set(*stream_pdu(145, 1)), "commitFailed", f"{STREAM}.2.145.1")
-    finally:
-        switch.conn = good
-    assert intercept(snmp, 145) is None
-    assert "No Such Instance" in snmp.net.get(f"{STREAM}.6.145.1").out
-    snmp.net.set((f"{FILTER}.16.145.1", "i", "6"), (f"{MED}.13.145", "i", "6"))
+def test_a_dead_switch_shows_in_the_tables_and_sets_fail_changing_nothing(tmp_path):
+    from tests.conftest import SWITCH_SKIP_REASON
+    if SWITCH_SKIP_REASON is not None:
+        pytest.skip(SWITCH_SKIP_REASON)
+    with running_switch(tmp_path) as switch:
+        controller = switch_controller(tmp_path, switch)
+        controller.start()
+        running = start_agent(tmp_path, controller, listen='"127.0.0.1:0"')
+        try:
+            provision(running, 145)
+            assert status_of(running.net, 145) == "INTEGER: 1"
+            assert running.net.set(*mediation_pdu(147)).code == 0
+            assert running.net.set(*filter_pdu(147, 1, src="192.0.2.11")).code == 0
+            switch.stop()
+            # The rows stay (the intent stands, the controller reconnects when it can), but
+            # none reads active while the switch holds nothing; counters keep their last value.
+            assert wait_until(lambda: status_of(running.net, 145) == "INTEGER: 2")
+            assert running.net.get(f"{STREAM}.7.145.1").values()[f"{STREAM}.7.145.1"].startswith("Counter64: ")
+            refused(running.net.set(*stream_pdu(147, 1)), "commitFailed", f"{STREAM}.2.147.1")
+            assert intercept(running, 147) is None
+            assert "No Such Instance" in running.net.get(f"{STREAM}.6.147.1").out
+            # the fault fills the debug table and reaches the audit log
+            debug = running.net.walk(DEBUG).values()
+            assert any(k.startswith(f"{DEBUG}.4.") and "commitFailed" in v for k, v in debug.items()), debug
+            assert any(r["action"] == "snmp-refuse" and r["detail"].get("status") == "commitFailed"
+                       for r in running.audit())
+        finally:
+            running.agent.stop()
+            controller.stop()
 
 
 # -- the debug table ---------------------------------------------------------------------
 
 def test_refusals_fill_the_debug_table_which_the_manager_may_only_destroy(snmp):
+    since = len(snmp.audit())
     refused(snmp.net.set(*mediation_pdu(150, md="198.51.100.99"), *filter_pdu(150, 1, src=SUBJECT),
                          *stream_pdu(150, 1)), "inconsistentValue")
+    audited = [r for r in snmp.audit()[since:] if r["action"] == "snmp-refuse"]
+    assert [r["detail"]["status"] for r in audited] == ["inconsistentValue"], audited
+    assert audited[0]["actor"].startswith("snmp:md1 from 127.0.0.1:") and "no route" in audited[0]["detail"]["reason"]
     rows = snmp.net.walk(DEBUG).values()
     mine = [k.rsplit(".", 1)[1] for k, v in rows.items() if k.startswith(f"{DEBUG}.2.") and v == "Gauge32: 150"]
     assert mine, rows

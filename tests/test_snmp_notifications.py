@@ -9,7 +9,8 @@ import time
 import pytest
 
 from tests.snmp_support import (DEBUG, MED, STREAM, TAP2, TrapReceiver, filter_pdu, free_udp_port, mediation_pdu,
-                                needs_net_snmp, start_agent, stream_pdu, switchless_controller)
+                                needs_net_snmp, running_switch, start_agent, stream_pdu,
+                                switch_controller, tap_switch)
 
 pytestmark = needs_net_snmp
 
@@ -17,11 +18,11 @@ ACTIVE, TIMED_OUT, MEDIATION_DEBUG = f"{TAP2}.0.1", f"{TAP2}.0.2", f"{TAP2}.0.3"
 
 
 @pytest.fixture(scope="module")
-def snmp(tmp_path_factory):
+def snmp(tmp_path_factory, tap_switch):
     home = tmp_path_factory.mktemp("snmpnotify")
     port = free_udp_port()
     trapd = TrapReceiver(home, port)
-    controller = switchless_controller(home)
+    controller = switch_controller(home, tap_switch)
     controller.start()
     notify = f'\n[[notify]]\ntarget = "127.0.0.1:{port}"\nuser = "md1"\ntype = "inform"\ntimeout = 1.0\nretries = 3\n'
     running = start_agent(home, controller, notify=notify, listen='"127.0.0.1:0"')
@@ -72,21 +73,26 @@ def test_controller_refusal_sends_mediation_debug(snmp):
     assert "no route to mediation device 198.51.100.99" in text
 
 
-def test_traps_where_configured(tmp_path):
-    """type = "trap": an SNMPv3 trap, which the receiver accepts with the agent's engine ID."""
+def test_traps_where_configured(tmp_path, tap_switch):
+    """type = "trap": an SNMPv3 trap, which the receiver accepts with the agent's engine ID.
+    A switch of its own (`tap_switch` only for its skip): the module's controller
+    is still the primary on tap_switch."""
     engine_id = "8000a0ff0470347461702d74"
     port = free_udp_port()
     trapd = TrapReceiver(tmp_path, port, engine_id=engine_id)
-    controller = switchless_controller(tmp_path)
-    controller.start()
-    notify = f'\n[[notify]]\ntarget = "127.0.0.1:{port}"\nuser = "md1"\ntype = "trap"\n'
-    running = start_agent(tmp_path, controller, notify=notify, listen='"127.0.0.1:0"',
-                          extra_agent=f'engine_id = "{engine_id}"')
     try:
-        assert running.net.set(*mediation_pdu(210, seconds=1)).code == 0
-        text = trapd.wait_for(f"{MED}.13.210 = INTEGER: 6", seconds=15)
-        assert f"OID: .{TIMED_OUT}" in text
+        with running_switch(tmp_path) as switch:
+            controller = switch_controller(tmp_path, switch)
+            controller.start()
+            notify = f'\n[[notify]]\ntarget = "127.0.0.1:{port}"\nuser = "md1"\ntype = "trap"\n'
+            running = start_agent(tmp_path, controller, notify=notify, listen='"127.0.0.1:0"',
+                                  extra_agent=f'engine_id = "{engine_id}"')
+            try:
+                assert running.net.set(*mediation_pdu(210, seconds=1)).code == 0
+                text = trapd.wait_for(f"{MED}.13.210 = INTEGER: 6", seconds=15)
+                assert f"OID: .{TIMED_OUT}" in text
+            finally:
+                running.agent.stop()
+                controller.stop()
     finally:
-        running.agent.stop()
-        controller.stop()
         trapd.stop()

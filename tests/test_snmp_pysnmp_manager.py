@@ -17,16 +17,16 @@ from pysnmp.proto import rfc1902, rfc1905
 from controller.model import StreamKey
 from mediation.snmp_client import MEDIATION, STREAM, Filter, TapClient, TapClientError, mediation_varbinds
 from mib_bridge.mib import TapTables
-from tests.snmp_support import AUTH_KEY, PRIV_KEY, start_agent, switchless_controller
+from tests.snmp_support import AUTH_KEY, PRIV_KEY, start_agent, switch_controller, tap_switch
 
 ERROR_STATUSES = {"wrongType", "wrongLength", "wrongValue", "noCreation", "notWritable", "inconsistentName",
                   "inconsistentValue"}
 
 
 @pytest.fixture(scope="module")
-def snmp(tmp_path_factory):
+def snmp(tmp_path_factory, tap_switch):
     home = tmp_path_factory.mktemp("snmppysnmp")
-    controller = switchless_controller(home)
+    controller = switch_controller(home, tap_switch)
     controller.start()
     running = start_agent(home, controller, listen='"127.0.0.1:0"')
     address = running.agent.addresses[0]

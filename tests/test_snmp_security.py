@@ -14,15 +14,15 @@ import pytest
 from mib_bridge.config import ConfigError, load
 from tests.snmp_support import (AUTH_KEY, IP_TAP, MED, NEW_INDEX, OPS_AUTH, OPS_PRIV, PRIV_KEY, TAP2, agent_config,
                                 filter_pdu, ipv6_loopback, mediation_pdu, needs_net_snmp, start_agent, stream_pdu,
-                                switchless_controller)
+                                switch_controller, tap_switch)
 
 LISTEN = '"127.0.0.1:0", "[::1]:0"' if ipv6_loopback() else '"127.0.0.1:0"'
 
 
 @pytest.fixture(scope="module")
-def snmp(tmp_path_factory):
+def snmp(tmp_path_factory, tap_switch):
     home = tmp_path_factory.mktemp("snmpsec")
-    controller = switchless_controller(home)
+    controller = switch_controller(home, tap_switch)
     controller.start()
     running = start_agent(home, controller, listen=LISTEN)
     for pdu in (mediation_pdu(7), filter_pdu(7, 1, src="192.0.2.10"), stream_pdu(7, 1)):
@@ -186,14 +186,14 @@ def test_access_decisions_beyond_pysnmp_vacm(snmp):
     assert not access.sees_tap(ops) and access.sees_tap(md1)
 
 
-def test_a_port_in_use_is_reported_not_ignored(tmp_path):
+def test_a_port_in_use_is_reported_not_ignored(tmp_path, tap_switch):
     import socket
 
     from mib_bridge.agent import Agent, AgentError
     busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     busy.bind(("127.0.0.1", 0))
     port = busy.getsockname()[1]
-    controller = switchless_controller(tmp_path)
+    controller = switch_controller(tmp_path, tap_switch)
     try:
         agent = Agent(load(agent_config(tmp_path / "snmp.toml", listen=f'"127.0.0.1:{port}"')), controller)
         with pytest.raises(AgentError, match=f"cannot listen on 127.0.0.1:{port}"):
