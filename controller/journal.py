@@ -10,7 +10,7 @@ first, while `commit` forgets the record once every switch took the change.
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping, MutableSet
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 _MISSING = object()
@@ -41,16 +41,6 @@ class Journal:
             return None
         self._undo.append((_MAPPING, mapping, key, previous))
         return previous
-
-    def add(self, members: MutableSet[Any], item: Any) -> None:
-        if item not in members:
-            members.add(item)
-            self.on_rollback(lambda: members.discard(item))
-
-    def discard(self, members: MutableSet[Any], item: Any) -> None:
-        if item in members:
-            members.discard(item)
-            self.on_rollback(lambda: members.add(item))
 
     def setattr(self, obj: object, name: str, value: Any) -> None:
         self.set(obj.__dict__, name, value)

@@ -1,6 +1,6 @@
 """One switch under the controller: its connection, plan, and what it holds.
 
-A change to intercepts goes through a switch in four steps, each O(what
+A change to intercepts goes through a switch in these steps, each O(what
 changed) however many taps the switch carries:
 
 1. `stage`: the incremental planner re-plans what the change touches, and
@@ -33,17 +33,17 @@ from p4.v1 import p4runtime_pb2 as p4r
 from controller import ets
 from controller.entries import ENCAP_DROPS_COUNTER, ETS_DEMOTED_COUNTER, EntryBuilder, ets_table, rank
 from controller.incremental import Intercept, IncrementalPlanner
-from controller.model import Mediation, Stream, StreamKey
+from controller.model import StreamKey
 from controller.pipeline import Pipeline
 from controller.plan import FilterEntry, IdAllocator, InterceptPlan, PlanItem, plan_intercepts
 from controller.reconcile import Diff, EntityKey, EntityUpdate, diff, inverse, ordered_updates
+from controller.store import Intent
 from controller.switch import NotPrimaryError, SwitchConnection, SwitchError, SwitchUnavailableError, TlsConfig, WriteError
 from controller.topology import SwitchTopology
 from controller.wire import WireEntity, from_entity
 
 log = logging.getLogger("p4tap.controller")
 
-Intent = tuple[Mediation, list[Stream], list[str]]
 READ_BATCH = 1000  # specific entries per Read request
 APPLY_BATCH = 2000  # updates per Write request
 
