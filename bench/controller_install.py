@@ -187,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
               + " (goal: no more than 1.5x)."]
     table = "\n".join(lines)
     print(table)
-    load = (f"load average (1/5/15 min) {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f} at the start, "
-            f"{load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} at the end (2 cores, shared)")
+    load = record.load_line(load_before, load_after)
     print(load)
     if args.record:
         per_tap = " ".join(map(str, args.per_tap))

@@ -24,6 +24,12 @@ def machine() -> str:
             f"bmv2 {bmv2}; Python {platform.python_version()}")
 
 
+def load_line(before: tuple[float, float, float], after: tuple[float, float, float]) -> str:
+    """The machine's load around a run (os.getloadavg() before and after): rates depend on it."""
+    return (f"load average (1/5/15 min) {before[0]:.1f}/{before[1]:.1f}/{before[2]:.1f} at the start, "
+            f"{after[0]:.1f}/{after[1]:.1f}/{after[2]:.1f} at the end ({os.cpu_count()} cores, shared with other jobs)")
+
+
 def append(title: str, command: str, method: str, table: str, notes: tuple[str, ...] = ()) -> None:
     lines = [f"\n## {title}\n", f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
              f"- machine: {machine()}", f"- command: `{command}`", f"- method: {method}"]

@@ -132,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"| {program} | {traffic} | 0 | {s:,.0f} | - |")
     table = "\n".join(lines)
     print(table)
-    load = (f"1/5/15-min load average {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f} before, "
-            f"{load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} after (2 cores, shared with other jobs)")
+    load = record.load_line(load_before, load_after)
     print(load)
     if args.record:
         record.append(
