@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import select
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +72,24 @@ def hosts_on(ports: list[int], prefix: str = "p4ts") -> Iterable[tuple[list[Veth
             yield pairs, cap
         finally:
             cap.close()
+
+
+@contextmanager
+def switch_running(target: str, pairs: Sequence[VethPair], cap: Capture, p4info: p4info_pb2.P4Info, device_config: bytes,
+                   workdir: Path, election_id: tuple[int, int] = (0, 1),
+                   **switch_kw) -> Iterator[tuple[Bmv2Switch, SwitchConnection]]:
+    """`target` on the switch ends of `pairs`, running the pipeline, with a
+    primary connection and the captures drained; stopped on exit."""
+    sw = Bmv2Switch(ports={p.port: p.switch_end for p in pairs}, target=target, workdir=workdir, name=target,
+                    **switch_kw)
+    sw.start(timeout=30)
+    try:
+        with SwitchConnection(sw.grpc_address, election_id=election_id) as conn:
+            conn.set_pipeline(p4info, device_config)
+            cap.drain()
+            yield sw, conn
+    finally:
+        sw.stop()
 
 
 @dataclass

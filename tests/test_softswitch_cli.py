@@ -149,39 +149,31 @@ def test_packet_in_and_out(tmp_path, target):
     from google.protobuf import text_format
     from p4.config.v1 import p4info_pb2
 
-    from tests.softswitch_support import hosts_on
+    from tests.softswitch_support import hosts_on, switch_running
     p4info = text_format.Parse((FIXTURES / "ss_arch.p4info.txtpb").read_text(), p4info_pb2.P4Info())
     cfg = (FIXTURES / "ss_arch.json").read_bytes()
     pin_md = next(c for c in p4info.controller_packet_metadata if c.preamble.name == "packet_in")
     pout_md = next(c for c in p4info.controller_packet_metadata if c.preamble.name == "packet_out")
     with hosts_on([1, 2], prefix="p4tsio") as (pairs, cap):
-        sw = Bmv2Switch(ports={p.port: p.switch_end for p in pairs}, target=target, workdir=tmp_path, name=target,
-                        cpu_port=64)
-        sw.start(timeout=30)
-        try:
-            with SwitchConnection(sw.grpc_address, election_id=(0, 3)) as conn:
-                conn.set_pipeline(p4info, cfg)
-                cap.drain()
-                frame = b"\x02\x00\x00\x00\x00\x09\x02\x00\x00\x00\x00\x01\x08\x06" + bytes(28) + b"packet-in"
-                got = None
-                for _ in range(20):  # the first frames may race the pipeline push
-                    cap.send(1, frame)
-                    try:
-                        got = conn.packet_ins.get(timeout=0.5)
-                        break
-                    except queue.Empty:
-                        pass
-                assert got is not None, "no packet-in"
-                assert got.payload == frame
-                md = {m.metadata_id: m.value for m in got.metadata}
-                assert md[pin_md.metadata[0].id] == b"\x01"
-                # packet-out to port 2
-                out = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x40\x88\xb5" + b"packet-out" + bytes(30)
-                conn.send_packet_out(out, [(pout_md.metadata[0].id, b"\x02")])
-                frames = cap.collect(3.0, quiet=0.5)
-                assert out in frames[2], frames
-        finally:
-            sw.stop()
+        with switch_running(target, pairs, cap, p4info, cfg, tmp_path, election_id=(0, 3), cpu_port=64) as (sw, conn):
+            frame = b"\x02\x00\x00\x00\x00\x09\x02\x00\x00\x00\x00\x01\x08\x06" + bytes(28) + b"packet-in"
+            got = None
+            for _ in range(20):  # the first frames may race the pipeline push
+                cap.send(1, frame)
+                try:
+                    got = conn.packet_ins.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    pass
+            assert got is not None, "no packet-in"
+            assert got.payload == frame
+            md = {m.metadata_id: m.value for m in got.metadata}
+            assert md[pin_md.metadata[0].id] == b"\x01"
+            # packet-out to port 2
+            out = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x40\x88\xb5" + b"packet-out" + bytes(30)
+            conn.send_packet_out(out, [(pout_md.metadata[0].id, b"\x02")])
+            frames = cap.collect(3.0, quiet=0.5)
+            assert out in frames[2], frames
 
 
 

@@ -285,9 +285,8 @@ def test_queue_settings_on_real_ports(tmp_path, target):
     """Through each target's Thrift server: a queue of depth 0 drops that
     priority only; a rate-limited queue holds packets back and then lets
     them all go, in order."""
-    from bmv2_topo.bmv2_switch import Bmv2Switch, target_skip_reason
-    from controller.switch import SwitchConnection
-    from tests.softswitch_support import hosts_on
+    from bmv2_topo.bmv2_switch import target_skip_reason
+    from tests.softswitch_support import hosts_on, switch_running
     from tests.test_softswitch_p4runtime import load_fixture
 
     reason = target_skip_reason(target)
@@ -295,32 +294,25 @@ def test_queue_settings_on_real_ports(tmp_path, target):
         pytest.skip(f"{target}: {reason}")
     p4info, cfg = load_fixture("ss_qos")
     with hosts_on([1, 2, 3], prefix="p4tsq") as (pairs, cap):
-        sw = Bmv2Switch(ports={p.port: p.switch_end for p in pairs}, target=target, workdir=tmp_path, name=target,
-                        priority_queues=8)
-        sw.start(timeout=30)
-        try:
-            with SwitchConnection(sw.grpc_address, election_id=(0, 5)) as conn:
-                conn.set_pipeline(p4info, cfg)
-                cap.drain()
-                sw.set_queue_depth(0, port=2, priority=7)
-                for i in range(5):
-                    cap.send(1, qos_frame(0, prio=7, tag=i))
-                    cap.send(1, qos_frame(0, prio=0, tag=100 + i))
-                got = cap.collect(10.0, quiet=2.0)     # generous: the machine may be shared
-                assert sorted(result(f)["tag"] for f in got[2]) == [100, 101, 102, 103, 104]
-                sw.set_queue_depth(64, port=2, priority=7)
-                for i in range(3):
-                    cap.send(1, qos_frame(0, prio=7, tag=i))
-                got = cap.collect(10.0, quiet=2.0)
-                assert sorted(result(f)["tag"] for f in got[2]) == [0, 1, 2]
-                # 1 packet/s from the moment the queue is set: three packets cannot all leave at once
-                sw.set_queue_rate(1, port=3)
-                for i in range(3):
-                    cap.send(1, qos_frame(0, prio=0, port=3, tag=200 + i))
-                early = cap.collect(0.4)[3]
-                assert len(early) < 3, "the rate limit did not hold packets back"
-                late = cap.collect(15.0, quiet=4.0)[3]
-                assert [result(f)["tag"] for f in early + late] == [200, 201, 202]
+        with switch_running(target, pairs, cap, p4info, cfg, tmp_path, election_id=(0, 5),
+                            priority_queues=8) as (sw, conn):
+            sw.set_queue_depth(0, port=2, priority=7)
+            for i in range(5):
+                cap.send(1, qos_frame(0, prio=7, tag=i))
+                cap.send(1, qos_frame(0, prio=0, tag=100 + i))
+            got = cap.collect(10.0, quiet=2.0)     # generous: the machine may be shared
+            assert sorted(result(f)["tag"] for f in got[2]) == [100, 101, 102, 103, 104]
+            sw.set_queue_depth(64, port=2, priority=7)
+            for i in range(3):
+                cap.send(1, qos_frame(0, prio=7, tag=i))
+            got = cap.collect(10.0, quiet=2.0)
+            assert sorted(result(f)["tag"] for f in got[2]) == [0, 1, 2]
+            # 1 packet/s from the moment the queue is set: three packets cannot all leave at once
+            sw.set_queue_rate(1, port=3)
+            for i in range(3):
+                cap.send(1, qos_frame(0, prio=0, port=3, tag=200 + i))
+            early = cap.collect(0.4)[3]
+            assert len(early) < 3, "the rate limit did not hold packets back"
+            late = cap.collect(15.0, quiet=4.0)[3]
+            assert [result(f)["tag"] for f in early + late] == [200, 201, 202]
             assert sw.alive
-        finally:
-            sw.stop()
