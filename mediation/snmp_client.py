@@ -27,8 +27,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pysnmp.hlapi.v3arch.asyncio import (ContextData, ObjectIdentity, ObjectType, SnmpEngine, Udp6TransportTarget,
-                                         UdpTransportTarget, UsmUserData, bulk_cmd, get_cmd, set_cmd)
+                                         UdpTransportTarget, UsmUserData, bulk_cmd)
+from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
 from pysnmp.entity import config as snmp_config
+from pysnmp.entity.rfc3413 import cmdgen
 from pysnmp.proto import rfc1902, rfc1905
 
 TAP2 = (1, 3, 6, 1, 4, 1, 9, 9, 399)
@@ -263,15 +265,31 @@ class TapClient:
 
     # -- SNMP operations ------------------------------------------------------------
 
+    def _request(self, generator, varbinds: list[tuple[tuple[int, ...], Any]]):
+        """One GET or SET with numeric OIDs straight to pysnmp's command
+        generator. hlapi's get_cmd/set_cmd resolve every OID through a MIB
+        view first (even with lookupMib=False), which was a third of this
+        client's CPU per request; numeric OIDs need no MIB."""
+        return self._check(self._run(self._send(generator, varbinds)))
+
+    async def _send(self, generator, varbinds: list[tuple[tuple[int, ...], Any]]):
+        # on the loop: the engine's dispatcher binds to the running loop when LCD first configures it
+        target, _ = LCD.configure(self.engine, self.user, self.target, self.context.contextName)
+        future = self.loop.create_future()
+
+        def done(engine, handle, indication, status, index, answer, context) -> None:
+            if not future.done():
+                future.set_result((indication, status, index, answer))
+
+        generator.send_varbinds(self.engine, target, self.context.contextEngineId, self.context.contextName,
+                                [(rfc1902.ObjectName(oid), value) for oid, value in varbinds], done)
+        return await future
+
     def set(self, varbinds: list[tuple[tuple[int, ...], Any]]) -> list[tuple[tuple[int, ...], Any]]:
-        objects = [ObjectType(ObjectIdentity(oid), value) for oid, value in varbinds]
-        return self._check(self._run(set_cmd(self.engine, self.user, self.target, self.context, *objects,
-                                             lookupMib=False)))
+        return self._request(cmdgen.SetCommandGenerator(), varbinds)
 
     def get(self, *oids: tuple[int, ...]) -> list[tuple[tuple[int, ...], Any]]:
-        objects = [ObjectType(ObjectIdentity(oid)) for oid in oids]
-        return self._check(self._run(get_cmd(self.engine, self.user, self.target, self.context, *objects,
-                                             lookupMib=False)))
+        return self._request(cmdgen.GetCommandGenerator(), [(oid, rfc1902.Null("")) for oid in oids])
 
     def walk(self, root: tuple[int, ...], repetitions: int = 25) -> list[tuple[tuple[int, ...], Any]]:
         """Every object under `root`, with GETBULK."""
