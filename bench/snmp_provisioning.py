@@ -25,7 +25,6 @@ import multiprocessing
 import statistics
 import sys
 import tempfile
-import textwrap
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -86,29 +85,10 @@ def _snmp_client(port: int, n: int, timeout: datetime, result) -> None:
 
 def run_snmp(controller: Controller, n: int, timeout: datetime, workdir: Path) -> float:
     from mib_bridge.agent import Agent
-    from mib_bridge.config import load
+    from mib_bridge.config import load, one_user_toml
 
     config = workdir / "snmp.toml"
-    config.write_text(textwrap.dedent(f"""\
-        [agent]
-        listen = ["127.0.0.1:0"]
-        [[view]]
-        name = "tap"
-        include = ["1.3.6.1.4.1.9.9.399", "1.3.6.1.4.1.9.9.394", "1.3.6.1.2.1.1"]
-        [[group]]
-        name = "li"
-        lawful_intercept = true
-        read_view = "tap"
-        write_view = "tap"
-        notify_view = "tap"
-        [[user]]
-        name = "md"
-        group = "li"
-        auth_protocol = "SHA-256"
-        auth_key = "{AUTH_KEY}"
-        priv_protocol = "AES"
-        priv_key = "{PRIV_KEY}"
-        """))
+    config.write_text(one_user_toml(["127.0.0.1:0"], "md", AUTH_KEY, PRIV_KEY))
     config.chmod(0o600)
     agent = Agent(load(config), controller)
     agent.start()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bmv2_topo.layouts import IAP_MGMT, INFORM_PORT, MD_ADDRESS, MD_MGMT, MD_PORT, ROUTER_MAC, SNMP_PORT, Layout
 from mediation.snmp_client import Filter
+from mib_bridge.config import one_user_toml
 
 
 def _private(path: Path, text: str) -> Path:
@@ -53,36 +54,8 @@ def write_configs(out: Path, layout: Layout, sockets: dict[str, str], lifetime: 
         state_dir = "iap-state"
         control_socket = "iap-state/control.sock"
     """) + "".join(switches))
-    agent = _private(out / "snmp.toml", textwrap.dedent(f"""
-        [agent]
-        listen = ["{IAP_MGMT}:{SNMP_PORT}"]
-        sys_name = "p4tap-demo-iap"
-
-        [[view]]
-        name = "tap"
-        include = ["1.3.6.1.4.1.9.9.399", "1.3.6.1.4.1.9.9.394", "1.3.6.1.2.1.1"]
-
-        [[group]]
-        name = "li"
-        lawful_intercept = true
-        security_level = "authPriv"
-        read_view = "tap"
-        write_view = "tap"
-        notify_view = "tap"
-
-        [[user]]
-        name = "md1"
-        group = "li"
-        auth_protocol = "SHA-256"
-        auth_key = "{auth}"
-        priv_protocol = "AES"
-        priv_key = "{priv}"
-
-        [[notify]]
-        target = "{MD_MGMT}:{INFORM_PORT}"
-        user = "md1"
-        type = "inform"
-    """))
+    agent = _private(out / "snmp.toml", one_user_toml([f"{IAP_MGMT}:{SNMP_PORT}"], "md1", auth, priv,
+                                                       sys_name="p4tap-demo-iap", notify=[f"{MD_MGMT}:{INFORM_PORT}"]))
     md = _private(out / "md.toml", textwrap.dedent(f"""
         [content]
         listen = ["{MD_ADDRESS}:{MD_PORT}"]

@@ -43,6 +43,8 @@ else it is refused. Keys never appear in a log, a repr or an error message.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,6 +230,25 @@ def parse(raw: dict[str, Any], source: str = "config") -> AgentConfig:
         debug_max_entries=_get(agent, "debug_max_entries", int, "[agent]", 256),
         switches=tuple(str(s) for s in switches) if switches else None,
     )
+
+
+def one_user_toml(listen: Sequence[str], user: str, auth_key: str, priv_key: str, *, sys_name: str = "p4tap",
+                  notify: Sequence[str] = ()) -> str:
+    """The text of an agent config with one lawful-intercept user (SHA-256,
+    AES, authPriv) who may read, write and be told about the TAP-MIBs and the
+    system group, and informs to each `notify` address ("ADDRESS:PORT"). What
+    the demo and the benchmarks run; write it to a file of mode 0600."""
+    q = json.dumps  # a JSON string or list of strings is a valid TOML value
+    tap = ["1.3.6.1.4.1.9.9.399", "1.3.6.1.4.1.9.9.394", "1.3.6.1.2.1.1"]
+    lines = ["[agent]", f"listen = {q(list(listen))}", f"sys_name = {q(sys_name)}", "",
+             "[[view]]", 'name = "tap"', f"include = {q(tap)}", "",
+             "[[group]]", 'name = "li"', "lawful_intercept = true", 'security_level = "authPriv"',
+             'read_view = "tap"', 'write_view = "tap"', 'notify_view = "tap"', "",
+             "[[user]]", f"name = {q(user)}", 'group = "li"', 'auth_protocol = "SHA-256"', f"auth_key = {q(auth_key)}",
+             'priv_protocol = "AES"', f"priv_key = {q(priv_key)}"]
+    for target in notify:
+        lines += ["", "[[notify]]", f"target = {q(target)}", f"user = {q(user)}", 'type = "inform"']
+    return "\n".join(lines) + "\n"
 
 
 def load(path: Path) -> AgentConfig:

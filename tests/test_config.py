@@ -111,3 +111,23 @@ def test_ets_checksum_delta_matches_a_recomputed_checksum():
             total = (~hc & 0xFFFF) + csum_delta(old, new)
             got = ~((total & 0xFFFF) + (total >> 16)) & 0xFFFF
             assert got == IP(bytes(IP(src="192.0.2.1", dst="198.51.100.2", tos=new, id=ident))).chksum
+
+
+def test_one_user_agent_config_is_what_the_agent_loads():
+    """The agent config the demo and the benchmarks write parses into one LI
+    user at authPriv with informs to the MD, keys quoted as given."""
+    import tomllib
+
+    from mib_bridge.config import one_user_toml, parse
+
+    text = one_user_toml(["198.51.100.1:161", "[2001:db8::1]:161"], "md1", 'auth "key" 1234', "priv-key-5678",
+                         sys_name="iap-1", notify=["203.0.113.10:162"])
+    cfg = parse(tomllib.loads(text))
+    assert [str(e) for e in cfg.listen] == ["198.51.100.1:161", "[2001:db8::1]:161"]
+    assert cfg.sys_name == "iap-1"
+    (user,) = cfg.users
+    assert (user.name, user.auth_protocol, user.auth_key, user.priv_protocol, user.priv_key) == (
+        "md1", "SHA-256", 'auth "key" 1234', "AES", "priv-key-5678")
+    group = cfg.group_of("md1")
+    assert group.lawful_intercept and group.security_level == "authPriv"
+    assert [(str(n.target), n.user) for n in cfg.notify] == [("203.0.113.10:162", "md1")]
