@@ -34,7 +34,7 @@ from pathlib import Path
 
 from bench import preflight, record
 from bench.rate import measure
-from bench.tap_scale import frames, install
+from bench.tap_scale import frames, install, intercepts
 from bmv2_topo.bmv2_switch import Bmv2Switch
 from bmv2_topo.veth import veth_pairs
 
@@ -86,7 +86,7 @@ def cost(program: str, taps: int, kind: str, packets: int) -> Cost:
                           wrapper=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out_dir}/callgrind.out"))
         bmv2.start(timeout=180)
         stack.callback(bmv2.stop)
-        install(program, taps, bmv2)
+        install(program, bmv2.grpc_address, *intercepts(taps))
         hosts = {p.port: p.host_end for p in pairs}
         sample = frames(kind)
         measure(hosts[1], hosts[2], sample, 200, window=4, idle_timeout=5)  # warm up caches and threads

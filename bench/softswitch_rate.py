@@ -27,20 +27,16 @@ from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from p4.v1 import p4runtime_pb2 as p4r
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from bench import record
 from bench.rate import RateSample, measure, median_pps
-from bench.tap_scale import IN_MAC, MD, MD_MAC, OUT_MAC, ROUTER_MAC, topology  # noqa: F401  one bench network
+from bench.tap_scale import IN_MAC, MD, OUT_MAC, install
 from bmv2_topo.bmv2_switch import Bmv2Switch, target_skip_reason
 from bmv2_topo.veth import veth_pairs
-from controller.entries import EntryBuilder, inserts
 from controller.model import InetAddressType, IpFilter, Mediation, Stream
-from controller.pipeline import P4TAP, Pipeline, artifacts, mac_to_int
-from controller.plan import IdAllocator, plan_intercepts
-from controller.switch import SwitchConnection
+from controller.pipeline import P4TAP
 
 SUBJECT = ipaddress.ip_address("192.0.2.10")
 TARGETS = ("bmv2", "softswitch")
@@ -56,25 +52,11 @@ def frames(kind: str) -> list[bytes]:
     return out
 
 
-def install(program: str, tapped: bool, address: str) -> None:
-    pipeline = Pipeline.load(P4TAP if program == "p4tap" else artifacts(program))
-    builder = EntryBuilder(pipeline)
-    with SwitchConnection(address) as conn:
-        conn.set_pipeline(pipeline.p4info, pipeline.device_config)
-        if program != "p4tap":
-            table, action = "MinimalIngress.l2_table", "MinimalIngress.l2_forward"
-            entry = builder.table_entry(table, [builder.exact(table, "dst_addr", mac_to_int(OUT_MAC))],
-                                        builder.action(action, port=2))
-            conn.write(inserts([p4r.Entity(table_entry=entry)]))
-            return
-        topo = topology()
-        conn.write(inserts(builder.forwarding_entities(topo)))
-        if tapped:
-            timeout = datetime.now(UTC) + timedelta(hours=2)
-            mediation = Mediation(1, MD, 7000, timeout=timeout)
-            stream = Stream(1, 1, IpFilter(InetAddressType.IPV4, src_address=SUBJECT, src_length=32), True)
-            plan = plan_intercepts([mediation], [stream], topo, IdAllocator(), datetime.now(UTC))
-            conn.write(inserts(builder.intercept_entities(plan)))
+def subject_tap() -> tuple[list[Mediation], list[Stream]]:
+    """One tap on everything SUBJECT sends: every "tapped" frame is copied."""
+    mediation = Mediation(1, MD, 7000, timeout=datetime.now(UTC) + timedelta(hours=2))
+    stream = Stream(1, 1, IpFilter(InetAddressType.IPV4, src_address=SUBJECT, src_length=32), True)
+    return [mediation], [stream]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                                     log_file=Path(tmp) / f"{program}-{kind}-{target}.log")
                     sw.start(timeout=30)
                     stack.callback(sw.stop)
-                    install(program, tapped, sw.grpc_address)
+                    install(program, sw.grpc_address, *(subject_tap() if tapped else ([], [])))
                     hosts[target] = {p.port: p.host_end for p in pairs}
                 for r in range(args.repeats):
                     for target in TARGETS:

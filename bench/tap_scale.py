@@ -80,11 +80,12 @@ def frames(kind: str) -> list[bytes]:
     return out
 
 
-def install(program: str, taps: int, bmv2: Bmv2Switch) -> float:
-    """Push the program and its state; returns seconds spent installing taps."""
+def install(program: str, address: str, mediations: list[Mediation] = (), streams: list[Stream] = ()) -> float:
+    """Push the program, its forwarding state and (p4tap only) these taps;
+    returns seconds spent planning and writing the taps."""
     pipeline = Pipeline.load(P4TAP if program == "p4tap" else artifacts(program))
     builder = EntryBuilder(pipeline)
-    with SwitchConnection(bmv2.grpc_address) as conn:
+    with SwitchConnection(address) as conn:
         conn.set_pipeline(pipeline.p4info, pipeline.device_config)
         if program != "p4tap":
             table, action = "MinimalIngress.l2_table", "MinimalIngress.l2_forward"
@@ -94,11 +95,10 @@ def install(program: str, taps: int, bmv2: Bmv2Switch) -> float:
             return 0.0
         topo = topology()
         conn.write(inserts(builder.forwarding_entities(topo)))
-        if not taps:
+        if not streams:
             return 0.0
-        mediations, streams = intercepts(taps)
         started = time.perf_counter()
-        plan = plan_intercepts(mediations, streams, topo, IdAllocator(), datetime.now(timezone.utc))
+        plan = plan_intercepts(list(mediations), list(streams), topo, IdAllocator(), datetime.now(timezone.utc))
         conn.write_batched(inserts(builder.intercept_entities(plan)))
         return time.perf_counter() - started
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             bmv2.start()
             stack.callback(bmv2.stop)
             print(f"-- {program}, {taps:,} taps ({kind}): installing", flush=True)
-            installs.append(install(program, taps, bmv2))
+            installs.append(install(program, bmv2.grpc_address, *intercepts(taps)))
             hosts.append({p.port: p.host_end for p in pairs})
             switches.append(bmv2)
         for r in range(args.repeats):
