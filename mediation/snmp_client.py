@@ -33,6 +33,10 @@ from pysnmp.entity import config as snmp_config
 from pysnmp.entity.rfc3413 import cmdgen
 from pysnmp.proto import rfc1902, rfc1905
 
+from snmpv3 import usm
+from snmpv3.session import Session, SessionError
+from snmpv3.usm import ERROR_NAMES
+
 TAP2 = (1, 3, 6, 1, 4, 1, 9, 9, 399)
 MEDIATION = TAP2 + (1, 1, 2, 1)
 STREAM = TAP2 + (1, 2, 1, 1)
@@ -228,7 +232,7 @@ def stream_varbinds(content_id: int, index: int, enable: bool = True) -> list[tu
 class TapClient:
     def __init__(self, host: str, port: int, user: str, auth_key: str, priv_key: str | None = None,
                  auth_protocol: str = "SHA-256", priv_protocol: str = "AES", timeout: float = 2.0,
-                 retries: int = 1) -> None:
+                 retries: int = 1, fast: bool = True) -> None:
         self.loop = asyncio.new_event_loop()
         self.engine = SnmpEngine()
         self.user = UsmUserData(user, auth_key, priv_key, authProtocol=AUTH[auth_protocol],
@@ -236,16 +240,26 @@ class TapClient:
         kind = Udp6TransportTarget if ":" in host else UdpTransportTarget
         self.target = self._run(kind.create((host, port), timeout=timeout, retries=retries))
         self.context = ContextData()
+        # GETs and SETs take snmpv3's fast path where it speaks the user's
+        # protocols (HMAC-SHA-2, AES): pysnmp's pyasn1 coding costs more per
+        # SET than the agent's whole work (BENCHMARKS.md, snmp_provisioning)
+        self.session: Session | None = None
+        if priv_key and fast:
+            self.session = Session(host, port, user, AUTH[auth_protocol], auth_key, PRIV[priv_protocol], priv_key,
+                                   timeout=timeout, retries=retries)
 
     def _run(self, coroutine):
         return self.loop.run_until_complete(coroutine)
 
     def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
         self.engine.close_dispatcher()
         pending = asyncio.all_tasks(self.loop)
         for task in pending:
             task.cancel()
-        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        if pending:  # none if every request took the fast path
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self.loop.close()
 
     def __enter__(self) -> TapClient:
@@ -285,11 +299,26 @@ class TapClient:
                                 [(rfc1902.ObjectName(oid), value) for oid, value in varbinds], done)
         return await future
 
+    def _fast(self, kind: int, varbinds: list[tuple[tuple[int, ...], Any]]) -> list[tuple[tuple[int, ...], Any]]:
+        try:
+            status, index, answer = self.session.request(kind, varbinds)
+        except SessionError as error:
+            raise TapClientError(str(error)) from None
+        if status:
+            name = ERROR_NAMES[status] if status < len(ERROR_NAMES) else str(status)
+            raise TapClientError(f"{name} at varbind {index}", name, index)
+        return answer
+
     def set(self, varbinds: list[tuple[tuple[int, ...], Any]]) -> list[tuple[tuple[int, ...], Any]]:
+        if self.session is not None:
+            return self._fast(usm.SET, varbinds)
         return self._request(cmdgen.SetCommandGenerator(), varbinds)
 
     def get(self, *oids: tuple[int, ...]) -> list[tuple[tuple[int, ...], Any]]:
-        return self._request(cmdgen.GetCommandGenerator(), [(oid, rfc1902.Null("")) for oid in oids])
+        varbinds = [(oid, rfc1902.Null("")) for oid in oids]
+        if self.session is not None:
+            return self._fast(usm.GET, varbinds)
+        return self._request(cmdgen.GetCommandGenerator(), varbinds)
 
     def walk(self, root: tuple[int, ...], repetitions: int = 25) -> list[tuple[tuple[int, ...], Any]]:
         """Every object under `root`, with GETBULK."""

@@ -36,6 +36,8 @@ from controller.service import Controller
 from mib_bridge import engine_loop, oids
 from mib_bridge.bridge import Bridge
 from mib_bridge.config import AgentConfig, Endpoint
+from mib_bridge.fast_path import FastPath
+from mib_bridge.fast_path import transport as fast_transport
 from mib_bridge.mib import Mib, TapTables
 from mib_bridge.notifications import Notifier
 from mib_bridge.oids import OID
@@ -76,8 +78,11 @@ class ReadContext:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, controller: Controller) -> None:
+    def __init__(self, config: AgentConfig, controller: Controller, fast_path: bool = True) -> None:
+        """`fast_path=False` leaves every message to pysnmp (mib_bridge/fast_path.py says why there is one)."""
         self.config = config
+        self.use_fast_path = fast_path
+        self.fast_path: FastPath | None = None
         self.controller = controller
         self.tables = TapTables(config.debug_age_minutes, config.debug_max_entries)
         self.bridge = Bridge(controller, self.tables, config.switches)
@@ -154,6 +159,8 @@ class Agent:
         engine_id = rfc1902.OctetString(cfg.engine_id) if cfg.engine_id else None
         self.engine = snmp_engine.SnmpEngine(snmpEngineID=engine_id)
         self.engine.register_transport_dispatcher(AsyncioDispatcher(loop=loop))
+        if self.use_fast_path:
+            self.fast_path = FastPath(self.engine, cfg)
         domains: dict[int, tuple[int, ...]] = {}
         for i, endpoint in enumerate(cfg.listen):
             sock = self._bind(endpoint)
@@ -162,7 +169,8 @@ class Agent:
             family = endpoint.family
             domain = DOMAINS[family] if family not in domains else DOMAINS[family] + (i,)
             domains.setdefault(family, domain)
-            snmp_config.add_transport(self.engine, domain, TRANSPORTS[family](loop=loop).open_server_mode(sock=sock))
+            kind = TRANSPORTS[family] if self.fast_path is None else fast_transport(TRANSPORTS[family], self.fast_path)
+            snmp_config.add_transport(self.engine, domain, kind(loop=loop).open_server_mode(sock=sock))
         for family in {n.target.family for n in cfg.notify} - set(domains):  # notify over a family we do not serve
             domains[family] = DOMAINS[family]
             wildcard = "0.0.0.0" if family == 4 else "::"
@@ -178,7 +186,9 @@ class Agent:
                          lambda: self.tables.debug.max_entries),
             self.tables.mediations, self.tables.streams, self.tables.debug, self.tables.ip_streams,
         ])
-        Responder(self.engine, snmp_context.SnmpContext(self.engine), self)
+        responder = Responder(self.engine, snmp_context.SnmpContext(self.engine), self)
+        if self.fast_path is not None:
+            self.fast_path.responder = responder
         self.bridge.sync(force=True)
 
     @staticmethod

@@ -71,12 +71,28 @@ class Responder(CommandResponderBase):
 
     def handle_management_operation(self, snmpEngine, stateReference, contextName, PDU):
         varbinds = [(tuple(oid), value) for oid, value in v2c.apiPDU.get_varbinds(PDU)]
+        who = None
         try:
             context = snmpEngine.observer.get_execution_context("rfc3412.receiveMessage:request")
             who = Requester(int(context["securityModel"]), bytes(context["securityName"]).decode("utf-8", "replace"),
                             int(context["securityLevel"]), bytes(context["contextName"]),
                             address_text(context["transportAddress"]))
-            kind = PDU.tagSet
+        except Exception:
+            log.exception("request without its security context")
+        bulk = (int(v2c.apiBulkPDU.get_non_repeaters(PDU)), int(v2c.apiBulkPDU.get_max_repetitions(PDU))) \
+            if PDU.tagSet == BULK else (0, 0)
+        status, index, answer = self.answer(who, PDU.tagSet, varbinds, bulk, self._max_size)
+        self.send_varbinds(snmpEngine, stateReference, status, index, answer)
+        self.release_state_information(stateReference)
+
+    def answer(self, who: Requester | None, kind, varbinds: list[tuple[OID, object]], bulk: tuple[int, int],
+               max_size: int) -> tuple[object, int, list[tuple[OID, object]]]:
+        """(error status, error index, varbinds) of the Response-PDU to one
+        request, whichever path decoded it (pysnmp's, or snmpv3's fast path).
+        A SET's answer is its own varbinds list (the same object)."""
+        try:
+            if who is None:
+                raise RuntimeError("no requester")
             if kind == SET:
                 status, index, answer = self.agent.set(who, varbinds)
             elif kind == GET:
@@ -84,15 +100,14 @@ class Responder(CommandResponderBase):
             elif kind == NEXT:
                 status, index, answer = 0, 0, self.agent.read(who, varbinds, self._next)
             else:
-                status, index, answer = 0, 0, self._bulk(who, PDU, varbinds)
-            answer = self._fit(kind, answer)
+                status, index, answer = 0, 0, self._bulk(who, bulk, varbinds)
+            answer = self._fit(kind, answer, max_size)
             if answer is None:
                 status, index, answer = "tooBig", 0, []
         except Exception:
             log.exception("request failed")
             status, index, answer = "genErr", 1 if varbinds else 0, varbinds
-        self.send_varbinds(snmpEngine, stateReference, status, index, answer)
-        self.release_state_information(stateReference)
+        return status, index, answer
 
     # -- reads ------------------------------------------------------------------
 
@@ -121,9 +136,9 @@ class Responder(CommandResponderBase):
                 return name, value
             cursor = name
 
-    def _bulk(self, who: Requester, PDU, varbinds: list[tuple[OID, object]]) -> list[tuple[OID, object]]:
-        non_repeaters = max(0, int(v2c.apiBulkPDU.get_non_repeaters(PDU)))
-        repetitions = max(0, int(v2c.apiBulkPDU.get_max_repetitions(PDU)))
+    def _bulk(self, who: Requester, bulk: tuple[int, int], varbinds: list[tuple[OID, object]]
+              ) -> list[tuple[OID, object]]:
+        non_repeaters, repetitions = max(0, bulk[0]), max(0, bulk[1])
         n = min(non_repeaters, len(varbinds))
         answer = self.agent.read(who, varbinds[:n], self._next)
         repeaters = varbinds[n:]
@@ -138,10 +153,10 @@ class Responder(CommandResponderBase):
             repeaters = [(name, None) for name, _ in row]
         return answer
 
-    def _fit(self, kind, answer: list[tuple[OID, object]]) -> list[tuple[OID, object]] | None:
+    def _fit(self, kind, answer: list[tuple[OID, object]], max_size: int) -> list[tuple[OID, object]] | None:
         """Answers that fit the requester's maximum message size; a GETBULK is
         cut short (RFC 3416 4.2.3), anything else that does not fit is tooBig."""
-        budget = self._max_size - PDU_OVERHEAD
+        budget = max_size - PDU_OVERHEAD
         if sum(varbind_bound(oid, value) for oid, value in answer) <= budget:
             return answer  # the common case, without encoding anything
         total = 0

@@ -1,0 +1,153 @@
+"""A command generator's side of SNMPv3 USM authPriv, one request at a time,
+without pyasn1's per-message cost (snmpv3.usm): the mediation device's
+SETs and GETs (mediation/snmp_client.py).
+
+It discovers the agent's engine ID, boots and time (RFC 3414 4: an
+unauthenticated request, answered with a Report), keeps the agent's clock
+from then on, and after an authenticated notInTimeWindow Report (the agent
+restarted) or an unknownEngineID Report (a new engine) learns again and
+sends the request once more: a Report means the request was not carried
+out. Every response must carry the agent's digest, decipher with the
+user's key and answer the request's own ids; anything else is ignored
+until the timeout, as pysnmp does.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from snmpv3 import ber, usm
+
+MAX_SIZE = 65507
+USM_STATS = (1, 3, 6, 1, 6, 3, 15, 1, 1)
+REPORTS = {  # usmStats* (RFC 3414) as pysnmp's error indications word them
+    1: "Unsupported SNMP security level",
+    2: "SNMP message timing parameters not in windows of trust",
+    3: "Unknown USM user",
+    4: "Unknown SNMP engine ID encountered",
+    5: "Wrong SNMP PDU digest",
+    6: "Decryption error",
+}
+NOT_IN_TIME_WINDOW, UNKNOWN_ENGINE_ID = 2, 4
+
+
+class SessionError(Exception):
+    """No valid answer: a timeout, or a Report naming what the agent refused."""
+
+
+class Unsupported(SessionError):
+    """Protocols this session does not speak (only HMAC-SHA-2 with AES)."""
+
+
+class Session:
+    def __init__(self, host: str, port: int, user: str, auth_protocol: tuple, auth_key: str,
+                 priv_protocol: tuple, priv_key: str, timeout: float = 2.0, retries: int = 1) -> None:
+        self.user = user.encode()
+        self.protocols = (tuple(auth_protocol), auth_key, tuple(priv_protocol), priv_key)
+        self.timeout, self.retries = timeout, retries
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.connect((host, port))
+        self.engine_id: bytes | None = None
+        self.keys: usm.Keys | None = None
+        self.boots = 0
+        self._clock = (0, 0.0)  # (agent's time, our monotonic time when it said so)
+        self._next_id = int.from_bytes(os.urandom(3), "big")
+
+    def close(self) -> None:
+        self.sock.close()
+
+    # -- engine discovery and clock --------------------------------------------------
+
+    def discover(self) -> None:
+        msg_id = self._id()
+        scoped = usm.scoped_pdu(b"", b"", usm.GET, self._id(), 0, 0, ber.encode_varbinds([]))
+        message, _ = self._exchange(usm.plain(msg_id, MAX_SIZE, usm.REPORTABLE, scoped), msg_id, authenticated=False)
+        keys = usm.Keys.derive(self.user, self.protocols[0], self.protocols[1], self.protocols[2],
+                               self.protocols[3], message.engine_id)
+        if keys is None:
+            raise Unsupported("only HMAC-SHA-2 authentication with AES privacy take the fast path")
+        self.engine_id, self.keys = message.engine_id, keys
+        self._learn(message)
+
+    def _learn(self, message: usm.Message) -> None:
+        self.boots = message.boots
+        self._clock = (message.time, time.monotonic())
+
+    def engine_time(self) -> int:
+        said, at = self._clock
+        return min(said + int(time.monotonic() - at), 2**31 - 1)
+
+    def _id(self) -> int:
+        self._next_id = (self._next_id + 1) % 2**31
+        return self._next_id
+
+    # -- requests --------------------------------------------------------------------
+
+    def request(self, kind: int, varbinds: Sequence[tuple[Sequence[int], Any]]
+                ) -> tuple[int, int, list[tuple[tuple[int, ...], Any]]]:
+        """(error status, error index, varbinds) of the agent's Response."""
+        body = ber.encode_varbinds(varbinds)
+        for attempt in (1, 2):
+            if self.keys is None:
+                self.discover()
+            msg_id, request_id = self._id(), self._id()
+            scoped = usm.scoped_pdu(self.engine_id, b"", kind, request_id, 0, 0, body)
+            whole = usm.seal(self.keys, msg_id, MAX_SIZE, usm.AUTH_PRIV | usm.REPORTABLE, self.engine_id, self.boots,
+                             self.engine_time(), scoped)
+            message, scoped = self._exchange(whole, msg_id, authenticated=True)
+            if scoped is None:  # an unauthenticated Report
+                report = self._report(usm.parse_scoped(message.data))
+                if report == UNKNOWN_ENGINE_ID and attempt == 1:
+                    self.keys = None
+                    continue
+                raise SessionError(REPORTS.get(report, "Report from the agent"))
+            pdu = usm.parse_scoped(scoped)
+            self._learn(message)
+            if pdu.kind == usm.REPORT:
+                report = self._report(pdu)
+                if report == NOT_IN_TIME_WINDOW and attempt == 1:
+                    continue
+                raise SessionError(REPORTS.get(report, "Report from the agent"))
+            if pdu.kind != usm.RESPONSE or pdu.request_id != request_id:
+                raise SessionError("an answer to another request")
+            return pdu.error_status, pdu.error_index, pdu.varbinds
+        raise SessionError("the agent kept refusing the request's timing")  # not reached: the loop raises
+
+    @staticmethod
+    def _report(pdu: usm.Pdu) -> int:
+        for oid, _ in pdu.varbinds:
+            if oid[:len(USM_STATS)] == USM_STATS and len(oid) == len(USM_STATS) + 2:
+                return oid[len(USM_STATS)]
+        return 0
+
+    def _exchange(self, whole: bytes, msg_id: int, authenticated: bool) -> tuple[usm.Message, bytes | None]:
+        """Send, and wait for the message answering msg_id; resend up to
+        `retries` times. With it, its scoped PDU deciphered if it is authPriv."""
+        for _ in range(self.retries + 1):
+            self.sock.send(whole)
+            deadline = time.monotonic() + self.timeout
+            while (left := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(left)
+                try:
+                    data = self.sock.recv(65535)
+                except (socket.timeout, ConnectionRefusedError):
+                    continue
+                try:
+                    message = usm.parse(data)
+                    if message.msg_id != msg_id:
+                        continue
+                    if authenticated and message.flags & usm.AUTH_PRIV == usm.AUTH_PRIV:
+                        if message.engine_id != self.engine_id:
+                            continue
+                        return message, usm.open_scoped(message, self.keys)  # the digest: or not the agent's
+                    if message.flags & usm.AUTH_PRIV:
+                        continue  # authenticated but not authPriv: not an answer we asked for
+                    return message, None
+                except (ber.Malformed, usm.Rejected):
+                    continue
+        raise SessionError("No SNMP response received before timeout")

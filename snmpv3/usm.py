@@ -1,0 +1,227 @@
+"""SNMPv3 messages with USM authPriv (RFC 3412, 3414, 3826, 7860), read and
+written without pyasn1: the fast path of the agent and of the mediation
+device's client.
+
+Only the message framing is ours (snmpv3.ber). Keys are derived by pysnmp's
+own USM services (`hash_passphrase`, `localize_key`, so AES-192/256 key
+extension is theirs too), the digest is the standard library's HMAC, the
+cipher is `cryptography`'s AES-CFB with RFC 3826's IV, as in pysnmp.
+
+What this accepts is narrow: version 3, USM, authPriv with an HMAC-SHA-2
+digest and AES privacy, a digest that verifies at the exact offset of
+msgAuthenticationParameters, every integer within the range its ASN.1 type
+gives. `parse` raises `Malformed` for anything else and `open` raises
+`Rejected` when the digest does not verify; the agent then gives the datagram
+to pysnmp as it arrived, which reports and counts it (usmStats*) as before.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.decrepit.ciphers.modes import CFB
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from pyasn1.type.univ import OctetString
+from pysnmp.proto.secmod.rfc3414.service import SnmpUSMSecurityModel
+from pysnmp.proto.secmod.rfc3826.priv.aes import Aes
+from pysnmp.proto.secmod.rfc7860.auth.hmacsha2 import HmacSha2
+
+from snmpv3 import ber
+from snmpv3.ber import INT32, OCTET_STRING, SEQUENCE, Malformed
+
+USM = 3
+AUTH_PRIV, REPORTABLE = 0x03, 0x04
+MAX_SIZE = (484, 2**31 - 1)
+UNSIGNED31 = (0, 2**31 - 1)
+TIME_WINDOW = 150  # seconds, RFC 3414 3.2.7
+GET, NEXT, RESPONSE, SET, BULK, REPORT = 0xA0, 0xA1, 0xA2, 0xA3, 0xA5, 0xA8
+ERROR_NAMES = ("noError", "tooBig", "noSuchName", "badValue", "readOnly", "genErr", "noAccess", "wrongType",
+               "wrongLength", "wrongEncoding", "wrongValue", "noCreation", "inconsistentValue",
+               "resourceUnavailable", "commitFailed", "undoFailed", "authorizationError", "notWritable",
+               "inconsistentName")
+ERROR_CODES = {name: code for code, name in enumerate(ERROR_NAMES)}
+
+
+class Rejected(Exception):
+    """The message does not authenticate, or cannot be deciphered, with the keys at hand."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """A user's keys localized to one authoritative engine."""
+
+    user: bytes
+    auth: bytes
+    digest: Any  # hashlib constructor
+    digest_length: int
+    priv: bytes  # the AES key, already cut to its size
+
+    @classmethod
+    def derive(cls, user: bytes, auth_protocol: tuple, auth_pass: str | bytes, priv_protocol: tuple,
+               priv_pass: str | bytes, engine_id: bytes) -> Keys | None:
+        """Keys through pysnmp's own USM services, or None if the protocols
+        are not ones this fast path speaks (HMAC-SHA-2 and AES only)."""
+        auth = SnmpUSMSecurityModel.AUTH_SERVICES.get(tuple(auth_protocol))
+        priv = SnmpUSMSecurityModel.PRIV_SERVICES.get(tuple(priv_protocol))
+        if not isinstance(auth, HmacSha2) or not isinstance(priv, Aes):
+            return None
+        engine = OctetString(engine_id)  # what pysnmp's localization reads
+        auth_key = auth.localize_key(auth.hash_passphrase(_octets(auth_pass)), engine)
+        priv_key = priv.localize_key(tuple(auth_protocol), priv.hash_passphrase(tuple(auth_protocol),
+                                                                               _octets(priv_pass)), engine)
+        return cls(user, bytes(auth_key), HmacSha2.HASH_ALGORITHM[tuple(auth_protocol)], auth.digest_length,
+                   bytes(priv_key)[:priv.KEY_SIZE])
+
+    def mac(self, message: bytes) -> bytes:
+        return hmac.new(self.auth, message, self.digest).digest()[:self.digest_length]
+
+    def cipher(self, boots: int, time: int, salt: bytes) -> Cipher:
+        iv = boots.to_bytes(4, "big") + time.to_bytes(4, "big") + salt
+        return Cipher(algorithms.AES(self.priv), CFB(iv))
+
+
+def _octets(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+@dataclass
+class Message:
+    """An SNMPv3 message's header and USM security parameters; `data` is
+    the encrypted scoped PDU (authPriv) or the plaintext one."""
+
+    msg_id: int
+    max_size: int
+    flags: int
+    engine_id: bytes
+    boots: int
+    time: int
+    user: bytes
+    auth_params: bytes
+    auth_offset: int  # where msgAuthenticationParameters' value starts in the whole message
+    priv_params: bytes
+    security_length: int  # octets of msgSecurityParameters' value
+    data: bytes
+    whole: bytes
+
+
+def parse(whole: bytes) -> Message:
+    """The header of an SNMPv3/USM message (nothing deciphered or checked yet)."""
+    end = len(whole)
+    start, stop = ber.expect(whole, 0, end, SEQUENCE)
+    if stop != end:
+        raise Malformed("data after the message")
+    version, pos = ber.read_integer(whole, start, stop)
+    if version != 3:
+        raise Malformed("not SNMPv3")
+    g_start, g_stop = ber.expect(whole, pos, stop, SEQUENCE)
+    msg_id, p = ber.read_integer(whole, g_start, g_stop, UNSIGNED31)
+    max_size, p = ber.read_integer(whole, p, g_stop, MAX_SIZE)
+    flags, p = ber.read_octets(whole, p, g_stop)
+    model, p = ber.read_integer(whole, p, g_stop, UNSIGNED31)
+    if p != g_stop or len(flags) != 1 or model != USM:
+        raise Malformed("header")
+    s_start, s_stop = ber.expect(whole, g_stop, stop, OCTET_STRING)
+    u_start, u_stop = ber.expect(whole, s_start, s_stop, SEQUENCE)
+    if u_stop != s_stop:
+        raise Malformed("security parameters")
+    engine_id, p = ber.read_octets(whole, u_start, u_stop)
+    boots, p = ber.read_integer(whole, p, u_stop, UNSIGNED31)
+    time, p = ber.read_integer(whole, p, u_stop, UNSIGNED31)
+    user, p = ber.read_octets(whole, p, u_stop)
+    a_start, a_stop = ber.expect(whole, p, u_stop, OCTET_STRING)
+    priv_params, p = ber.read_octets(whole, a_stop, u_stop)
+    if p != u_stop or len(engine_id) > 32 or len(user) > 32:
+        raise Malformed("security parameters")
+    tag, d_start, d_stop = ber.read(whole, s_stop, stop)
+    if d_stop != stop or tag not in (OCTET_STRING, SEQUENCE):
+        raise Malformed("message data")
+    return Message(msg_id, max_size, flags[0], engine_id, boots, time, user, whole[a_start:a_stop], a_start,
+                   priv_params, s_stop - s_start, whole[d_start:d_stop] if tag == OCTET_STRING else whole[s_stop:stop], whole)
+
+
+def open_scoped(message: Message, keys: Keys) -> bytes:
+    """The scoped PDU of an authPriv message, after its digest verified."""
+    if message.flags & 0x03 != AUTH_PRIV or len(message.auth_params) != keys.digest_length \
+            or len(message.priv_params) != 8:
+        raise Rejected("not authPriv with these keys")
+    whole, at, n = message.whole, message.auth_offset, keys.digest_length
+    if not hmac.compare_digest(keys.mac(whole[:at] + bytes(n) + whole[at + n:]), message.auth_params):
+        raise Rejected("wrong digest")
+    decryptor = keys.cipher(message.boots, message.time, message.priv_params).decryptor()
+    return decryptor.update(message.data) + decryptor.finalize()
+
+
+@dataclass
+class Pdu:
+    context_engine_id: bytes
+    context_name: bytes
+    kind: int
+    request_id: int
+    error_status: int  # non-repeaters of a GETBULK
+    error_index: int  # max-repetitions of a GETBULK
+    varbinds: list[tuple[tuple[int, ...], Any]]
+    raw_varbinds: bytes  # their encoding, as received
+
+
+def parse_scoped(scoped: bytes) -> Pdu:
+    end = len(scoped)
+    start, stop = ber.expect(scoped, 0, end, SEQUENCE)
+    if stop != end:
+        raise Malformed("data after the scoped PDU")
+    engine_id, p = ber.read_octets(scoped, start, stop)
+    name, p = ber.read_octets(scoped, p, stop)
+    kind, p_start, p_stop = ber.read(scoped, p, stop)
+    if p_stop != stop or kind not in (GET, NEXT, RESPONSE, SET, BULK, REPORT):
+        raise Malformed("PDU type")
+    request_id, q = ber.read_integer(scoped, p_start, p_stop, INT32)
+    status, q = ber.read_integer(scoped, q, p_stop, UNSIGNED31)
+    index, q = ber.read_integer(scoped, q, p_stop, UNSIGNED31)
+    varbinds, v_start, v_stop = ber.read_varbinds(scoped, q, p_stop)
+    if v_stop != p_stop:
+        raise Malformed("data after the varbinds")
+    return Pdu(engine_id, name, kind, request_id, status, index, varbinds, scoped[v_start:v_stop])
+
+
+def scoped_pdu(context_engine_id: bytes, context_name: bytes, kind: int, request_id: int, status: int,
+               index: int, varbinds: bytes) -> bytes:
+    pdu = ber.tlv(kind, ber.encode_integer(request_id) + ber.encode_integer(status) + ber.encode_integer(index)
+                  + varbinds)
+    return ber.tlv(SEQUENCE, ber.tlv(OCTET_STRING, context_engine_id) + ber.tlv(OCTET_STRING, context_name) + pdu)
+
+
+def seal(keys: Keys, msg_id: int, max_size: int, flags: int, engine_id: bytes, boots: int, time: int,
+         scoped: bytes) -> bytes:
+    """A whole authPriv message: the scoped PDU encrypted under a fresh salt, then signed."""
+    salt = os.urandom(8)
+    encryptor = keys.cipher(boots, time, salt).encryptor()
+    encrypted = encryptor.update(scoped) + encryptor.finalize()
+    n = keys.digest_length
+    params_head = (ber.tlv(OCTET_STRING, engine_id) + ber.encode_integer(boots) + ber.encode_integer(time)
+                   + ber.tlv(OCTET_STRING, keys.user))
+    params_tail = ber.tlv(OCTET_STRING, salt)
+    inner = params_head + ber.tlv(OCTET_STRING, bytes(n)) + params_tail
+    security = ber.tlv(OCTET_STRING, ber.tlv(SEQUENCE, inner))
+    header = ber.encode_integer(3) + ber.tlv(SEQUENCE, ber.encode_integer(msg_id) + ber.encode_integer(max_size)
+                                             + ber.tlv(OCTET_STRING, bytes((flags,))) + ber.encode_integer(USM))
+    body = header + security + ber.tlv(OCTET_STRING, encrypted)
+    whole = ber.tlv(SEQUENCE, body)
+    # where the digest's zeros are: the message's own TLV header, the header
+    # fields, the two TLV headers around the security parameters, the
+    # parameters before it, and its own two-octet TLV header
+    at = (len(whole) - len(body)) + len(header) + (len(security) - len(inner)) + len(params_head) + 2
+    signed = bytearray(whole)
+    signed[at:at + n] = keys.mac(whole)
+    return bytes(signed)
+
+
+def plain(msg_id: int, max_size: int, flags: int, scoped: bytes, engine_id: bytes = b"", boots: int = 0,
+          time: int = 0, user: bytes = b"") -> bytes:
+    """A noAuthNoPriv message (engine discovery, RFC 3414 4)."""
+    params = (ber.tlv(OCTET_STRING, engine_id) + ber.encode_integer(boots) + ber.encode_integer(time)
+              + ber.tlv(OCTET_STRING, user) + ber.tlv(OCTET_STRING, b"") + ber.tlv(OCTET_STRING, b""))
+    header = ber.encode_integer(3) + ber.tlv(SEQUENCE, ber.encode_integer(msg_id) + ber.encode_integer(max_size)
+                                             + ber.tlv(OCTET_STRING, bytes((flags,))) + ber.encode_integer(USM))
+    return ber.tlv(SEQUENCE, header + ber.tlv(OCTET_STRING, ber.tlv(SEQUENCE, params)) + scoped)
