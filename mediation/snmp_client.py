@@ -299,9 +299,10 @@ class TapClient:
                                 [(rfc1902.ObjectName(oid), value) for oid, value in varbinds], done)
         return await future
 
-    def _fast(self, kind: int, varbinds: list[tuple[tuple[int, ...], Any]]) -> list[tuple[tuple[int, ...], Any]]:
+    def _fast(self, kind: int, varbinds: list[tuple[tuple[int, ...], Any]], answer: bool = True
+              ) -> list[tuple[tuple[int, ...], Any]]:
         try:
-            status, index, answer = self.session.request(kind, varbinds)
+            status, index, answer = self.session.request(kind, varbinds, answer)
         except SessionError as error:
             raise TapClientError(str(error)) from None
         if status:
@@ -309,9 +310,11 @@ class TapClient:
             raise TapClientError(f"{name} at varbind {index}", name, index)
         return answer
 
-    def set(self, varbinds: list[tuple[tuple[int, ...], Any]]) -> list[tuple[tuple[int, ...], Any]]:
+    def set(self, varbinds: list[tuple[tuple[int, ...], Any]], answer: bool = True
+            ) -> list[tuple[tuple[int, ...], Any]]:
+        """The SET's response varbinds (none if `answer` is False and the fast path took it)."""
         if self.session is not None:
-            return self._fast(usm.SET, varbinds)
+            return self._fast(usm.SET, varbinds, answer)
         return self._request(cmdgen.SetCommandGenerator(), varbinds)
 
     def get(self, *oids: tuple[int, ...]) -> list[tuple[tuple[int, ...], Any]]:
@@ -342,12 +345,12 @@ class TapClient:
         """REFERENCE.md's sequence: the mediation, then per stream its filter and the stream.
         `progress` hears of each SET once it succeeded."""
         say = progress or (lambda _: None)
-        self.set(mediation_varbinds(content_id, ipaddress.ip_address(md_address), md_port, timeout, dscp))
+        self.set(mediation_varbinds(content_id, ipaddress.ip_address(md_address), md_port, timeout, dscp), answer=False)
         say(f"cTap2MediationEntry.{content_id} createAndGo: copies to {md_address}:{md_port}")
         for index, f in enumerate(filters, start=1):
-            self.set(filter_varbinds(content_id, index, f))
+            self.set(filter_varbinds(content_id, index, f), answer=False)
             say(f"citapStreamEntry.{content_id}.{index} createAndGo: {describe(f)}")
-            self.set(stream_varbinds(content_id, index))
+            self.set(stream_varbinds(content_id, index), answer=False)
             say(f"cTap2StreamEntry.{content_id}.{index} createAndGo: intercept enabled")
 
     def remove(self, content_id: int, streams: int | list[int], filters: list[int] | None = None,
@@ -357,15 +360,15 @@ class TapClient:
         rows (default: the streams' own)."""
         indexes = list(range(1, streams + 1)) if isinstance(streams, int) else list(streams)
         for index in indexes:
-            self.set([(STREAM + (6, content_id, index), rfc1902.Integer32(DESTROY))])
+            self.set([(STREAM + (6, content_id, index), rfc1902.Integer32(DESTROY))], answer=False)
         for index in (indexes if filters is None else filters):
-            self.set([(IP_STREAM + (16, content_id, index), rfc1902.Integer32(DESTROY))])
+            self.set([(IP_STREAM + (16, content_id, index), rfc1902.Integer32(DESTROY))], answer=False)
         if mediation:
-            self.set([(MEDIATION + (13, content_id), rfc1902.Integer32(DESTROY))])
+            self.set([(MEDIATION + (13, content_id), rfc1902.Integer32(DESTROY))], answer=False)
 
     def refresh(self, content_id: int, timeout: datetime) -> None:
         """A new cTap2MediationTimeout (the MIB allows it while the row is active)."""
-        self.set([(MEDIATION + (10, content_id), rfc1902.OctetString(date_and_time(timeout)))])
+        self.set([(MEDIATION + (10, content_id), rfc1902.OctetString(date_and_time(timeout)))], answer=False)
 
     def uptime(self) -> int | None:
         """sysUpTime in hundredths of a second (a smaller value than before: the agent

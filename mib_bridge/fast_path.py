@@ -22,6 +22,7 @@ serves.
 from __future__ import annotations
 
 import logging
+import time
 
 from pysnmp.entity import engine as snmp_engine
 
@@ -45,9 +46,10 @@ class FastPath:
         self.responder: Responder | None = None  # set once the agent made it; until then pysnmp answers
         self.engine_id = bytes(engine.snmpEngineID)
         builder = engine.get_mib_builder()
-        boots, self._time, max_size = builder.import_symbols(
+        boots, engine_time, max_size = builder.import_symbols(
             "__SNMP-FRAMEWORK-MIB", "snmpEngineBoots", "snmpEngineTime", "snmpEngineMaxMessageSize")
         self.boots, self.max_size = int(boots.syntax), int(max_size.syntax)
+        self._started = int(engine_time.syntax)  # pysnmp's snmpEngineTime is time.time() less this
         self.keys = {}
         for user in config.users:
             if user.priv_protocol is None:
@@ -59,7 +61,7 @@ class FastPath:
         self.served = 0
 
     def engine_time(self) -> int:
-        return int(self._time.syntax.clone())
+        return int(time.time() - self._started)
 
     def admit(self, datagram: bytes, address):
         """What the fast path needs to answer the request, or None: pysnmp's to handle."""

@@ -5,6 +5,7 @@ anything is changed.
 
 from __future__ import annotations
 
+import bisect
 from typing import Any, Protocol
 
 from mib_bridge import oids
@@ -47,16 +48,16 @@ class TapTables:
 class Mib:
     def __init__(self, providers: list[Provider]) -> None:
         self.providers = sorted(providers, key=lambda p: p.root)
-        roots = [p.root for p in self.providers]
-        for a, b in zip(roots, roots[1:]):
+        self._roots = [p.root for p in self.providers]
+        for a, b in zip(self._roots, self._roots[1:]):
             if oids.within(b, a):
                 raise ValueError(f"providers overlap: {oids.text(a)} and {oids.text(b)}")
 
     def provider(self, oid: OID) -> Provider | None:
-        for p in self.providers:
-            if oids.within(oid, p.root):
-                return p
-        return None
+        """The provider whose subtree holds `oid`: roots do not overlap, so it
+        can only be the last one at or before `oid` in OID order."""
+        i = bisect.bisect_right(self._roots, oid) - 1
+        return self.providers[i] if i >= 0 and oids.within(oid, self._roots[i]) else None
 
     def get(self, oid: OID, context: Any = None) -> Any:
         p = self.provider(oid)

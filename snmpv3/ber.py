@@ -17,6 +17,7 @@ difference between the two paths (tests/test_snmpv3_wire.py compares them).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -100,24 +101,63 @@ def read_octets(data: bytes, pos: int, end: int) -> tuple[bytes, int]:
 def oid_value(data: bytes, start: int, stop: int) -> tuple[int, ...]:
     if start == stop or data[stop - 1] & 0x80:
         raise Malformed("object identifier")
+    chunk = data[start:stop]
+    # a column's sub-identifiers (cached) and the row index's last three,
+    # which is what changes from one varbind to the next
+    cut, ends = len(chunk) - 1, 0
+    while cut > 0:
+        cut -= 1
+        if chunk[cut] < 0x80:
+            ends += 1
+            if ends == 3:
+                return _column_arcs(chunk[:cut + 1]) + _arcs(chunk[cut + 1:])
+    return _first_arcs(_arcs(chunk))
+
+
+@functools.lru_cache(maxsize=1024)
+def _column_arcs(chunk: bytes) -> tuple[int, ...]:
+    return _first_arcs(_arcs(chunk))
+
+
+def _first_arcs(arcs: tuple[int, ...]) -> tuple[int, ...]:
+    """The first sub-identifier stands for the first two arcs (X.690 8.19.4)."""
+    first = arcs[0]
+    return ((first // 40, first % 40) if first < 80 else (2, first - 80)) + arcs[1:]
+
+
+def _arcs(chunk: bytes) -> tuple[int, ...]:
     arcs: list[int] = []
     value = 0
-    for octet in data[start:stop]:
+    for octet in chunk:
         if value == 0 and octet == 0x80:
             raise Malformed("non-minimal sub-identifier")
         value = (value << 7) | (octet & 0x7F)
         if not octet & 0x80:
             arcs.append(value)
             value = 0
-    first = arcs[0]
-    head = (0, first) if first < 40 else (1, first - 40) if first < 80 else (2, first - 80)
-    return head + tuple(arcs[1:])
+    return tuple(arcs)
 
 
 def value_object(tag: int, data: bytes, start: int, stop: int):
-    """The pysnmp object of a varbind value."""
+    """The pysnmp object of a varbind value. Values are immutable, and short
+    ones mostly repeat (row statuses, types, lengths, addresses), so those
+    objects are shared."""
+    if stop - start <= SHARED_VALUE_SIZE:
+        return _shared_value(tag, data[start:stop])
+    return _value(tag, data[start:stop])
+
+
+SHARED_VALUE_SIZE = 16
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_value(tag: int, contents: bytes):
+    return _value(tag, contents)
+
+
+def _value(tag: int, contents: bytes):
     if tag == NULL or tag in EXCEPTIONS:
-        if stop != start:
+        if contents:
             raise Malformed("NULL with contents")
         return EXCEPTIONS.get(tag, rfc1905.unSpecified)
     kind = DECODE.get(tag)
@@ -125,17 +165,17 @@ def value_object(tag: int, data: bytes, start: int, stop: int):
         raise Malformed(f"value tag {tag:#x}")
     cls, form, bounds = kind
     if form == "int":
-        if not 0 < stop - start <= 9:
+        if not 0 < len(contents) <= 9:
             raise Malformed("integer length")
-        value = int.from_bytes(data[start:stop], "big", signed=True)
+        value = int.from_bytes(contents, "big", signed=True)
         if not bounds[0] <= value <= bounds[1]:
             raise Malformed("integer out of range")
         return cls(value)
     if form == "oid":
-        return cls(oid_value(data, start, stop))
-    if bounds is not None and not bounds[0] <= stop - start <= bounds[1]:
+        return cls(oid_value(contents, 0, len(contents)))
+    if bounds is not None and not bounds[0] <= len(contents) <= bounds[1]:
         raise Malformed("octet string size")
-    return cls(data[start:stop])
+    return cls(contents)
 
 
 def read_varbinds(data: bytes, pos: int, end: int) -> tuple[list[tuple[tuple[int, ...], Any]], int, int]:
@@ -173,36 +213,78 @@ def encode_integer(value: int, tag: int = INTEGER) -> bytes:
     return tlv(tag, int_contents(value))
 
 
+def _subidentifier(out: bytearray, arc: int) -> None:
+    if arc < 0x80:
+        out.append(arc)
+        return
+    chunk = [arc & 0x7F]
+    arc >>= 7
+    while arc:
+        chunk.append(0x80 | (arc & 0x7F))
+        arc >>= 7
+    out += bytes(reversed(chunk))
+
+
 def encode_oid(arcs: Sequence[int]) -> bytes:
     if len(arcs) < 2:
         raise ValueError(f"object identifier {arcs!r} needs two arcs")
+    if len(arcs) < 5:
+        return tlv(OID, _subidentifiers(tuple(arcs), True))
+    # a column's OID, cached, then the row index, which is what changes
+    return tlv(OID, _column(tuple(arcs[:-3])) + _subidentifiers(tuple(arcs[-3:]), False))
+
+
+@functools.lru_cache(maxsize=1024)
+def _column(arcs: tuple[int, ...]) -> bytes:
+    return _subidentifiers(arcs, True)
+
+
+def _subidentifiers(arcs: tuple[int, ...], first: bool) -> bytes:
     out = bytearray()
-    for arc in (arcs[0] * 40 + arcs[1], *arcs[2:]):
+    for arc in ((arcs[0] * 40 + arcs[1], *arcs[2:]) if first else arcs):
+        if arc < 0x80:
+            out.append(arc)
+            continue
         chunk = [arc & 0x7F]
         arc >>= 7
         while arc:
             chunk.append(0x80 | (arc & 0x7F))
             arc >>= 7
         out += bytes(reversed(chunk))
-    return tlv(OID, bytes(out))
+    return bytes(out)
 
 
 def encode_value(value) -> bytes:
     """A pysnmp value object as BER; pyasn1's encoder for any type not listed."""
+    kind = _KINDS.get(type(value))
+    if kind is None:
+        kind = _KINDS[type(value)] = _kind(value)
+    tag, form = kind
+    if form == "int":
+        return encode_integer(int(value), tag)
+    if form == "bytes":
+        return tlv(tag, value.asOctets())
+    if form == "null":
+        return bytes((tag, 0))
+    if form == "oid":
+        return encode_oid(tuple(value))
+    return pyasn1_encoder.encode(value)
+
+
+def _kind(value) -> tuple[int, str]:
+    """(tag, form) of a value's type, by its ASN.1 tag (a subtype shares its base's)."""
     tag_set = getattr(value, "tagSet", None)
     if tag_set is not None and len(tag_set) == 1:
         base = tag_set[0]
         tag = base.tagClass | base.tagFormat | base.tagId
-        if tag in (0x80, 0x81, 0x82, NULL):
-            return bytes((tag, 0))
+        if tag in EXCEPTIONS or tag == NULL:
+            return tag, "null"
         if tag in DECODE:
-            form = DECODE[tag][1]
-            if form == "int":
-                return encode_integer(int(value), tag)
-            if form == "oid":
-                return encode_oid(tuple(value))
-            return tlv(tag, value.asOctets())
-    return pyasn1_encoder.encode(value)
+            return tag, DECODE[tag][1]
+    return 0, "other"
+
+
+_KINDS: dict[type, tuple[int, str]] = {}
 
 
 def encode_varbinds(varbinds: Sequence[tuple[Sequence[int], Any]]) -> bytes:

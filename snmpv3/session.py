@@ -88,9 +88,10 @@ class Session:
 
     # -- requests --------------------------------------------------------------------
 
-    def request(self, kind: int, varbinds: Sequence[tuple[Sequence[int], Any]]
+    def request(self, kind: int, varbinds: Sequence[tuple[Sequence[int], Any]], answer: bool = True
                 ) -> tuple[int, int, list[tuple[tuple[int, ...], Any]]]:
-        """(error status, error index, varbinds) of the agent's Response."""
+        """(error status, error index, varbinds) of the agent's Response; its
+        varbinds left undecoded (empty) where the caller has no use for them."""
         body = ber.encode_varbinds(varbinds)
         for attempt in (1, 2):
             if self.keys is None:
@@ -106,7 +107,7 @@ class Session:
                     self.keys = None
                     continue
                 raise SessionError(REPORTS.get(report, "Report from the agent"))
-            pdu = usm.parse_scoped(scoped)
+            pdu = usm.parse_scoped(scoped, varbinds=answer)
             self._learn(message)
             if pdu.kind == usm.REPORT:
                 report = self._report(pdu)

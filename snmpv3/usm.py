@@ -166,7 +166,8 @@ class Pdu:
     raw_varbinds: bytes  # their encoding, as received
 
 
-def parse_scoped(scoped: bytes) -> Pdu:
+def parse_scoped(scoped: bytes, varbinds: bool = True) -> Pdu:
+    """The scoped PDU; with `varbinds=False` the varbind list is only framed, not decoded."""
     end = len(scoped)
     start, stop = ber.expect(scoped, 0, end, SEQUENCE)
     if stop != end:
@@ -179,10 +180,13 @@ def parse_scoped(scoped: bytes) -> Pdu:
     request_id, q = ber.read_integer(scoped, p_start, p_stop, INT32)
     status, q = ber.read_integer(scoped, q, p_stop, UNSIGNED31)
     index, q = ber.read_integer(scoped, q, p_stop, UNSIGNED31)
-    varbinds, v_start, v_stop = ber.read_varbinds(scoped, q, p_stop)
+    if varbinds:
+        decoded, v_start, v_stop = ber.read_varbinds(scoped, q, p_stop)
+    else:
+        decoded, (v_start, v_stop) = [], (q, ber.expect(scoped, q, p_stop, SEQUENCE)[1])
     if v_stop != p_stop:
         raise Malformed("data after the varbinds")
-    return Pdu(engine_id, name, kind, request_id, status, index, varbinds, scoped[v_start:v_stop])
+    return Pdu(engine_id, name, kind, request_id, status, index, decoded, scoped[v_start:v_stop])
 
 
 def scoped_pdu(context_engine_id: bytes, context_name: bytes, kind: int, request_id: int, status: int,
