@@ -1,11 +1,15 @@
 """Benchmark: provisioning over SNMP versus through the controller's API.
 
-N taps (default 1,000) provisioned one at a time on bmv2, in the same run:
+N taps (default 1,000) provisioned on bmv2, in the same run:
 - api: `controller.provision(mediation, [stream])` per tap;
-- snmp: a mediation device (mediation/snmp_client.py, pysnmp, SNMPv3
-  authPriv SHA-256/AES, in a process of its own) sends REFERENCE.md's three
-  createAndGo SETs per tap to the agent (mib_bridge), which drives the same
-  controller.
+- snmp: a mediation device (mediation/snmp_client.py over snmpv3's
+  session, SNMPv3 authPriv SHA-256/AES, in a process of its own) sends
+  REFERENCE.md's three createAndGo SETs per tap to the agent (mib_bridge),
+  which drives the same controller; one tap at a time;
+- snmp-window: the same with `--window` taps in flight (each tap's SETs in
+  order), as an MD provisions many warrants: the agent still serves one SET
+  at a time, but the round trips and the MD's own work (a separate machine
+  in deployment, sharing these 2 cores here) hide behind the agent's.
 Each sample starts from a fresh switch and an empty intent store; the
 paths alternate, the median of the samples is reported.
 
@@ -14,7 +18,8 @@ bmv2 is not installed).
 
 Goal (issue 4): snmp no more than 2x api.
 
-    .venv/bin/python -m bench.snmp_provisioning [--taps N] [--repeats R] [--switch bmv2|softswitch] [--record]
+    .venv/bin/python -m bench.snmp_provisioning [--taps N] [--repeats R] [--window W]
+                                                [--switch bmv2|softswitch] [--record]
 """
 
 from __future__ import annotations
@@ -69,21 +74,39 @@ def run_api(controller: Controller, n: int, timeout: datetime) -> float:
     return time.perf_counter() - started
 
 
-def _snmp_client(port: int, n: int, timeout: datetime, result) -> None:
-    """The mediation device, in a process of its own."""
-    from mediation.snmp_client import Filter, TapClient
+def _snmp_client(port: int, n: int, timeout: datetime, window: int, result) -> None:
+    """The mediation device, in a process of its own: one tap at a time
+    (window 1), or `window` taps in flight, each tap's SETs in order."""
+    try:
+        seconds = _provision_over_snmp(port, n, timeout, window)
+    except Exception as error:  # said to the parent, which would otherwise wait for ever
+        result.put(error)
+        return
+    result.put(seconds)
+
+
+def _provision_over_snmp(port: int, n: int, timeout: datetime, window: int) -> tuple[float, float]:
+    from mediation.snmp_client import Filter, Provisioning, TapClient
+
+    def filters(subject, dst_port) -> list[Filter]:
+        return [Filter(src=f"{subject}/32", protocol=17, dst_ports=(dst_port, dst_port))]
 
     with TapClient("127.0.0.1", port, "md", AUTH_KEY, PRIV_KEY, timeout=10, retries=0) as client:
         client.get((1, 3, 6, 1, 2, 1, 1, 5, 0))  # USM discovery, outside the timing
-        started = time.perf_counter()
-        for i in range(n):
-            content_id, subject, dst_port = tap(i)
-            client.provision(content_id, MD, MD_PORT, timeout,
-                             [Filter(src=f"{subject}/32", protocol=17, dst_ports=(dst_port, dst_port))])
-        result.put(time.perf_counter() - started)
+        started, cpu = time.perf_counter(), time.process_time()
+        if window == 1:
+            for i in range(n):
+                content_id, subject, dst_port = tap(i)
+                client.provision(content_id, MD, MD_PORT, timeout, filters(subject, dst_port))
+        else:
+            taps = [Provisioning(c, MD, MD_PORT, timeout, tuple(filters(s, d))) for c, s, d in map(tap, range(n))]
+            failed = {c: str(e) for c, e in client.provision_many(taps, window).items() if e is not None}
+            if failed:
+                raise RuntimeError(f"{len(failed)} taps refused, e.g. {next(iter(failed.items()))}")
+        return time.perf_counter() - started, time.process_time() - cpu
 
 
-def run_snmp(controller: Controller, n: int, timeout: datetime, workdir: Path) -> float:
+def run_snmp(controller: Controller, n: int, timeout: datetime, workdir: Path, window: int) -> float:
     from mib_bridge.agent import Agent
     from mib_bridge.config import load, one_user_toml
 
@@ -95,16 +118,20 @@ def run_snmp(controller: Controller, n: int, timeout: datetime, workdir: Path) -
     try:
         context = multiprocessing.get_context("spawn")
         result = context.Queue()
-        client = context.Process(target=_snmp_client, args=(agent.addresses[0].port, n, timeout, result))
+        client = context.Process(target=_snmp_client, args=(agent.addresses[0].port, n, timeout, window, result))
         client.start()
-        seconds = result.get(timeout=3600)
+        answer = result.get(timeout=3600)
         client.join()
+        if isinstance(answer, Exception):
+            raise RuntimeError(f"the mediation device failed: {answer}")
+        seconds, client_cpu = answer
+        print(f"   (the MD's CPU: {client_cpu:.2f} s, {client_cpu / (3 * n) * 1000:.2f} ms per SET)", flush=True)
     finally:
         agent.stop()
     return seconds
 
 
-def sample(mode: str, n: int, workdir: Path, switch: str) -> float:
+def sample(mode: str, n: int, workdir: Path, switch: str, window: int = 1) -> float:
     workdir.mkdir(parents=True)
     bmv2 = Bmv2Switch(ports={}, log_file=workdir / f"{switch}.log", target=switch)
     bmv2.start()
@@ -113,7 +140,8 @@ def sample(mode: str, n: int, workdir: Path, switch: str) -> float:
     try:
         controller.start()
         timeout = datetime.now(timezone.utc) + timedelta(hours=2)
-        seconds = run_api(controller, n, timeout) if mode == "api" else run_snmp(controller, n, timeout, workdir)
+        seconds = run_api(controller, n, timeout) if mode == "api" else \
+            run_snmp(controller, n, timeout, workdir, window)
         installed = len(controller.intercepts())
         if installed != n:
             raise RuntimeError(f"{mode}: {installed} of {n} taps installed")
@@ -127,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--taps", type=int, default=1000, help="taps provisioned per sample (default 1000)")
     parser.add_argument("--repeats", type=int, default=3, help="samples per mode; the median is reported")
+    parser.add_argument("--window", type=int, default=8,
+                        help="taps the MD keeps in flight in the second SNMP mode (default 8)")
     parser.add_argument("--switch", choices=["bmv2", "softswitch"], default="bmv2",
                         help="the switch target: bmv2 (default) or p4tap's softswitch")
     parser.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
@@ -137,25 +167,29 @@ def main(argv: list[str] | None = None) -> int:
     if not P4TAP.exists():
         print("compiled pipeline missing in build/: run `make p4`", file=sys.stderr)
         return 2
-    times: dict[str, list[float]] = {"api": [], "snmp": []}
+    modes = {"api": ("controller API (`provision` per tap)", 1),
+             "snmp": ("SNMPv3 authPriv, 3 createAndGo SETs per tap, one tap at a time", 1),
+             "snmp-window": (f"SNMPv3 authPriv, 3 createAndGo SETs per tap, {args.window} taps in flight",
+                             args.window)}
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
-            for mode in ("api", "snmp"):
-                seconds = sample(mode, args.taps, Path(tmp) / f"{mode}-{r}", args.switch)
+            for mode, (_, window) in modes.items():
+                seconds = sample(mode, args.taps, Path(tmp) / f"{mode}-{r}", args.switch, window)
                 times[mode].append(seconds)
                 print(f"   {mode} sample {r + 1}/{args.repeats}: {args.taps} taps in {seconds:.1f} s "
                       f"({args.taps / seconds:.1f} taps/s)", flush=True)
-    api, snmp = statistics.median(times["api"]), statistics.median(times["snmp"])
-    ratio = snmp / api
+    median = {mode: statistics.median(t) for mode, t in times.items()}
+    rows = [f"| {label} | {median[mode]:.1f} s | {args.taps / median[mode]:.1f} | "
+            f"{', '.join(f'{t:.1f}' for t in times[mode])} | {median[mode] / median['api']:.2f}x |"
+            for mode, (label, _) in modes.items()]
     table = "\n".join([
-        "| path | median for {:,} taps | taps/s | samples (s) |".format(args.taps),
-        "|---|---:|---:|---|",
-        f"| controller API (`provision` per tap) | {api:.1f} s | {args.taps / api:.1f} | "
-        f"{', '.join(f'{t:.1f}' for t in times['api'])} |",
-        f"| SNMPv3 authPriv, 3 createAndGo SETs per tap | {snmp:.1f} s | {args.taps / snmp:.1f} | "
-        f"{', '.join(f'{t:.1f}' for t in times['snmp'])} |",
+        "| path | median for {:,} taps | taps/s | samples (s) | vs API |".format(args.taps),
+        "|---|---:|---:|---|---:|",
+        *rows,
         "",
-        f"SNMP / API: **{ratio:.2f}x** (goal: no more than 2x).",
+        f"SNMP / API: **{median['snmp'] / median['api']:.2f}x** one tap at a time, "
+        f"**{median['snmp-window'] / median['api']:.2f}x** with {args.window} taps in flight (goal: no more than 2x).",
     ])
     print(table)
     if args.record:
@@ -163,10 +197,12 @@ def main(argv: list[str] | None = None) -> int:
             f"snmp_provisioning: {args.taps:,} taps over SNMP vs the controller API, "
             f"on {args.switch}",
             f".venv/bin/python -m bench.snmp_provisioning --taps {args.taps} --repeats {args.repeats} "
-            f"--switch {args.switch} --record",
-            f"each sample on a fresh {args.switch} and empty intent "
-            "store, taps provisioned one at a time; SNMP client (pysnmp) in its own process, USM discovery before "
-            f"the clock starts; median of {args.repeats} samples per path, alternating.",
+            f"--window {args.window} --switch {args.switch} --record",
+            f"each sample on a fresh {args.switch} and empty intent store; the API path provisions one tap at a "
+            "time; the mediation device (mediation/snmp_client.py, snmpv3's session) runs in its own process on "
+            "the same 2 cores, USM discovery before the clock starts, and sends each tap's three SETs in order, "
+            f"one tap at a time or {args.window} taps in flight; median of {args.repeats} samples per path, "
+            "alternating.",
             table,
         )
     return 0

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -229,6 +229,18 @@ def stream_varbinds(content_id: int, index: int, enable: bool = True) -> list[tu
             (STREAM + (6,) + i, rfc1902.Integer32(CREATE_AND_GO))]
 
 
+@dataclass(frozen=True)
+class Provisioning:
+    """One intercept for `TapClient.provision_many`: `provision`'s arguments."""
+
+    content_id: int
+    md_address: Any
+    md_port: int
+    timeout: datetime
+    filters: tuple[Filter, ...]
+    dscp: int = 34
+
+
 class TapClient:
     def __init__(self, host: str, port: int, user: str, auth_key: str, priv_key: str | None = None,
                  auth_protocol: str = "SHA-256", priv_protocol: str = "AES", timeout: float = 2.0,
@@ -352,6 +364,50 @@ class TapClient:
             say(f"citapStreamEntry.{content_id}.{index} createAndGo: {describe(f)}")
             self.set(stream_varbinds(content_id, index), answer=False)
             say(f"cTap2StreamEntry.{content_id}.{index} createAndGo: intercept enabled")
+
+    def provision_many(self, intercepts: Sequence[Provisioning], window: int = 8,
+                       progress: Callable[[str], None] | None = None) -> dict[int, TapClientError | None]:
+        """Several intercepts, each in `provision`'s order, up to `window` of
+        them in flight at once: what an MD does with many warrants (after an
+        IAP restart, say), since the IAP answers one SET at a time and the
+        round trips and this side's work then hide behind its. Per content
+        ID: None, or the error that stopped it (nothing is undone here; the
+        keeper's audit tears down what a refusal left half made)."""
+        say = progress or (lambda _: None)
+        if self.session is None or window <= 1:
+            out: dict[int, TapClientError | None] = {}
+            for p in intercepts:
+                try:
+                    self.provision(p.content_id, p.md_address, p.md_port, p.timeout, list(p.filters), p.dscp)
+                    out[p.content_id] = None
+                    say(f"intercept {p.content_id}: provisioned")
+                except TapClientError as error:
+                    out[p.content_id] = error
+            return out
+        sequences = []
+        for p in intercepts:
+            steps = [(usm.SET, mediation_varbinds(p.content_id, ipaddress.ip_address(p.md_address), p.md_port,
+                                                  p.timeout, p.dscp))]
+            for index, f in enumerate(p.filters, start=1):
+                steps += [(usm.SET, filter_varbinds(p.content_id, index, f)),
+                          (usm.SET, stream_varbinds(p.content_id, index))]
+            sequences.append(steps)
+        try:
+            results = self.session.pipeline(sequences, window)
+        except SessionError as error:
+            raise TapClientError(str(error)) from None
+        out = {}
+        for p, result in zip(intercepts, results):
+            if isinstance(result, SessionError):
+                out[p.content_id] = TapClientError(str(result))
+            elif result is not None:
+                step, status, index = result
+                name = ERROR_NAMES[status] if status < len(ERROR_NAMES) else str(status)
+                out[p.content_id] = TapClientError(f"{name} at varbind {index} of SET {step + 1}", name, index)
+            else:
+                out[p.content_id] = None
+                say(f"intercept {p.content_id}: provisioned")
+        return out
 
     def remove(self, content_id: int, streams: int | list[int], filters: list[int] | None = None,
                mediation: bool = True) -> None:

@@ -18,6 +18,7 @@ import os
 import socket
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from snmpv3 import ber, usm
@@ -41,6 +42,21 @@ class SessionError(Exception):
 
 class Unsupported(SessionError):
     """Protocols this session does not speak (only HMAC-SHA-2 with AES)."""
+
+
+@dataclass
+class _Flight:
+    """A sequence of requests in `Session.pipeline`, and its request on the wire."""
+
+    sequence: int
+    step: int = 0
+    sent_step: int = -1
+    msg_id: int = 0
+    request_id: int = 0
+    whole: bytes = b""
+    deadline: float = 0.0
+    tries: int = 0
+    relearned: bool = False
 
 
 class Session:
@@ -118,6 +134,102 @@ class Session:
                 raise SessionError("an answer to another request")
             return pdu.error_status, pdu.error_index, pdu.varbinds
         raise SessionError("the agent kept refusing the request's timing")  # not reached: the loop raises
+
+    def pipeline(self, sequences: Sequence[Sequence[tuple[int, Sequence[tuple[Sequence[int], Any]]]]],
+                 window: int) -> list[SessionError | tuple[int, int, int] | None]:
+        """Run each sequence's requests in order, up to `window` sequences at
+        once (the agent answers one request at a time either way; this hides
+        the round trips and our own work behind its). Per sequence: None when
+        every request succeeded, (position, error status, error index) of the
+        first the agent refused, or the SessionError that ended it. A refused
+        request ends its sequence; the others go on."""
+        if self.keys is None:
+            self.discover()
+        results: list[SessionError | tuple[int, int, int] | None] = [None] * len(sequences)
+        flying: dict[int, _Flight] = {}  # by msgID
+        waiting = iter(range(len(sequences)))
+
+        def send(flight: _Flight) -> None:
+            kind, varbinds = sequences[flight.sequence][flight.step]
+            flight.msg_id, flight.request_id = self._id(), self._id()
+            scoped = usm.scoped_pdu(self.engine_id, b"", kind, flight.request_id, 0, 0, ber.encode_varbinds(varbinds))
+            flight.whole = usm.seal(self.keys, flight.msg_id, MAX_SIZE, usm.AUTH_PRIV | usm.REPORTABLE,
+                                    self.engine_id, self.boots, self.engine_time(), scoped)
+            flight.tries, flight.relearned = self.retries, flight.relearned if flight.step == flight.sent_step else False
+            flight.sent_step = flight.step
+            flying[flight.msg_id] = flight
+            self.sock.send(flight.whole)
+            flight.deadline = time.monotonic() + self.timeout
+
+        def end(flight: _Flight, result) -> None:
+            results[flight.sequence] = result
+            fill()
+
+        def fill() -> None:
+            while len(flying) < window:
+                sequence = next(waiting, None)
+                if sequence is None:
+                    return
+                if sequences[sequence]:
+                    send(_Flight(sequence))
+
+        fill()
+        while flying:
+            now = time.monotonic()
+            for msg_id, flight in list(flying.items()):
+                if flight.deadline > now:
+                    continue
+                if flight.tries > 0:  # resent as it was, as pysnmp's retries do
+                    flight.tries -= 1
+                    self.sock.send(flight.whole)
+                    flight.deadline = now + self.timeout
+                else:
+                    del flying[msg_id]
+                    end(flight, SessionError("No SNMP response received before timeout"))
+            if not flying:
+                break
+            self.sock.settimeout(max(0.0, min(f.deadline for f in flying.values()) - time.monotonic()))
+            try:
+                data = self.sock.recv(65535)
+            except (socket.timeout, ConnectionRefusedError):
+                continue
+            try:
+                message = usm.parse(data)
+                flight = flying.get(message.msg_id)
+                if flight is None:
+                    continue
+                if message.flags & usm.AUTH_PRIV == usm.AUTH_PRIV:
+                    if message.engine_id != self.engine_id:
+                        continue
+                    pdu = usm.parse_scoped(usm.open_scoped(message, self.keys), varbinds=False)
+                elif message.flags & usm.AUTH_PRIV:
+                    continue
+                else:  # an unauthenticated Report: it ends this sequence
+                    del flying[message.msg_id]
+                    end(flight, SessionError(REPORTS.get(self._report(usm.parse_scoped(message.data)),
+                                                         "Report from the agent")))
+                    continue
+            except (ber.Malformed, usm.Rejected):
+                continue
+            self._learn(message)
+            del flying[message.msg_id]
+            if pdu.kind == usm.REPORT:
+                if self._report(usm.parse_scoped(usm.open_scoped(message, self.keys))) == NOT_IN_TIME_WINDOW \
+                        and not flight.relearned:
+                    flight.relearned = True
+                    send(flight)  # the same step again, in the agent's time
+                else:
+                    end(flight, SessionError("Report from the agent"))
+            elif pdu.kind != usm.RESPONSE or pdu.request_id != flight.request_id:
+                end(flight, SessionError("an answer to another request"))
+            elif pdu.error_status:
+                end(flight, (flight.step, pdu.error_status, pdu.error_index))
+            elif flight.step + 1 < len(sequences[flight.sequence]):
+                flight.step += 1
+                send(flight)
+            else:
+                end(flight, None)
+        return results
 
     @staticmethod
     def _report(pdu: usm.Pdu) -> int:
