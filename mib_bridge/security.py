@@ -49,6 +49,8 @@ USM = 3  # securityModel
 LEVEL_NAMES = {1: "noAuthNoPriv", 2: "authNoPriv", 3: "authPriv"}
 VACM = 3  # access control model id in pysnmp
 _DISCOVERY = (errind.UnknownEngineID, errind.NotInTimeWindow)  # normal USM discovery, not an attack
+MAX_DECISIONS = 4096
+_UNDECIDED = object()
 _PRINTABLE = set(string.ascii_letters + string.digits + "-_.@:+")
 
 
@@ -103,16 +105,26 @@ class Access:
         self.engine = engine
         self.cfg = cfg
         self.vacm = engine.access_control_model[VACM]
-        # Views are subtrees without masks, so VACM's answer for an OID depends
-        # only on which configured subtrees hold it: decisions are kept per
-        # (user, level, kind, those subtrees). Asking pysnmp per varbind was a
-        # tenth of a SET's time.
+        # Views are subtrees without masks, so the answer for an OID depends
+        # only on who asks, the kind of access, whether the OID is in the
+        # TAP-MIBs and which configured subtrees hold it: decisions are kept
+        # per those. Asking pysnmp's VACM per varbind was a tenth of a SET.
         self._subtrees = sorted({tuple(t) for v in cfg.views for t in (*v.include, *v.exclude)})
         self._decided: dict[tuple, str | None] = {}
 
     def check(self, who: Requester, view_type: str, oid: OID) -> str | None:
         """None if `who` may `view_type` ('read', 'write', 'notify') `oid`; else
         the RFC 3416 error status that says no (noAccess, authorizationError)."""
+        key = (who.security_model, who.context, who.name, who.level, view_type, oids.is_tap(oid),
+               tuple(i for i, t in enumerate(self._subtrees) if oid[:len(t)] == t))
+        decided = self._decided.get(key, _UNDECIDED)
+        if decided is _UNDECIDED:
+            if len(self._decided) > MAX_DECISIONS:
+                self._decided.clear()
+            decided = self._decided[key] = self._decide(who, view_type, oid)
+        return decided
+
+    def _decide(self, who: Requester, view_type: str, oid: OID) -> str | None:
         if who.security_model != USM or who.context != b"":
             return "noAccess"
         group = self.cfg.group_of(who.name)
@@ -122,10 +134,7 @@ class Access:
             return "noAccess"
         if oids.is_tap(oid) and not group.lawful_intercept:
             return "noAccess"
-        key = (who.name, who.level, view_type, tuple(i for i, t in enumerate(self._subtrees) if oid[:len(t)] == t))
-        if key not in self._decided:
-            self._decided[key] = self._vacm(who, view_type, oid)
-        return self._decided[key]
+        return self._vacm(who, view_type, oid)
 
     def _vacm(self, who: Requester, view_type: str, oid: OID) -> str | None:
         try:
