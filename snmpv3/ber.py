@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pyasn1.codec.ber import encoder as pyasn1_encoder
+from pyasn1.type import univ
 from pysnmp.proto import rfc1902, rfc1905
 
 SEQUENCE, INTEGER, OCTET_STRING, NULL, OID = 0x30, 0x02, 0x04, 0x05, 0x06
@@ -33,10 +34,10 @@ UINT32 = (0, 2**32 - 1)
 DECODE: dict[int, tuple[Any, str, tuple[int, int] | None]] = {
     INTEGER: (rfc1902.Integer, "int", INT32),
     OCTET_STRING: (rfc1902.OctetString, "bytes", (0, 65535)),
-    OID: (rfc1902.ObjectIdentifier, "oid", None),
+    OID: (univ.ObjectIdentifier, "oid", None),
     0x40: (rfc1902.IpAddress, "bytes", (4, 4)),
     0x41: (rfc1902.Counter32, "int", UINT32),
-    0x42: (rfc1902.Unsigned32, "int", UINT32),
+    0x42: (rfc1902.Gauge32, "int", UINT32),
     0x43: (rfc1902.TimeTicks, "int", UINT32),
     0x44: (rfc1902.Opaque, "bytes", None),
     0x46: (rfc1902.Counter64, "int", (0, 2**64 - 1)),
@@ -255,10 +256,15 @@ def _subidentifiers(arcs: tuple[int, ...], first: bool) -> bytes:
 
 
 def encode_value(value) -> bytes:
-    """A pysnmp value object as BER; pyasn1's encoder for any type not listed."""
-    kind = _KINDS.get(type(value))
+    """A pysnmp value object as BER; pyasn1's encoder for any other shape.
+    A tag belongs to the instance in pyasn1 (`subtype(implicitTag=...)`), so
+    the form is looked up by the value's class and its own tags."""
+    key = (type(value), getattr(value, "tagSet", None))
+    kind = _KINDS.get(key)
     if kind is None:
-        kind = _KINDS[type(value)] = _kind(value)
+        if len(_KINDS) > 256:
+            _KINDS.clear()
+        kind = _KINDS[key] = _kind(value)
     tag, form = kind
     if form == "int":
         return encode_integer(int(value), tag)
@@ -271,20 +277,24 @@ def encode_value(value) -> bytes:
     return pyasn1_encoder.encode(value)
 
 
+FORMS = {"int": univ.Integer, "bytes": univ.OctetString, "oid": univ.ObjectIdentifier}
+
+
 def _kind(value) -> tuple[int, str]:
-    """(tag, form) of a value's type, by its ASN.1 tag (a subtype shares its base's)."""
+    """(tag, form) for a value whose only tag is one SNMP defines on the base
+    type it has; (0, "other") for anything else."""
     tag_set = getattr(value, "tagSet", None)
     if tag_set is not None and len(tag_set) == 1:
         base = tag_set[0]
         tag = base.tagClass | base.tagFormat | base.tagId
-        if tag in EXCEPTIONS or tag == NULL:
+        if (tag in EXCEPTIONS or tag == NULL) and isinstance(value, univ.Null):
             return tag, "null"
-        if tag in DECODE:
+        if tag in DECODE and isinstance(value, FORMS[DECODE[tag][1]]):
             return tag, DECODE[tag][1]
     return 0, "other"
 
 
-_KINDS: dict[type, tuple[int, str]] = {}
+_KINDS: dict[tuple, tuple[int, str]] = {}
 
 
 def encode_varbinds(varbinds: Sequence[tuple[Sequence[int], Any]]) -> bytes:

@@ -4,12 +4,14 @@ SETs and GETs (mediation/snmp_client.py).
 
 It discovers the agent's engine ID, boots and time (RFC 3414 4: an
 unauthenticated request, answered with a Report), keeps the agent's clock
-from then on, and after an authenticated notInTimeWindow Report (the agent
-restarted) or an unknownEngineID Report (a new engine) learns again and
-sends the request once more: a Report means the request was not carried
-out. Every response must carry the agent's digest, decipher with the
-user's key and answer the request's own ids; anything else is ignored
-until the timeout, as pysnmp does.
+from then on, and after a signed notInTimeWindow Report (the agent
+restarted with its engine ID and a new boot count, or our clock is off) or
+an unauthenticated Report (unknownEngineID, or unknownUserName for keys
+localized to an engine that is gone) learns again and sends the request
+once more: a Report means the request was not carried out. A Response must
+carry the agent's digest, decipher with the user's key and answer the
+request's own ids; anything else is ignored until the timeout, as pysnmp
+does.
 """
 
 from __future__ import annotations
@@ -82,7 +84,9 @@ class Session:
     def discover(self) -> None:
         msg_id = self._id()
         scoped = usm.scoped_pdu(b"", b"", usm.GET, self._id(), 0, 0, ber.encode_varbinds([]))
-        message, _ = self._exchange(usm.plain(msg_id, MAX_SIZE, usm.REPORTABLE, scoped), msg_id, authenticated=False)
+        message, pdu, _ = self._exchange(usm.plain(msg_id, MAX_SIZE, usm.REPORTABLE, scoped), msg_id, None)
+        if pdu.kind != usm.REPORT or not message.engine_id:
+            raise SessionError("the agent did not say its engine ID")
         keys = usm.Keys.derive(self.user, self.protocols[0], self.protocols[1], self.protocols[2],
                                self.protocols[3], message.engine_id)
         if keys is None:
@@ -107,7 +111,11 @@ class Session:
     def request(self, kind: int, varbinds: Sequence[tuple[Sequence[int], Any]], answer: bool = True
                 ) -> tuple[int, int, list[tuple[tuple[int, ...], Any]]]:
         """(error status, error index, varbinds) of the agent's Response; its
-        varbinds left undecoded (empty) where the caller has no use for them."""
+        varbinds left undecoded (empty) where the caller has no use for them.
+        A Report means the request was not carried out: after an
+        unauthenticated one (a new engine, or keys localized to the old one)
+        the engine is discovered again, after a signed notInTimeWindow one
+        the clock is set again, and the request is sent once more."""
         body = ber.encode_varbinds(varbinds)
         for attempt in (1, 2):
             if self.keys is None:
@@ -116,24 +124,16 @@ class Session:
             scoped = usm.scoped_pdu(self.engine_id, b"", kind, request_id, 0, 0, body)
             whole = usm.seal(self.keys, msg_id, MAX_SIZE, usm.AUTH_PRIV | usm.REPORTABLE, self.engine_id, self.boots,
                              self.engine_time(), scoped)
-            message, scoped = self._exchange(whole, msg_id, authenticated=True)
-            if scoped is None:  # an unauthenticated Report
-                report = self._report(usm.parse_scoped(message.data))
-                if report == UNKNOWN_ENGINE_ID and attempt == 1:
-                    self.keys = None
-                    continue
-                raise SessionError(REPORTS.get(report, "Report from the agent"))
-            pdu = usm.parse_scoped(scoped, varbinds=answer)
-            self._learn(message)
+            message, pdu, signed = self._exchange(whole, msg_id, request_id, answer)
             if pdu.kind == usm.REPORT:
                 report = self._report(pdu)
-                if report == NOT_IN_TIME_WINDOW and attempt == 1:
+                if attempt == 1 and (not signed or report == NOT_IN_TIME_WINDOW):
+                    if not signed:
+                        self.keys = None
                     continue
                 raise SessionError(REPORTS.get(report, "Report from the agent"))
-            if pdu.kind != usm.RESPONSE or pdu.request_id != request_id:
-                raise SessionError("an answer to another request")
             return pdu.error_status, pdu.error_index, pdu.varbinds
-        raise SessionError("the agent kept refusing the request's timing")  # not reached: the loop raises
+        raise AssertionError("not reached: the second attempt returns or raises")
 
     def pipeline(self, sequences: Sequence[Sequence[tuple[int, Sequence[tuple[Sequence[int], Any]]]]],
                  window: int) -> list[SessionError | tuple[int, int, int] | None]:
@@ -188,40 +188,23 @@ class Session:
                     end(flight, SessionError("No SNMP response received before timeout"))
             if not flying:
                 break
-            self.sock.settimeout(max(0.0, min(f.deadline for f in flying.values()) - time.monotonic()))
+            self.sock.settimeout(max(0.001, min(f.deadline for f in flying.values()) - time.monotonic()))
             try:
                 data = self.sock.recv(65535)
             except (socket.timeout, ConnectionRefusedError):
                 continue
-            try:
-                message = usm.parse(data)
-                flight = flying.get(message.msg_id)
-                if flight is None:
-                    continue
-                if message.flags & usm.AUTH_PRIV == usm.AUTH_PRIV:
-                    if message.engine_id != self.engine_id:
-                        continue
-                    pdu = usm.parse_scoped(usm.open_scoped(message, self.keys), varbinds=False)
-                elif message.flags & usm.AUTH_PRIV:
-                    continue
-                else:  # an unauthenticated Report: it ends this sequence
-                    del flying[message.msg_id]
-                    end(flight, SessionError(REPORTS.get(self._report(usm.parse_scoped(message.data)),
-                                                         "Report from the agent")))
-                    continue
-            except (ber.Malformed, usm.Rejected):
+            got = self._answer(data, {m: f.request_id for m, f in flying.items()}, varbinds=False)
+            if got is None:
                 continue
-            self._learn(message)
-            del flying[message.msg_id]
+            message, pdu, signed = got
+            flight = flying.pop(message.msg_id)
             if pdu.kind == usm.REPORT:
-                if self._report(usm.parse_scoped(usm.open_scoped(message, self.keys))) == NOT_IN_TIME_WINDOW \
-                        and not flight.relearned:
+                report = self._report(pdu)
+                if signed and report == NOT_IN_TIME_WINDOW and not flight.relearned:
                     flight.relearned = True
                     send(flight)  # the same step again, in the agent's time
                 else:
-                    end(flight, SessionError("Report from the agent"))
-            elif pdu.kind != usm.RESPONSE or pdu.request_id != flight.request_id:
-                end(flight, SessionError("an answer to another request"))
+                    end(flight, SessionError(REPORTS.get(report, "Report from the agent")))
             elif pdu.error_status:
                 end(flight, (flight.step, pdu.error_status, pdu.error_index))
             elif flight.step + 1 < len(sequences[flight.sequence]):
@@ -238,9 +221,54 @@ class Session:
                 return oid[len(USM_STATS)]
         return 0
 
-    def _exchange(self, whole: bytes, msg_id: int, authenticated: bool) -> tuple[usm.Message, bytes | None]:
-        """Send, and wait for the message answering msg_id; resend up to
-        `retries` times. With it, its scoped PDU deciphered if it is authPriv."""
+    def _answer(self, data: bytes, wanted: dict[int, int | None], varbinds: bool = True
+                ) -> tuple[usm.Message, usm.Pdu, bool] | None:
+        """(message, PDU, signed) if `data` is the agent's answer to one of the
+        requests `wanted` (msgID -> request-id): its Response (authPriv, our
+        keys, that request-id) or a Report (signed with our keys, or
+        unauthenticated as discovery and USM errors are); None for anything
+        else, which is then ignored as pysnmp does."""
+        try:
+            message = usm.parse(data)
+            if message.msg_id not in wanted:
+                return None
+            request_id = wanted[message.msg_id]
+            security = message.flags & usm.AUTH_PRIV
+            if security & usm.AUTH:
+                if self.keys is None or message.engine_id != self.engine_id:
+                    return None
+                if security == usm.AUTH_PRIV:
+                    scoped = usm.open_scoped(message, self.keys)
+                    pdu = usm.parse_scoped(scoped, varbinds)
+                    if pdu.kind == usm.REPORT and not varbinds:  # which report it is is in its varbinds
+                        pdu = usm.parse_scoped(scoped)
+                else:  # authNoPriv: how USM sends its notInTimeWindow Report (RFC 3414 3.2.7a)
+                    usm.authenticate(message, self.keys)
+                    pdu = usm.parse_scoped(message.data)
+                    if pdu.kind != usm.REPORT:
+                        return None
+                signed = True
+            elif security:
+                return None
+            else:
+                pdu, signed = usm.parse_scoped(message.data), False
+                if pdu.kind != usm.REPORT:
+                    return None
+        except (ber.Malformed, usm.Rejected):
+            return None
+        if pdu.kind == usm.REPORT:
+            if signed:
+                self._learn(message)
+            return message, pdu, signed
+        if pdu.kind != usm.RESPONSE or request_id is None or pdu.request_id != request_id:
+            return None
+        self._learn(message)
+        return message, pdu, signed
+
+    def _exchange(self, whole: bytes, msg_id: int, request_id: int | None, varbinds: bool = True
+                  ) -> tuple[usm.Message, usm.Pdu, bool]:
+        """Send, and wait for the agent's answer to msg_id (`_answer`);
+        resend up to `retries` times."""
         for _ in range(self.retries + 1):
             self.sock.send(whole)
             deadline = time.monotonic() + self.timeout
@@ -250,17 +278,7 @@ class Session:
                     data = self.sock.recv(65535)
                 except (socket.timeout, ConnectionRefusedError):
                     continue
-                try:
-                    message = usm.parse(data)
-                    if message.msg_id != msg_id:
-                        continue
-                    if authenticated and message.flags & usm.AUTH_PRIV == usm.AUTH_PRIV:
-                        if message.engine_id != self.engine_id:
-                            continue
-                        return message, usm.open_scoped(message, self.keys)  # the digest: or not the agent's
-                    if message.flags & usm.AUTH_PRIV:
-                        continue  # authenticated but not authPriv: not an answer we asked for
-                    return message, None
-                except (ber.Malformed, usm.Rejected):
-                    continue
+                got = self._answer(data, {msg_id: request_id}, varbinds)
+                if got is not None:
+                    return got
         raise SessionError("No SNMP response received before timeout")

@@ -33,7 +33,7 @@ from snmpv3 import ber
 from snmpv3.ber import INT32, OCTET_STRING, SEQUENCE, Malformed
 
 USM = 3
-AUTH_PRIV, REPORTABLE = 0x03, 0x04
+AUTH, AUTH_PRIV, REPORTABLE = 0x01, 0x03, 0x04
 MAX_SIZE = (484, 2**31 - 1)
 UNSIGNED31 = (0, 2**31 - 1)
 TIME_WINDOW = 150  # seconds, RFC 3414 3.2.7
@@ -142,14 +142,21 @@ def parse(whole: bytes) -> Message:
                    priv_params, s_stop - s_start, whole[d_start:d_stop] if tag == OCTET_STRING else whole[s_stop:stop], whole)
 
 
-def open_scoped(message: Message, keys: Keys) -> bytes:
-    """The scoped PDU of an authPriv message, after its digest verified."""
-    if message.flags & 0x03 != AUTH_PRIV or len(message.auth_params) != keys.digest_length \
-            or len(message.priv_params) != 8:
-        raise Rejected("not authPriv with these keys")
+def authenticate(message: Message, keys: Keys) -> None:
+    """Raise Rejected unless the message carries these keys' digest, at the
+    exact place of msgAuthenticationParameters."""
+    if not message.flags & AUTH or len(message.auth_params) != keys.digest_length:
+        raise Rejected("not authenticated with these keys")
     whole, at, n = message.whole, message.auth_offset, keys.digest_length
     if not hmac.compare_digest(keys.mac(whole[:at] + bytes(n) + whole[at + n:]), message.auth_params):
         raise Rejected("wrong digest")
+
+
+def open_scoped(message: Message, keys: Keys) -> bytes:
+    """The scoped PDU of an authPriv message, after its digest verified."""
+    if message.flags & AUTH_PRIV != AUTH_PRIV or len(message.priv_params) != 8:
+        raise Rejected("not authPriv")
+    authenticate(message, keys)
     decryptor = keys.cipher(message.boots, message.time, message.priv_params).decryptor()
     return decryptor.update(message.data) + decryptor.finalize()
 
