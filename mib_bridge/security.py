@@ -106,17 +106,17 @@ class Access:
         self.cfg = cfg
         self.vacm = engine.access_control_model[VACM]
         # Views are subtrees without masks, so the answer for an OID depends
-        # only on who asks, the kind of access, whether the OID is in the
-        # TAP-MIBs and which configured subtrees hold it: decisions are kept
-        # per those. Asking pysnmp's VACM per varbind was a tenth of a SET.
-        self._subtrees = sorted({tuple(t) for v in cfg.views for t in (*v.include, *v.exclude)})
+        # only on who asks, the kind of access, and which configured subtrees
+        # and TAP-MIB roots hold it, i.e. on the OID's first `_depth` arcs:
+        # decisions are kept per those. Asking pysnmp's VACM per varbind was
+        # a tenth of a SET.
+        self._depth = max(len(t) for t in (*oids.TAP_ROOTS, *(t for v in cfg.views for t in (*v.include, *v.exclude))))
         self._decided: dict[tuple, str | None] = {}
 
     def check(self, who: Requester, view_type: str, oid: OID) -> str | None:
         """None if `who` may `view_type` ('read', 'write', 'notify') `oid`; else
         the RFC 3416 error status that says no (noAccess, authorizationError)."""
-        key = (who.security_model, who.context, who.name, who.level, view_type, oids.is_tap(oid),
-               tuple(i for i, t in enumerate(self._subtrees) if oid[:len(t)] == t))
+        key = (who.security_model, who.context, who.name, who.level, view_type, oid[:self._depth])
         decided = self._decided.get(key, _UNDECIDED)
         if decided is _UNDECIDED:
             if len(self._decided) > MAX_DECISIONS:
