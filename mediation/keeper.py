@@ -29,10 +29,11 @@ from datetime import datetime, timedelta, timezone
 
 from mediation.config import IapSettings, InterceptSpec
 from mediation.informs import Notification
-from mediation.snmp_client import ACTIVE, Filter, IapIntercept, TapClient, TapClientError
+from mediation.snmp_client import ACTIVE, Filter, IapIntercept, Provisioning, TapClient, TapClientError
 
 log = logging.getLogger("p4tap.md")
 EVENTS_KEPT = 50
+PROVISION_WINDOW = 8  # intercepts in flight when several need provisioning at once
 
 
 def client_for(iap: IapSettings) -> TapClient:
@@ -89,7 +90,9 @@ class Keeper:
     def __init__(self, iap: IapSettings, intercepts: Sequence[InterceptSpec],
                  client_factory: Callable[[IapSettings], TapClient] = client_for,
                  progress: Callable[[str], None] | None = None) -> None:
-        """`progress` hears of every SET of a provisioning (for a CLI to show)."""
+        """`progress` hears how provisioning goes (for a CLI to show): every
+        SET where intercepts go one at a time, every intercept where several
+        are in flight."""
         self.iap = iap
         self.progress = progress
         self.specs = list(intercepts)
@@ -168,21 +171,36 @@ class Keeper:
         self._last_uptime = uptime
         self.status.reachable, self.status.down_since = True, None
         self.status.audits += 1
+        wanted: list[tuple[InterceptSpec, Provisioning]] = []
         for spec in self.specs:
             try:
-                self._keep(client, spec, table.get(spec.content_id))
+                provisioning = self._keep(client, spec, table.get(spec.content_id))
             except TapClientError as error:
-                kept = self.status.intercepts[spec.content_id]
-                if kept.last_error != str(error):  # said once, not at every audit
-                    self._event(f"intercept {spec.content_id}: {error}", logging.WARNING)
-                kept.state, kept.last_error = "failed", str(error)
-                if error.status is None:  # no answer: the IAP went away mid-audit
-                    self.status.reachable = False
-                    self.status.down_since = time.time()
-                    self._drop_client()
+                if not self._failed(spec, error):
                     return
+                continue
+            if provisioning is not None:
+                wanted.append((spec, provisioning))
+        if wanted:
+            self._provision(client, wanted)
 
-    def _keep(self, client: TapClient, spec: InterceptSpec, have: IapIntercept | None) -> None:
+    def _failed(self, spec: InterceptSpec, error: TapClientError) -> bool:
+        """Note a refusal or a silence; False if the IAP went away (the audit stops)."""
+        kept = self.status.intercepts[spec.content_id]
+        if kept.last_error != str(error):  # said once, not at every audit
+            self._event(f"intercept {spec.content_id}: {error}", logging.WARNING)
+        kept.state, kept.last_error = "failed", str(error)
+        if error.status is None:  # no answer: the IAP went away mid-audit
+            self.status.reachable = False
+            self.status.down_since = time.time()
+            self._drop_client()
+            return False
+        return True
+
+    def _keep(self, client: TapClient, spec: InterceptSpec, have: IapIntercept | None) -> Provisioning | None:
+        """Leave an intercept that is as wanted (refreshing its Timeout when
+        due); otherwise tear down what is left of it and return what to
+        provision."""
         kept = self.status.intercepts[spec.content_id]
         now = datetime.now(timezone.utc)
         wrong = problem(spec, have)
@@ -198,7 +216,7 @@ class Keeper:
                 log.info("intercept %d: Timeout refreshed to %s", spec.content_id, kept.timeout)
             else:
                 kept.timeout = have.timeout.isoformat(timespec="seconds")
-            return
+            return None
         again = kept.provisioned > 0
         if kept.state != "failed":  # a failing provisioning is reported once, by audit()
             self._event(f"intercept {spec.content_id}: {wrong}: {'provisioning again' if again else 'provisioning'}",
@@ -206,20 +224,35 @@ class Keeper:
         kept.last_problem = wrong
         if have is not None:
             self.tear_down(client, have)
-        timeout = now + timedelta(seconds=spec.lifetime)
-        try:
-            client.provision(spec.content_id, spec.md.host, spec.md.port, timeout, list(spec.filters), spec.dscp,
-                             progress=self.progress)
-        except TapClientError as error:
-            if error.status is not None:  # refused part-way: leave nothing half provisioned
-                left = client.intercepts().get(spec.content_id)
-                if left is not None:
-                    self.tear_down(client, left)
-            raise
-        kept.state, kept.timeout, kept.last_error = "active", timeout.isoformat(timespec="seconds"), ""
-        kept.provisioned += 1
-        self._event(f"intercept {spec.content_id}: provisioned over SNMPv3 ({1 + 2 * len(spec.filters)} SETs), "
-                    f"copies to {spec.md}")
+        return Provisioning(spec.content_id, spec.md.host, spec.md.port,
+                            now + timedelta(seconds=spec.lifetime), tuple(spec.filters), spec.dscp)
+
+    def _provision(self, client: TapClient, wanted: list[tuple[InterceptSpec, Provisioning]]) -> None:
+        """Provision every intercept that needs it, PROVISION_WINDOW at a time
+        (after an IAP restart that is all of them: the round trips overlap)."""
+        results = client.provision_many([p for _, p in wanted], PROVISION_WINDOW, self.progress)
+        refused = [spec for spec, _ in wanted
+                   if results[spec.content_id] is not None and results[spec.content_id].status is not None]
+        if refused:  # refused part-way: leave nothing half provisioned
+            try:
+                table = client.intercepts()
+                for spec in refused:
+                    if table.get(spec.content_id) is not None:
+                        self.tear_down(client, table[spec.content_id])
+            except TapClientError as error:
+                log.warning("cannot clear what refused provisionings left: %s", error)
+        for spec, provisioning in wanted:
+            error = results[spec.content_id]
+            if error is not None:
+                if not self._failed(spec, error):
+                    return
+                continue
+            kept = self.status.intercepts[spec.content_id]
+            kept.state, kept.last_error = "active", ""
+            kept.timeout = provisioning.timeout.isoformat(timespec="seconds")
+            kept.provisioned += 1
+            self._event(f"intercept {spec.content_id}: provisioned over SNMPv3 ({1 + 2 * len(spec.filters)} SETs), "
+                        f"copies to {spec.md}")
 
     @staticmethod
     def tear_down(client: TapClient, have: IapIntercept) -> None:

@@ -241,6 +241,20 @@ class Provisioning:
     dscp: int = 34
 
 
+def provisioning_sets(p: Provisioning) -> list[tuple[list[tuple[tuple[int, ...], Any]], str]]:
+    """An intercept's createAndGo SETs in REFERENCE.md's order (the
+    mediation, then per stream its filter and the stream), each with the line
+    that says it succeeded."""
+    sets = [(mediation_varbinds(p.content_id, ipaddress.ip_address(p.md_address), p.md_port, p.timeout, p.dscp),
+             f"cTap2MediationEntry.{p.content_id} createAndGo: copies to {p.md_address}:{p.md_port}")]
+    for index, f in enumerate(p.filters, start=1):
+        sets += [(filter_varbinds(p.content_id, index, f),
+                  f"citapStreamEntry.{p.content_id}.{index} createAndGo: {describe(f)}"),
+                 (stream_varbinds(p.content_id, index),
+                  f"cTap2StreamEntry.{p.content_id}.{index} createAndGo: intercept enabled")]
+    return sets
+
+
 class TapClient:
     def __init__(self, host: str, port: int, user: str, auth_key: str, priv_key: str | None = None,
                  auth_protocol: str = "SHA-256", priv_protocol: str = "AES", timeout: float = 2.0,
@@ -357,13 +371,10 @@ class TapClient:
         """REFERENCE.md's sequence: the mediation, then per stream its filter and the stream.
         `progress` hears of each SET once it succeeded."""
         say = progress or (lambda _: None)
-        self.set(mediation_varbinds(content_id, ipaddress.ip_address(md_address), md_port, timeout, dscp), answer=False)
-        say(f"cTap2MediationEntry.{content_id} createAndGo: copies to {md_address}:{md_port}")
-        for index, f in enumerate(filters, start=1):
-            self.set(filter_varbinds(content_id, index, f), answer=False)
-            say(f"citapStreamEntry.{content_id}.{index} createAndGo: {describe(f)}")
-            self.set(stream_varbinds(content_id, index), answer=False)
-            say(f"cTap2StreamEntry.{content_id}.{index} createAndGo: intercept enabled")
+        for varbinds, line in provisioning_sets(Provisioning(content_id, md_address, md_port, timeout,
+                                                             tuple(filters), dscp)):
+            self.set(varbinds, answer=False)
+            say(line)
 
     def provision_many(self, intercepts: Sequence[Provisioning], window: int = 8,
                        progress: Callable[[str], None] | None = None) -> dict[int, TapClientError | None]:
@@ -372,28 +383,26 @@ class TapClient:
         IAP restart, say), since the IAP answers one SET at a time and the
         round trips and this side's work then hide behind its. Per content
         ID: None, or the error that stopped it (nothing is undone here; the
-        keeper's audit tears down what a refusal left half made)."""
+        keeper tears down what a refusal left half made). `progress` hears of
+        each SET that succeeded, as with `provision`."""
         say = progress or (lambda _: None)
         if self.session is None or window <= 1:
             out: dict[int, TapClientError | None] = {}
             for p in intercepts:
                 try:
-                    self.provision(p.content_id, p.md_address, p.md_port, p.timeout, list(p.filters), p.dscp)
+                    self.provision(p.content_id, p.md_address, p.md_port, p.timeout, list(p.filters), p.dscp,
+                                   progress)
                     out[p.content_id] = None
-                    say(f"intercept {p.content_id}: provisioned")
                 except TapClientError as error:
                     out[p.content_id] = error
+                    if error.status is None:  # no answer: the rest would wait for it in vain
+                        out.update((q.content_id, error) for q in intercepts if q.content_id not in out)
+                        break
             return out
-        sequences = []
-        for p in intercepts:
-            steps = [(usm.SET, mediation_varbinds(p.content_id, ipaddress.ip_address(p.md_address), p.md_port,
-                                                  p.timeout, p.dscp))]
-            for index, f in enumerate(p.filters, start=1):
-                steps += [(usm.SET, filter_varbinds(p.content_id, index, f)),
-                          (usm.SET, stream_varbinds(p.content_id, index))]
-            sequences.append(steps)
+        steps = [provisioning_sets(p) for p in intercepts]
+        sequences = [[(usm.SET, varbinds) for varbinds, _ in sets] for sets in steps]
         try:
-            results = self.session.pipeline(sequences, window)
+            results = self.session.pipeline(sequences, window, lambda i, step: say(steps[i][step][1]))
         except SessionError as error:
             raise TapClientError(str(error)) from None
         out = {}
@@ -406,7 +415,6 @@ class TapClient:
                 out[p.content_id] = TapClientError(f"{name} at varbind {index} of SET {step + 1}", name, index)
             else:
                 out[p.content_id] = None
-                say(f"intercept {p.content_id}: provisioned")
         return out
 
     def remove(self, content_id: int, streams: int | list[int], filters: list[int] | None = None,

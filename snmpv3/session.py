@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,13 +136,15 @@ class Session:
         raise AssertionError("not reached: the second attempt returns or raises")
 
     def pipeline(self, sequences: Sequence[Sequence[tuple[int, Sequence[tuple[Sequence[int], Any]]]]],
-                 window: int) -> list[SessionError | tuple[int, int, int] | None]:
+                 window: int, done: Callable[[int, int], None] | None = None
+                 ) -> list[SessionError | tuple[int, int, int] | None]:
         """Run each sequence's requests in order, up to `window` sequences at
         once (the agent answers one request at a time either way; this hides
         the round trips and our own work behind its). Per sequence: None when
         every request succeeded, (position, error status, error index) of the
         first the agent refused, or the SessionError that ended it. A refused
-        request ends its sequence; the others go on."""
+        request ends its sequence; the others go on. `done(sequence, step)`
+        hears of every request that succeeded."""
         if self.keys is None:
             self.discover()
         results: list[SessionError | tuple[int, int, int] | None] = [None] * len(sequences)
@@ -207,11 +209,14 @@ class Session:
                     end(flight, SessionError(REPORTS.get(report, "Report from the agent")))
             elif pdu.error_status:
                 end(flight, (flight.step, pdu.error_status, pdu.error_index))
-            elif flight.step + 1 < len(sequences[flight.sequence]):
-                flight.step += 1
-                send(flight)
             else:
-                end(flight, None)
+                if done is not None:
+                    done(flight.sequence, flight.step)
+                if flight.step + 1 < len(sequences[flight.sequence]):
+                    flight.step += 1
+                    send(flight)
+                else:
+                    end(flight, None)
         return results
 
     @staticmethod

@@ -145,6 +145,30 @@ def test_a_refused_intercept_is_reported_once_and_leaves_nothing_behind(tmp_path
             keeper.close()
 
 
+def test_keeper_provisions_many_intercepts_with_several_in_flight(tmp_path, tap_switch):
+    """After an IAP restart every intercept is missing: the keeper provisions
+    them PROVISION_WINDOW at a time (each one's SETs still in order), and says
+    every SET as it succeeds, as one at a time."""
+    specs = [InterceptSpec(5000 + i, MD, (Filter(src=f"192.0.2.{100 + i}/32"),), 60) for i in range(12)]
+    lines: list[str] = []
+    with iap(tmp_path, tap_switch) as (controller, port):
+        keeper = Keeper(iap_settings(port), specs, progress=lines.append)
+        try:
+            keeper.audit()
+            assert {s.content_id for s in specs} <= set(held(controller))
+            assert all(keeper.status.intercepts[s.content_id].state == "active" for s in specs)
+        finally:
+            keeper.close()
+    assert len(lines) == 3 * len(specs)
+    for s in specs:  # each intercept's SETs in the MIB's order
+        mine = [line for line in lines if f".{s.content_id}" in line]
+        assert [line.split(".")[0] for line in mine] == ["cTap2MediationEntry", "citapStreamEntry",
+                                                          "cTap2StreamEntry"]
+    first_done = lines.index(f"cTap2StreamEntry.{specs[0].content_id}.1 createAndGo: intercept enabled")
+    assert any(f"cTap2MediationEntry.{specs[1].content_id} " in line for line in lines[:first_done]), \
+        "the second intercept started before the first was done: several in flight"
+
+
 def test_informs_reach_the_md_and_a_timed_out_intercept_is_provisioned_again(tmp_path, tap_switch):
     inform_port = free_udp_port()
     notify = f'\n[[notify]]\ntarget = "127.0.0.1:{inform_port}"\nuser = "md1"\ntype = "inform"\ntimeout = 1.0\n'
