@@ -214,18 +214,6 @@ def encode_integer(value: int, tag: int = INTEGER) -> bytes:
     return tlv(tag, int_contents(value))
 
 
-def _subidentifier(out: bytearray, arc: int) -> None:
-    if arc < 0x80:
-        out.append(arc)
-        return
-    chunk = [arc & 0x7F]
-    arc >>= 7
-    while arc:
-        chunk.append(0x80 | (arc & 0x7F))
-        arc >>= 7
-    out += bytes(reversed(chunk))
-
-
 def encode_oid(arcs: Sequence[int]) -> bytes:
     if len(arcs) < 2:
         raise ValueError(f"object identifier {arcs!r} needs two arcs")

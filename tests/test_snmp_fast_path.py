@@ -589,59 +589,36 @@ def restarted(home: Path, controller, port: int, engine_id: bytes) -> Target:
                  extra_agent=f'engine_id = "{engine_id.hex()}"')
 
 
-def restart_new_engine(pair: Pair, engine_ids: list[bytes], tmp_path: Path, same_client: bool) -> None:
-    """A SET, the agent restarted with another engine ID, a SET from the
-    same client (or, as mediation/keeper.py does after a failure, a new one)."""
+def restart(pair: Pair, engine_ids: list[bytes], tmp_path: Path, new_engine: bool, fast: bool = True,
+            same_client: bool = True) -> None:
+    """A SET, the agent restarted with another engine ID or with its own
+    (pysnmp counts boots up, time starts again), then a SET from the same
+    client (or, as mediation/keeper.py does after a failure, a new one)."""
     port = free_udp_port()
     first = restarted(tmp_path / "a", pair.controller, port, engine_ids[0])
-    client = first.client(timeout=0.4, retries=0)
+    client = first.client(fast=fast, timeout=0.5, retries=0 if new_engine else 1)
+    destroy = [(MEDIATION + (13, 670 if new_engine else 671), rfc1902.Integer32(6))]
     try:
-        client.set([(MEDIATION + (13, 670), rfc1902.Integer32(6))])
-        assert client.session.engine_id == engine_ids[0]
+        client.set(destroy)
+        if fast:
+            assert client.session.engine_id == engine_ids[0]
+        boots = first.clock()[0]
         first.agent.stop()
-        second = restarted(tmp_path / "b", pair.controller, port, engine_ids[1])
+        second_id = engine_ids[1] if new_engine else engine_ids[0]
+        second = restarted(tmp_path / "b", pair.controller, port, second_id)
         try:
+            if not new_engine:
+                assert second.clock()[0] == boots + 1
             served = second.agent.fast_path.served
             if not same_client:
                 client.close()
                 client = second.client(timeout=0.4, retries=0)
-            client.set([(MEDIATION + (13, 670), rfc1902.Integer32(6))])
-            assert client.session.engine_id == engine_ids[1]
-            assert second.agent.fast_path.served == served + 1
-        finally:
-            second.agent.stop()
-    finally:
-        client.close()
-        first.agent.stop()
-
-
-def test_a_new_client_works_after_a_restart_with_a_new_engine_id(pair: Pair, engine_ids: list[bytes],
-                                                                  tmp_path: Path) -> None:
-    """What mediation/keeper.py does after a failure: a new client discovers the new engine."""
-    restart_new_engine(pair, engine_ids, tmp_path, same_client=False)
-
-
-def test_the_same_session_survives_a_restart_with_a_new_engine_id(pair: Pair, engine_ids: list[bytes],
-                                                                  tmp_path: Path) -> None:
-    restart_new_engine(pair, engine_ids, tmp_path, same_client=True)
-
-
-def restart_same_engine(pair: Pair, engine_ids: list[bytes], tmp_path: Path, fast: bool) -> None:
-    """A SET, the agent restarted with the same engine ID (pysnmp counts boots
-    up, time restarts), the same client's next SET."""
-    port = free_udp_port()
-    first = restarted(tmp_path / "a", pair.controller, port, engine_ids[0])
-    client = first.client(fast=fast, timeout=0.5, retries=1)
-    try:
-        client.set([(MEDIATION + (13, 671), rfc1902.Integer32(6))])
-        boots = first.clock()[0]
-        first.agent.stop()
-        second = restarted(tmp_path / "b", pair.controller, port, engine_ids[0])
-        try:
-            assert second.clock()[0] == boots + 1
-            client.set([(MEDIATION + (13, 671), rfc1902.Integer32(6))])
+            client.set(destroy)
             if fast:
-                assert client.session.boots == boots + 1
+                assert client.session.engine_id == second_id
+                assert second.agent.fast_path.served == served + 1
+                if not new_engine:
+                    assert client.session.boots == boots + 1
         finally:
             second.agent.stop()
     finally:
@@ -649,15 +626,16 @@ def restart_same_engine(pair: Pair, engine_ids: list[bytes], tmp_path: Path, fas
         first.agent.stop()
 
 
-def test_pysnmp_client_survives_a_restart_with_the_same_engine_id(pair: Pair, engine_ids: list[bytes],
-                                                                   tmp_path: Path) -> None:
-    """The reference: pysnmp's command generator re-learns boots and time from the notInTimeWindow Report."""
-    restart_same_engine(pair, engine_ids, tmp_path, fast=False)
-
-
-def test_session_survives_a_restart_with_the_same_engine_id(pair: Pair, engine_ids: list[bytes],
-                                                            tmp_path: Path) -> None:
-    restart_same_engine(pair, engine_ids, tmp_path, fast=True)
+@pytest.mark.parametrize("new_engine, fast, same_client", [
+    (True, True, False),  # what mediation/keeper.py does after a failure: a new client discovers the new engine
+    (True, True, True),  # the same Session rediscovers after an unauthenticated Report
+    (False, False, True),  # the reference: pysnmp's client re-learns boots and time from notInTimeWindow
+    (False, True, True),  # the same Session does too
+], ids=["new engine, new client", "new engine, same session", "same engine, pysnmp client",
+        "same engine, same session"])
+def test_a_client_goes_on_after_an_agent_restart(pair: Pair, engine_ids: list[bytes], tmp_path: Path,
+                                                 new_engine: bool, fast: bool, same_client: bool) -> None:
+    restart(pair, engine_ids, tmp_path, new_engine, fast, same_client)
 
 
 @pytest.mark.parametrize("how", ["set", "provision_many"])
