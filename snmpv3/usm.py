@@ -22,8 +22,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+try:  # where cryptography keeps CFB since it called it decrepit; pysnmp looks there too
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB
+except ImportError:  # pragma: no cover - older cryptography
+    from cryptography.hazmat.primitives.ciphers.modes import CFB
 from pyasn1.type.univ import OctetString
 from pysnmp.proto.secmod.rfc3414.service import SnmpUSMSecurityModel
 from pysnmp.proto.secmod.rfc3826.priv.aes import Aes
