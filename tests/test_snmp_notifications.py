@@ -58,7 +58,7 @@ def test_timed_out_honours_notification_enable(snmp):
     assert "No Such Instance" in snmp.net.get(f"{MED}.13.203").out
     # the stream-less mediation 204, with notifications on, times out after 203: its inform
     # arriving shows 203's would have too
-    assert snmp.net.set(*mediation_pdu(204, seconds=1)).code == 0
+    assert snmp.net.set(*mediation_pdu(204, seconds=3)).code == 0
     text = snmp.trapd.wait_for(f"{MED}.13.204 = INTEGER: 6", seconds=15)
     assert f"{MED}.13.203" not in text
     assert f"{STREAM}.2.203.1" not in text  # nor its ciscoTap2MIBActive
@@ -88,7 +88,10 @@ def test_traps_where_configured(tmp_path, tap_switch):
             running = start_agent(tmp_path, controller, notify=notify, listen='"127.0.0.1:0"',
                                   extra_agent=f'engine_id = "{engine_id}"')
             try:
-                assert running.net.set(*mediation_pdu(210, seconds=1)).code == 0
+                # a Timeout 3 s ahead: with 1 s, a loaded machine (two CI runs on 2 cores)
+                # once took longer than that to discover the engine and send the SET,
+                # which the agent then refused as a Timeout in the past
+                assert running.net.set(*mediation_pdu(210, seconds=3)).code == 0
                 text = trapd.wait_for(f"{MED}.13.210 = INTEGER: 6", seconds=15)
                 assert f"OID: .{TIMED_OUT}" in text
             finally:
