@@ -58,6 +58,12 @@ class TapClientError(Exception):
         self.status, self.index = status, index
 
 
+def refusal(status: int, index: int, where: str = "") -> TapClientError:
+    """The agent's error status as a TapClientError named as pysnmp names it."""
+    name = ERROR_NAMES[status] if status < len(ERROR_NAMES) else str(status)
+    return TapClientError(f"{name} at varbind {index}{where}", name, index)
+
+
 @dataclass(frozen=True)
 class Filter:
     """A citapStreamEntry's selectors: "address/length" prefixes, protocol, destination ports."""
@@ -332,8 +338,7 @@ class TapClient:
         except SessionError as error:
             raise TapClientError(str(error)) from None
         if status:
-            name = ERROR_NAMES[status] if status < len(ERROR_NAMES) else str(status)
-            raise TapClientError(f"{name} at varbind {index}", name, index)
+            raise refusal(status, index)
         return answer
 
     def set(self, varbinds: list[tuple[tuple[int, ...], Any]], answer: bool = True
@@ -411,8 +416,7 @@ class TapClient:
                 out[p.content_id] = TapClientError(str(result))
             elif result is not None:
                 step, status, index = result
-                name = ERROR_NAMES[status] if status < len(ERROR_NAMES) else str(status)
-                out[p.content_id] = TapClientError(f"{name} at varbind {index} of SET {step + 1}", name, index)
+                out[p.content_id] = refusal(status, index, f" of SET {step + 1}")
             else:
                 out[p.content_id] = None
         return out

@@ -166,12 +166,7 @@ def _value(tag: int, contents: bytes):
         raise Malformed(f"value tag {tag:#x}")
     cls, form, bounds = kind
     if form == "int":
-        if not 0 < len(contents) <= 9:
-            raise Malformed("integer length")
-        value = int.from_bytes(contents, "big", signed=True)
-        if not bounds[0] <= value <= bounds[1]:
-            raise Malformed("integer out of range")
-        return cls(value)
+        return cls(integer(contents, 0, len(contents), bounds))
     if form == "oid":
         return cls(oid_value(contents, 0, len(contents)))
     if bounds is not None and not bounds[0] <= len(contents) <= bounds[1]:

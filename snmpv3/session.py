@@ -52,7 +52,6 @@ class _Flight:
 
     sequence: int
     step: int = 0
-    sent_step: int = -1
     msg_id: int = 0
     request_id: int = 0
     whole: bytes = b""
@@ -157,8 +156,7 @@ class Session:
             scoped = usm.scoped_pdu(self.engine_id, b"", kind, flight.request_id, 0, 0, ber.encode_varbinds(varbinds))
             flight.whole = usm.seal(self.keys, flight.msg_id, MAX_SIZE, usm.AUTH_PRIV | usm.REPORTABLE,
                                     self.engine_id, self.boots, self.engine_time(), scoped)
-            flight.tries, flight.relearned = self.retries, flight.relearned if flight.step == flight.sent_step else False
-            flight.sent_step = flight.step
+            flight.tries = self.retries
             flying[flight.msg_id] = flight
             self.sock.send(flight.whole)
             flight.deadline = time.monotonic() + self.timeout
@@ -213,7 +211,7 @@ class Session:
                 if done is not None:
                     done(flight.sequence, flight.step)
                 if flight.step + 1 < len(sequences[flight.sequence]):
-                    flight.step += 1
+                    flight.step, flight.relearned = flight.step + 1, False
                     send(flight)
                 else:
                     end(flight, None)

@@ -214,13 +214,11 @@ def seal(keys: Keys, msg_id: int, max_size: int, flags: int, engine_id: bytes, b
     encryptor = keys.cipher(boots, time, salt).encryptor()
     encrypted = encryptor.update(scoped) + encryptor.finalize()
     n = keys.digest_length
-    params_head = (ber.tlv(OCTET_STRING, engine_id) + ber.encode_integer(boots) + ber.encode_integer(time)
-                   + ber.tlv(OCTET_STRING, keys.user))
+    params_head = _params_head(engine_id, boots, time, keys.user)
     params_tail = ber.tlv(OCTET_STRING, salt)
     inner = params_head + ber.tlv(OCTET_STRING, bytes(n)) + params_tail
     security = ber.tlv(OCTET_STRING, ber.tlv(SEQUENCE, inner))
-    header = ber.encode_integer(3) + ber.tlv(SEQUENCE, ber.encode_integer(msg_id) + ber.encode_integer(max_size)
-                                             + ber.tlv(OCTET_STRING, bytes((flags,))) + ber.encode_integer(USM))
+    header = _header(msg_id, max_size, flags)
     body = header + security + ber.tlv(OCTET_STRING, encrypted)
     whole = ber.tlv(SEQUENCE, body)
     # where the digest's zeros are: the message's own TLV header, the header
@@ -235,8 +233,18 @@ def seal(keys: Keys, msg_id: int, max_size: int, flags: int, engine_id: bytes, b
 def plain(msg_id: int, max_size: int, flags: int, scoped: bytes, engine_id: bytes = b"", boots: int = 0,
           time: int = 0, user: bytes = b"") -> bytes:
     """A noAuthNoPriv message (engine discovery, RFC 3414 4)."""
-    params = (ber.tlv(OCTET_STRING, engine_id) + ber.encode_integer(boots) + ber.encode_integer(time)
-              + ber.tlv(OCTET_STRING, user) + ber.tlv(OCTET_STRING, b"") + ber.tlv(OCTET_STRING, b""))
-    header = ber.encode_integer(3) + ber.tlv(SEQUENCE, ber.encode_integer(msg_id) + ber.encode_integer(max_size)
-                                             + ber.tlv(OCTET_STRING, bytes((flags,))) + ber.encode_integer(USM))
-    return ber.tlv(SEQUENCE, header + ber.tlv(OCTET_STRING, ber.tlv(SEQUENCE, params)) + scoped)
+    params = _params_head(engine_id, boots, time, user) + ber.tlv(OCTET_STRING, b"") + ber.tlv(OCTET_STRING, b"")
+    return ber.tlv(SEQUENCE, _header(msg_id, max_size, flags) + ber.tlv(OCTET_STRING, ber.tlv(SEQUENCE, params))
+                   + scoped)
+
+
+def _header(msg_id: int, max_size: int, flags: int) -> bytes:
+    """msgVersion and msgGlobalData (RFC 3412 6)."""
+    return ber.encode_integer(3) + ber.tlv(SEQUENCE, ber.encode_integer(msg_id) + ber.encode_integer(max_size)
+                                           + ber.tlv(OCTET_STRING, bytes((flags,))) + ber.encode_integer(USM))
+
+
+def _params_head(engine_id: bytes, boots: int, time: int, user: bytes) -> bytes:
+    """UsmSecurityParameters up to msgAuthenticationParameters (RFC 3414 2.4)."""
+    return (ber.tlv(OCTET_STRING, engine_id) + ber.encode_integer(boots) + ber.encode_integer(time)
+            + ber.tlv(OCTET_STRING, user))
