@@ -81,9 +81,10 @@ def tap_switch(tmp_path_factory) -> Iterator[Bmv2Switch]:
 # -- agent configs -----------------------------------------------------------------
 
 def agent_config(path: Path, notify: str = "", listen: str = '"127.0.0.1:0", "[::1]:0"', extra_agent: str = "",
-                 li_level: str = "authPriv") -> Path:
-    """An agent config: LI user `md1` (SHA-256/AES), `md1np` (authNoPriv), an
-    operations user `ops` who may read the system group only."""
+                 li_level: str = "authPriv", extra_users: str = "") -> Path:
+    """An agent config: LI user `md1` (SHA-256/AES), `md512` (SHA-512/AES-256),
+    an operations user `ops` who may read the system group only, and the
+    [[user]] tables of `extra_users`."""
     path.write_text(textwrap.dedent(f"""\
         [agent]
         listen = [{listen}]
@@ -136,7 +137,7 @@ def agent_config(path: Path, notify: str = "", listen: str = '"127.0.0.1:0", "[:
         auth_key = "{OPS_AUTH}"
         priv_protocol = "AES"
         priv_key = "{OPS_PRIV}"
-        """) + notify)
+        """) + textwrap.dedent(extra_users) + notify)
     path.chmod(0o600)
     return path
 
@@ -310,11 +311,12 @@ class Running:
         return [json.loads(line) for line in (self.home / "audit.jsonl").read_text().splitlines() if line.strip()]
 
 
-def start_agent(home: Path, controller: Controller, notify: str = "", **config) -> Running:
+def start_agent(home: Path, controller: Controller, notify: str = "", fast_path: bool = True, **config) -> Running:
     from mib_bridge.agent import Agent
     from mib_bridge.config import load
 
-    agent = Agent(load(agent_config(home / "snmp.toml", notify=notify, **config)), controller)
+    home.mkdir(parents=True, exist_ok=True)
+    agent = Agent(load(agent_config(home / "snmp.toml", notify=notify, **config)), controller, fast_path=fast_path)
     agent.start()
     v4 = next(a for a in agent.addresses if ":" not in a.host)
     v6 = next((a for a in agent.addresses if ":" in a.host), v4)
