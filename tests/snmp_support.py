@@ -142,6 +142,25 @@ def agent_config(path: Path, notify: str = "", listen: str = '"127.0.0.1:0", "[:
     return path
 
 
+# users of the LI group with the protocols deployed MDs speak; name: (auth_protocol, priv_protocol, net-snmp's -a and -x)
+INTEROP_USERS = {"sha1": ("SHA", "AES", "SHA", "AES"), "md5des": ("MD5", "DES", "MD5", "DES"),
+                 "sha3des": ("SHA", "3DES", None, None), "md5aes": ("MD5", "AES", "MD5", "AES")}
+WEAK_USERS = {"md5des", "sha3des", "md5aes"}
+
+
+def user_tables(users: dict | None = None, opt_in: set | tuple | None = None) -> str:
+    """[[user]] tables of the LI group for `users`; `opt_in` get allow_weak_protocols."""
+    users = INTEROP_USERS if users is None else users
+    opt_in = WEAK_USERS if opt_in is None else opt_in
+    text = ""
+    for name, (auth, priv, _, _) in users.items():
+        text += (f'\n[[user]]\nname = "{name}"\ngroup = "li"\nauth_protocol = "{auth}"\nauth_key = "{AUTH_KEY}"\n'
+                 f'priv_protocol = "{priv}"\npriv_key = "{PRIV_KEY}"\n')
+        if name in opt_in:
+            text += "allow_weak_protocols = true\n"
+    return text
+
+
 # -- net-snmp's tools -----------------------------------------------------------------
 
 @dataclass

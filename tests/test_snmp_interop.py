@@ -46,29 +46,13 @@ from pysnmp.proto import rfc1902
 from mediation import config as md_config
 from mediation.snmp_client import MEDIATION, STREAM, Filter, TapClient, TapClientError, mediation_varbinds
 from mib_bridge.config import DEFAULT_SYS_DESCR, ConfigError, load
-from tests.snmp_support import (AUTH_KEY, FILTER, MED, OPS_AUTH, OPS_PRIV, PRIV_KEY, STREAM as STREAM_TEXT, Running,
-                                agent_config, filter_pdu, mediation_pdu, needs_net_snmp, start_agent, stream_pdu,
-                                switch_controller, tap_switch)
+from tests.snmp_support import (AUTH_KEY, FILTER, INTEROP_USERS as USERS, MED, OPS_AUTH, OPS_PRIV, PRIV_KEY,
+                                STREAM as STREAM_TEXT, WEAK_USERS as WEAK, Running, agent_config, filter_pdu,
+                                mediation_pdu, needs_net_snmp, start_agent, stream_pdu, switch_controller, tap_switch,
+                                user_tables)
 
 SYS_DESCR, SYS_OBJECT_ID = "1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.2.0"
 SYS_NAME = (1, 3, 6, 1, 2, 1, 1, 5, 0)
-# name: (auth_protocol, priv_protocol, net-snmp's -a and -x)
-USERS = {"sha1": ("SHA", "AES", "SHA", "AES"), "md5des": ("MD5", "DES", "MD5", "DES"),
-         "sha3des": ("SHA", "3DES", None, None), "md5aes": ("MD5", "AES", "MD5", "AES")}
-WEAK = {"md5des", "sha3des", "md5aes"}
-
-
-def user_tables(users=USERS, opt_in=WEAK) -> str:
-    """[[user]] tables of the LI group for `users`; `opt_in` get allow_weak_protocols."""
-    text = ""
-    for name, (auth, priv, _, _) in users.items():
-        text += (f'\n[[user]]\nname = "{name}"\ngroup = "li"\nauth_protocol = "{auth}"\nauth_key = "{AUTH_KEY}"\n'
-                 f'priv_protocol = "{priv}"\npriv_key = "{PRIV_KEY}"\n')
-        if name in opt_in:
-            text += "allow_weak_protocols = true\n"
-    return text
-
-
 @dataclass
 class Pair:
     controller: object
