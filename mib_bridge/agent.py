@@ -115,10 +115,8 @@ class Agent:
             self._thread = None
             raise AgentError(f"the SNMP agent could not start: {self._startup_error}") from self._startup_error
         log.info("SNMP agent listening on %s", ", ".join(map(str, self.addresses)))
-        for user in self.config.users:
-            if user.weak_protocols:
-                log.warning("SNMP user %r uses %s (weak; allowed by allow_weak_protocols): move it to SHA and AES "
-                            "when its mediation device can", user.name, " and ".join(user.weak_protocols))
+        for note in filter(None, (user.weak_note() for user in self.config.users)):
+            log.warning("SNMP %s: move it to SHA and AES when its mediation device can", note)
 
     def stop(self) -> None:
         loop, thread = self._loop, self._thread

@@ -103,6 +103,12 @@ class User:
         """The weak protocols this user was allowed to name, e.g. ("auth_protocol MD5",)."""
         return protocols.weak(self.auth_protocol, self.priv_protocol)
 
+    def weak_note(self) -> str | None:
+        """What the agent's start and `--check` say of a user of weak protocols."""
+        if not self.weak_protocols:
+            return None
+        return f"user {self.name!r} uses {' and '.join(self.weak_protocols)} (weak; allowed by {protocols.OPT_IN})"
+
 
 @dataclass(frozen=True)
 class NotifyTarget:

@@ -297,6 +297,7 @@ def test_weak_protocols_without_the_opt_in_are_refused_naming_user_protocol_and_
     check = subprocess.run([sys.executable, "-m", "mib_bridge", "--config", str(allowed), "--check"],
                            capture_output=True, text=True)
     assert check.returncode == 0 and "4 user(s)" in check.stdout, check.stderr
+    assert f"warning: user {user!r} uses {named} (weak; allowed by allow_weak_protocols)" in check.stdout
     assert next(u for u in load(allowed).users if u.name == user).weak_protocols == tuple(named.split(" and "))
 
 
