@@ -60,8 +60,6 @@ from mib_bridge import oids
 from mib_bridge.oids import OID
 from snmpv3 import protocols
 
-AUTH_PROTOCOLS = tuple(protocols.AUTH)
-PRIV_PROTOCOLS = tuple(protocols.PRIV)
 DEFAULT_SYS_DESCR = "SNMPv3 agent"  # says nothing of intercepts (RFC 3924 5)
 SECURITY_LEVELS = {"authNoPriv": 2, "authPriv": 3}
 MIN_KEY = 8  # RFC 3414 11.2: passphrases shorter than 8 octets are refused
