@@ -11,10 +11,11 @@ and the agencies it hands content over to.
     [iap]                                # interface d: the IAP's SNMPv3 agent
     address = "198.51.100.1:161"
     user = "md1"
-    auth_protocol = "SHA-256"            # SHA-224, SHA-256, SHA-384, SHA-512
+    auth_protocol = "SHA-256"            # SHA (HMAC-SHA-96, SHA-1), SHA-224, SHA-256, SHA-384, SHA-512; MD5 (weak)
     auth_key = "at least 8 characters"
-    priv_protocol = "AES"                # AES, AES-192, AES-256
+    priv_protocol = "AES"                # AES, AES-192, AES-256, AES-192-C, AES-256-C; DES, 3DES (weak)
     priv_key = "at least 8 characters"
+    # allow_weak_protocols = true        # needed to name MD5, DES or 3DES (as in the agent's snmp.toml)
     timeout = 2.0                        # seconds per SNMP request
     retries = 1
     audit_interval = 5.0                 # seconds between audits of the IAP's stream table
@@ -51,7 +52,8 @@ from controller.toml_fields import ConfigError, Endpoint, read
 from controller.toml_fields import endpoint as parse_endpoint
 from controller.toml_fields import get as _get
 from controller.toml_fields import only as _only
-from mediation.snmp_client import AUTH, PRIV, Filter
+from mediation.snmp_client import Filter
+from snmpv3 import protocols
 
 MIN_KEY = 8  # RFC 3414 11.2
 MAX_CONTENT_ID = 2**31 - 1
@@ -185,15 +187,14 @@ def _agency(raw: dict[str, Any], i: int, base: Path) -> AgencySpec:
 def _iap(raw: dict[str, Any]) -> IapSettings:
     where = "[iap]"
     _only(raw, {"address", "user", "auth_protocol", "auth_key", "priv_protocol", "priv_key", "timeout", "retries",
-                "audit_interval"}, where)
+                "audit_interval", protocols.OPT_IN}, where)
     auth = _get(raw, "auth_protocol", str, where, "SHA-256")
-    if auth not in AUTH:
-        raise ConfigError(f"{where}: auth_protocol must be one of {', '.join(AUTH)}")
     priv = _get(raw, "priv_protocol", str, where, "AES")
-    if priv not in PRIV:
-        raise ConfigError(f"{where}: priv_protocol must be one of {', '.join(PRIV)}")
     auth_key = _get(raw, "auth_key", str, where)
     priv_key = _get(raw, "priv_key", str, where, None)
+    refused = protocols.check(auth, priv, _get(raw, protocols.OPT_IN, bool, where, False), where)
+    if refused is not None:
+        raise ConfigError(refused)
     for label, key in (("auth_key", auth_key), ("priv_key", priv_key)):
         if key is not None and len(key.encode()) < MIN_KEY:
             raise ConfigError(f"{where}: {label} is shorter than {MIN_KEY} characters")

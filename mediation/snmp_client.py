@@ -34,6 +34,7 @@ from pysnmp.entity.rfc3413 import cmdgen
 from pysnmp.proto import rfc1902, rfc1905
 
 from snmpv3 import usm
+from snmpv3.protocols import AUTH, PRIV
 from snmpv3.session import Session, SessionError
 from snmpv3.usm import ERROR_NAMES
 
@@ -43,11 +44,6 @@ STREAM = TAP2 + (1, 2, 1, 1)
 IP_STREAM = (1, 3, 6, 1, 4, 1, 9, 9, 394, 1, 1, 2, 1)
 SYS_UP_TIME = (1, 3, 6, 1, 2, 1, 1, 3, 0)
 ACTIVE, CREATE_AND_GO, DESTROY = 1, 4, 6
-
-AUTH = {"SHA-224": snmp_config.USM_AUTH_HMAC128_SHA224, "SHA-256": snmp_config.USM_AUTH_HMAC192_SHA256,
-        "SHA-384": snmp_config.USM_AUTH_HMAC256_SHA384, "SHA-512": snmp_config.USM_AUTH_HMAC384_SHA512}
-PRIV = {"AES": snmp_config.USM_PRIV_CFB128_AES, "AES-192": snmp_config.USM_PRIV_CFB192_AES_BLUMENTHAL,
-        "AES-256": snmp_config.USM_PRIV_CFB256_AES_BLUMENTHAL}
 
 
 class TapClientError(Exception):
@@ -273,10 +269,10 @@ class TapClient:
         self.target = self._run(kind.create((host, port), timeout=timeout, retries=retries))
         self.context = ContextData()
         # GETs and SETs take snmpv3's fast path where it speaks the user's
-        # protocols (HMAC-SHA-2, AES): pysnmp's pyasn1 coding costs more per
-        # SET than the agent's whole work (BENCHMARKS.md, snmp_provisioning)
+        # protocols (HMAC, AES; not DES, 3DES): pysnmp's pyasn1 coding costs
+        # more per SET than the agent's whole work (BENCHMARKS.md, snmp_provisioning)
         self.session: Session | None = None
-        if priv_key and fast:
+        if priv_key and fast and usm.speaks(AUTH[auth_protocol], PRIV[priv_protocol]):
             self.session = Session(host, port, user, AUTH[auth_protocol], auth_key, PRIV[priv_protocol], priv_key,
                                    timeout=timeout, retries=retries)
 

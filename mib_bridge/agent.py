@@ -115,6 +115,8 @@ class Agent:
             self._thread = None
             raise AgentError(f"the SNMP agent could not start: {self._startup_error}") from self._startup_error
         log.info("SNMP agent listening on %s", ", ".join(map(str, self.addresses)))
+        for note in filter(None, (user.weak_note() for user in self.config.users)):
+            log.warning("SNMP %s: move it to SHA and AES when its mediation device can", note)
 
     def stop(self) -> None:
         loop, thread = self._loop, self._thread
@@ -181,7 +183,8 @@ class Agent:
         watch_security_failures(self.engine, self._security_failure)
         self.notifier = Notifier(self.engine, cfg, domains)
         self.mib = Mib([
-            *system_scalars(cfg.sys_name, cfg.sys_location, cfg.sys_contact, self.started, self._engine_values),
+            *system_scalars(cfg.sys_name, cfg.sys_location, cfg.sys_contact, self.started, self._engine_values,
+                            cfg.sys_descr, cfg.sys_object_id),
             *tap_scalars(self._new_index, lambda: self.tables.debug.age_minutes,
                          lambda: self.tables.debug.max_entries),
             self.tables.mediations, self.tables.streams, self.tables.debug, self.tables.ip_streams,

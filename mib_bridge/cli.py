@@ -1,7 +1,7 @@
 """Run the SNMPv3 TAP-MIB agent (RFC 3924 interface d) with its controller.
 
     python -m mib_bridge --config snmp.toml --controller-config p4tap.toml
-    python -m mib_bridge --config snmp.toml --check      # only check the agent config
+    python -m mib_bridge --config snmp.toml --check      # only check the agent config (the rule it breaks)
 
 The process runs the controller (connects to the switches in
 --controller-config, reconciles them, serves its control socket so that
@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{args.config}: {len(cfg.users)} user(s), {len(cfg.groups)} group(s), "
               f"listening on {', '.join(map(str, cfg.listen))}")
+        for note in filter(None, (user.weak_note() for user in cfg.users)):
+            print(f"warning: {note}")
         return 0
     if args.controller_config is None:
         print("mib_bridge: --controller-config is required (or --check)", file=sys.stderr)

@@ -5,6 +5,9 @@ groups and views, and where notifications go.
     listen = ["127.0.0.1:161", "[::1]:161"]   # UDP, IPv4 and IPv6; port 0 = any free port
     # engine_id = "80001f8804703474617031"      # hex; default: a new one each start
     sys_name = "p4tap"
+    # sys_descr = "..."                         # sysDescr; default a neutral "SNMPv3 agent": an IAP must
+    #                                           # not tell anyone it can intercept (RFC 3924 5)
+    # sys_object_id = "1.3.6.1.4.1.9.1.516"     # sysObjectID; default 0.0 (none)
     debug_age_minutes = 1440                    # cTap2DebugAge
     debug_max_entries = 256                     # cTap2DebugMaxEntries
     # switches = ["access1"]                    # where new intercepts go (default: every switch)
@@ -25,10 +28,11 @@ groups and views, and where notifications go.
     [[user]]
     name = "md1"
     group = "li"
-    auth_protocol = "SHA-256"      # SHA-224, SHA-256, SHA-384, SHA-512
+    auth_protocol = "SHA-256"      # SHA (HMAC-SHA-96, SHA-1), SHA-224, SHA-256, SHA-384, SHA-512; MD5 (weak)
     auth_key = "at least 8 characters"
     priv_protocol = "AES"          # AES (128), AES-192, AES-256 (net-snmp's AES192/AES256),
-    priv_key = "at least 8 characters"   # AES-192-C, AES-256-C (Cisco's key extension)
+    priv_key = "at least 8 characters"   # AES-192-C, AES-256-C (Cisco's key extension); DES, 3DES (weak)
+    # allow_weak_protocols = true  # needed to name MD5, DES or 3DES; the agent warns at start
 
     [[notify]]
     target = "127.0.0.1:162"       # or "[2001:db8::1]:162"
@@ -54,9 +58,9 @@ from controller.toml_fields import get as _get
 from controller.toml_fields import only as _only
 from mib_bridge import oids
 from mib_bridge.oids import OID
+from snmpv3 import protocols
 
-AUTH_PROTOCOLS = ("SHA-224", "SHA-256", "SHA-384", "SHA-512")
-PRIV_PROTOCOLS = ("AES", "AES-192", "AES-256", "AES-192-C", "AES-256-C")
+DEFAULT_SYS_DESCR = "SNMPv3 agent"  # says nothing of intercepts (RFC 3924 5)
 SECURITY_LEVELS = {"authNoPriv": 2, "authPriv": 3}
 MIN_KEY = 8  # RFC 3414 11.2: passphrases shorter than 8 octets are refused
 
@@ -90,6 +94,18 @@ class User:
     auth_key: str = field(repr=False)
     priv_protocol: str | None = None
     priv_key: str | None = field(default=None, repr=False)
+    allow_weak_protocols: bool = False
+
+    @property
+    def weak_protocols(self) -> tuple[str, ...]:
+        """The weak protocols this user was allowed to name, e.g. ("auth_protocol MD5",)."""
+        return protocols.weak(self.auth_protocol, self.priv_protocol)
+
+    def weak_note(self) -> str | None:
+        """What the agent's start and `--check` say of a user of weak protocols."""
+        if not self.weak_protocols:
+            return None
+        return f"user {self.name!r} uses {' and '.join(self.weak_protocols)} (weak; allowed by {protocols.OPT_IN})"
 
 
 @dataclass(frozen=True)
@@ -112,6 +128,8 @@ class AgentConfig:
     sys_name: str = "p4tap"
     sys_location: str = ""
     sys_contact: str = ""
+    sys_descr: str = DEFAULT_SYS_DESCR
+    sys_object_id: OID = (0, 0)
     debug_age_minutes: int = 1440
     debug_max_entries: int = 256
     switches: tuple[str, ...] | None = None
@@ -132,15 +150,15 @@ def _oids(values: list[Any], where: str) -> tuple[OID, ...]:
 
 def _user(raw: dict[str, Any], i: int) -> User:
     where = f"[[user]] #{i + 1}"
-    _only(raw, {"name", "group", "auth_protocol", "auth_key", "priv_protocol", "priv_key"}, where)
+    _only(raw, {"name", "group", "auth_protocol", "auth_key", "priv_protocol", "priv_key", protocols.OPT_IN}, where)
     name = _get(raw, "name", str, where)
     where = f"user {name!r}"
     auth = _get(raw, "auth_protocol", str, where)
-    if auth not in AUTH_PROTOCOLS:
-        raise ConfigError(f"{where}: auth_protocol must be one of {', '.join(AUTH_PROTOCOLS)}")
     priv = _get(raw, "priv_protocol", str, where, None)
-    if priv is not None and priv not in PRIV_PROTOCOLS:
-        raise ConfigError(f"{where}: priv_protocol must be one of {', '.join(PRIV_PROTOCOLS)}")
+    allow_weak = _get(raw, protocols.OPT_IN, bool, where, False)
+    refused = protocols.check(auth, priv, allow_weak, where)
+    if refused is not None:
+        raise ConfigError(refused)
     auth_key = _get(raw, "auth_key", str, where)
     priv_key = _get(raw, "priv_key", str, where, None)
     if (priv is None) != (priv_key is None):
@@ -148,14 +166,14 @@ def _user(raw: dict[str, Any], i: int) -> User:
     for label, key in (("auth_key", auth_key), ("priv_key", priv_key)):
         if key is not None and len(key.encode()) < MIN_KEY:
             raise ConfigError(f"{where}: {label} is shorter than {MIN_KEY} characters")
-    return User(name, _get(raw, "group", str, where), auth, auth_key, priv, priv_key)
+    return User(name, _get(raw, "group", str, where), auth, auth_key, priv, priv_key, allow_weak)
 
 
 def parse(raw: dict[str, Any], source: str = "config") -> AgentConfig:
     _only(raw, {"agent", "view", "group", "user", "notify"}, source)
     agent = _get(raw, "agent", dict, source, {})
-    _only(agent, {"listen", "engine_id", "sys_name", "sys_location", "sys_contact", "debug_age_minutes",
-                  "debug_max_entries", "switches"}, "[agent]")
+    _only(agent, {"listen", "engine_id", "sys_name", "sys_location", "sys_contact", "sys_descr", "sys_object_id",
+                  "debug_age_minutes", "debug_max_entries", "switches"}, "[agent]")
     listen = tuple(endpoint(str(e), "[agent] listen")
                    for e in _get(agent, "listen", list, "[agent]", ["127.0.0.1:161", "[::1]:161"]))
     if not listen:
@@ -172,6 +190,10 @@ def parse(raw: dict[str, Any], source: str = "config") -> AgentConfig:
         if not 1 <= _get(agent, key, int, "[agent]", 1) <= 2**31 - 1:
             raise ConfigError(f"[agent] {key} must be at least 1")
     switches = _get(agent, "switches", list, "[agent]", None)
+    sys_descr = _get(agent, "sys_descr", str, "[agent]", DEFAULT_SYS_DESCR)
+    if len(sys_descr.encode()) > 255:
+        raise ConfigError("[agent] sys_descr: at most 255 octets (DisplayString)")
+    sys_object_id = _oids([_get(agent, "sys_object_id", str, "[agent]", "0.0")], "[agent] sys_object_id")[0]
 
     views = []
     for i, v in enumerate(_get(raw, "view", list, source, [])):
@@ -226,6 +248,7 @@ def parse(raw: dict[str, Any], source: str = "config") -> AgentConfig:
         engine_id=engine_id, sys_name=_get(agent, "sys_name", str, "[agent]", "p4tap"),
         sys_location=_get(agent, "sys_location", str, "[agent]", ""),
         sys_contact=_get(agent, "sys_contact", str, "[agent]", ""),
+        sys_descr=sys_descr, sys_object_id=sys_object_id,
         debug_age_minutes=_get(agent, "debug_age_minutes", int, "[agent]", 1440),
         debug_max_entries=_get(agent, "debug_max_entries", int, "[agent]", 256),
         switches=tuple(str(s) for s in switches) if switches else None,

@@ -29,22 +29,10 @@ from pysnmp.proto.secmod.rfc3414.service import UsmSecurityParameters
 from mib_bridge import oids
 from mib_bridge.config import AgentConfig
 from mib_bridge.oids import OID
+from snmpv3.protocols import AUTH, PRIV
 
 log = logging.getLogger("p4tap.snmp")
 
-AUTH = {
-    "SHA-224": snmp_config.USM_AUTH_HMAC128_SHA224,
-    "SHA-256": snmp_config.USM_AUTH_HMAC192_SHA256,
-    "SHA-384": snmp_config.USM_AUTH_HMAC256_SHA384,
-    "SHA-512": snmp_config.USM_AUTH_HMAC384_SHA512,
-}
-PRIV = {
-    "AES": snmp_config.USM_PRIV_CFB128_AES,
-    "AES-192": snmp_config.USM_PRIV_CFB192_AES_BLUMENTHAL,
-    "AES-256": snmp_config.USM_PRIV_CFB256_AES_BLUMENTHAL,
-    "AES-192-C": snmp_config.USM_PRIV_CFB192_AES,
-    "AES-256-C": snmp_config.USM_PRIV_CFB256_AES,
-}
 USM = 3  # securityModel
 LEVEL_NAMES = {1: "noAuthNoPriv", 2: "authNoPriv", 3: "authPriv"}
 VACM = 3  # access control model id in pysnmp

@@ -43,7 +43,7 @@ class SessionError(Exception):
 
 
 class Unsupported(SessionError):
-    """Protocols this session does not speak (only HMAC-SHA-2 with AES)."""
+    """Protocols this session does not speak (HMAC-MD5-96, HMAC-SHA-96 and HMAC-SHA-2 with AES only)."""
 
 
 @dataclass
@@ -89,7 +89,7 @@ class Session:
         keys = usm.Keys.derive(self.user, self.protocols[0], self.protocols[1], self.protocols[2],
                                self.protocols[3], message.engine_id)
         if keys is None:
-            raise Unsupported("only HMAC-SHA-2 authentication with AES privacy take the fast path")
+            raise Unsupported("only HMAC (MD5, SHA-1, SHA-2) authentication with AES privacy take the fast path")
         self.engine_id, self.keys = message.engine_id, keys
         self._learn(message)
 

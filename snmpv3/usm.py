@@ -7,8 +7,9 @@ own USM services (`hash_passphrase`, `localize_key`, so AES-192/256 key
 extension is theirs too), the digest is the standard library's HMAC, the
 cipher is `cryptography`'s AES-CFB with RFC 3826's IV, as in pysnmp.
 
-What this accepts is narrow: version 3, USM, authPriv with an HMAC-SHA-2
-digest and AES privacy, a digest that verifies at the exact offset of
+What this accepts is narrow: version 3, USM, authPriv with an HMAC-MD5-96,
+HMAC-SHA-96 or HMAC-SHA-2 digest and AES privacy (DES and 3DES are left to
+pysnmp: `Keys.derive` returns None), a digest that verifies at the exact offset of
 msgAuthenticationParameters, every integer within the range its ASN.1 type
 gives. `parse` raises `Malformed` for anything else and `open` raises
 `Rejected` when the digest does not verify; the agent then gives the datagram
@@ -17,6 +18,7 @@ to pysnmp as it arrived, which reports and counts it (usmStats*) as before.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ try:  # where cryptography keeps CFB since it called it decrepit; pysnmp looks t
 except ImportError:  # pragma: no cover - older cryptography
     from cryptography.hazmat.primitives.ciphers.modes import CFB
 from pyasn1.type.univ import OctetString
+from pysnmp.proto.secmod.rfc3414.auth.hmacmd5 import HmacMd5
+from pysnmp.proto.secmod.rfc3414.auth.hmacsha import HmacSha
 from pysnmp.proto.secmod.rfc3414.service import SnmpUSMSecurityModel
 from pysnmp.proto.secmod.rfc3826.priv.aes import Aes
 from pysnmp.proto.secmod.rfc7860.auth.hmacsha2 import HmacSha2
@@ -67,17 +71,18 @@ class Keys:
     def derive(cls, user: bytes, auth_protocol: tuple, auth_pass: str | bytes, priv_protocol: tuple,
                priv_pass: str | bytes, engine_id: bytes) -> Keys | None:
         """Keys through pysnmp's own USM services, or None if the protocols
-        are not ones this fast path speaks (HMAC-SHA-2 and AES only)."""
-        auth = SnmpUSMSecurityModel.AUTH_SERVICES.get(tuple(auth_protocol))
-        priv = SnmpUSMSecurityModel.PRIV_SERVICES.get(tuple(priv_protocol))
-        if not isinstance(auth, HmacSha2) or not isinstance(priv, Aes):
+        are not ones this fast path speaks (HMAC-MD5-96, HMAC-SHA-96 and
+        HMAC-SHA-2 with AES only)."""
+        if not speaks(auth_protocol, priv_protocol):
             return None
+        auth = SnmpUSMSecurityModel.AUTH_SERVICES[tuple(auth_protocol)]
+        priv = SnmpUSMSecurityModel.PRIV_SERVICES[tuple(priv_protocol)]
+        digest = _digest(auth, tuple(auth_protocol))
         engine = OctetString(engine_id)  # what pysnmp's localization reads
         auth_key = auth.localize_key(auth.hash_passphrase(_octets(auth_pass)), engine)
         priv_key = priv.localize_key(tuple(auth_protocol), priv.hash_passphrase(tuple(auth_protocol),
                                                                                _octets(priv_pass)), engine)
-        return cls(user, bytes(auth_key), HmacSha2.HASH_ALGORITHM[tuple(auth_protocol)], auth.digest_length,
-                   bytes(priv_key)[:priv.KEY_SIZE])
+        return cls(user, bytes(auth_key), digest, auth.digest_length, bytes(priv_key)[:priv.KEY_SIZE])
 
     def mac(self, message: bytes) -> bytes:
         return hmac.new(self.auth, message, self.digest).digest()[:self.digest_length]
@@ -85,6 +90,24 @@ class Keys:
     def cipher(self, boots: int, time: int, salt: bytes) -> Cipher:
         iv = boots.to_bytes(4, "big") + time.to_bytes(4, "big") + salt
         return Cipher(algorithms.AES(self.priv), CFB(iv))
+
+
+def speaks(auth_protocol: tuple, priv_protocol: tuple) -> bool:
+    """Whether these (pysnmp protocol OIDs) are ones this module speaks."""
+    auth = SnmpUSMSecurityModel.AUTH_SERVICES.get(tuple(auth_protocol))
+    priv = SnmpUSMSecurityModel.PRIV_SERVICES.get(tuple(priv_protocol))
+    return _digest(auth, tuple(auth_protocol)) is not None and isinstance(priv, Aes)
+
+
+def _digest(auth: Any, auth_protocol: tuple) -> Any:
+    """The hashlib constructor of a USM authentication service, or None."""
+    if isinstance(auth, HmacSha2):
+        return HmacSha2.HASH_ALGORITHM[auth_protocol]
+    if isinstance(auth, HmacSha):  # HMAC-SHA-96, RFC 3414 7
+        return hashlib.sha1
+    if isinstance(auth, HmacMd5):  # HMAC-MD5-96, RFC 3414 6
+        return hashlib.md5
+    return None
 
 
 def _octets(value: str | bytes) -> bytes:
@@ -157,12 +180,17 @@ def authenticate(message: Message, keys: Keys) -> None:
 
 
 def open_scoped(message: Message, keys: Keys) -> bytes:
-    """The scoped PDU of an authPriv message, after its digest verified."""
+    """The scoped PDU of an authPriv message, after its digest verified.
+
+    Octets after the scoped PDU's own encoding are dropped, as pysnmp's USM
+    (its decoder's `rest`) and net-snmp drop them: pysnmp 4.4 pads what it
+    enciphers with AES to a multiple of 16 octets, RFC 3826 or not."""
     if message.flags & AUTH_PRIV != AUTH_PRIV or len(message.priv_params) != 8:
         raise Rejected("not authPriv")
     authenticate(message, keys)
     decryptor = keys.cipher(message.boots, message.time, message.priv_params).decryptor()
-    return decryptor.update(message.data) + decryptor.finalize()
+    scoped = decryptor.update(message.data) + decryptor.finalize()
+    return scoped[:ber.expect(scoped, 0, len(scoped), SEQUENCE)[1]]
 
 
 @dataclass

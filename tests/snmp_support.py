@@ -81,9 +81,10 @@ def tap_switch(tmp_path_factory) -> Iterator[Bmv2Switch]:
 # -- agent configs -----------------------------------------------------------------
 
 def agent_config(path: Path, notify: str = "", listen: str = '"127.0.0.1:0", "[::1]:0"', extra_agent: str = "",
-                 li_level: str = "authPriv") -> Path:
-    """An agent config: LI user `md1` (SHA-256/AES), `md1np` (authNoPriv), an
-    operations user `ops` who may read the system group only."""
+                 li_level: str = "authPriv", extra_users: str = "") -> Path:
+    """An agent config: LI user `md1` (SHA-256/AES), `md512` (SHA-512/AES-256),
+    an operations user `ops` who may read the system group only, and the
+    [[user]] tables of `extra_users`."""
     path.write_text(textwrap.dedent(f"""\
         [agent]
         listen = [{listen}]
@@ -136,9 +137,28 @@ def agent_config(path: Path, notify: str = "", listen: str = '"127.0.0.1:0", "[:
         auth_key = "{OPS_AUTH}"
         priv_protocol = "AES"
         priv_key = "{OPS_PRIV}"
-        """) + notify)
+        """) + textwrap.dedent(extra_users) + notify)
     path.chmod(0o600)
     return path
+
+
+# users of the LI group with the protocols deployed MDs speak; name: (auth_protocol, priv_protocol, net-snmp's -a and -x)
+INTEROP_USERS = {"sha1": ("SHA", "AES", "SHA", "AES"), "md5des": ("MD5", "DES", "MD5", "DES"),
+                 "sha3des": ("SHA", "3DES", None, None), "md5aes": ("MD5", "AES", "MD5", "AES")}
+WEAK_USERS = {"md5des", "sha3des", "md5aes"}
+
+
+def user_tables(users: dict | None = None, opt_in: set | tuple | None = None) -> str:
+    """[[user]] tables of the LI group for `users`; `opt_in` get allow_weak_protocols."""
+    users = INTEROP_USERS if users is None else users
+    opt_in = WEAK_USERS if opt_in is None else opt_in
+    text = ""
+    for name, (auth, priv, _, _) in users.items():
+        text += (f'\n[[user]]\nname = "{name}"\ngroup = "li"\nauth_protocol = "{auth}"\nauth_key = "{AUTH_KEY}"\n'
+                 f'priv_protocol = "{priv}"\npriv_key = "{PRIV_KEY}"\n')
+        if name in opt_in:
+            text += "allow_weak_protocols = true\n"
+    return text
 
 
 # -- net-snmp's tools -----------------------------------------------------------------
@@ -310,11 +330,12 @@ class Running:
         return [json.loads(line) for line in (self.home / "audit.jsonl").read_text().splitlines() if line.strip()]
 
 
-def start_agent(home: Path, controller: Controller, notify: str = "", **config) -> Running:
+def start_agent(home: Path, controller: Controller, notify: str = "", fast_path: bool = True, **config) -> Running:
     from mib_bridge.agent import Agent
     from mib_bridge.config import load
 
-    agent = Agent(load(agent_config(home / "snmp.toml", notify=notify, **config)), controller)
+    home.mkdir(parents=True, exist_ok=True)
+    agent = Agent(load(agent_config(home / "snmp.toml", notify=notify, **config)), controller, fast_path=fast_path)
     agent.start()
     v4 = next(a for a in agent.addresses if ":" not in a.host)
     v6 = next((a for a in agent.addresses if ":" in a.host), v4)

@@ -3,7 +3,8 @@ net-snmp's snmpset (REFERENCE.md's three createAndGo PDUs, numeric OIDs),
 the subject's packets reach the MD's UDP socket as pcli with that CCCID,
 other traffic does not, the switch's counters read back over SNMP, the
 Timeout passes, copies stop, and the ciscoTap2MediationTimedOut inform
-reaches snmptrapd.
+reaches snmptrapd; the teardown test provisions as users of SHA-256/AES,
+SHA-1/AES and MD5/DES.
 
 The MD is a network namespace (203.0.113.10 on switch port 4) running
 mediation.receiver, a real UDP socket; the other hosts are veth ends driven
@@ -32,8 +33,8 @@ from controller.service import Controller, SwitchConfig
 from ptf_tests import base
 from ptf_tests.base import MD_A, OTHER, PEER, SUBJECT, tcp4, udp4
 from tests.conftest import needs_bmv2, needs_root
-from tests.snmp_support import (MED, STREAM, TAP2, TrapReceiver, date_and_time, filter_pdu, free_udp_port,
-                                mediation_pdu, needs_net_snmp, start_agent, stream_pdu)
+from tests.snmp_support import (INTEROP_USERS, MED, STREAM, TAP2, TrapReceiver, date_and_time, filter_pdu,
+                                free_udp_port, mediation_pdu, needs_net_snmp, start_agent, stream_pdu, user_tables)
 
 needs_pipeline = pytest.mark.skipif(not P4TAP.exists(), reason="compiled pipeline missing in build/: run `make p4`")
 pytestmark = [needs_bmv2, needs_root, needs_net_snmp, needs_pipeline]
@@ -146,23 +147,27 @@ def test_snmp_provisioned_tap_on_bmv2_until_timeout(network, tmp_path):
         trapd.stop()
 
 
-def test_snmp_teardown_stops_copies_on_bmv2(network, tmp_path):
+@pytest.mark.parametrize("user", ["md1", "sha1", "md5des"])
+def test_snmp_teardown_stops_copies_on_bmv2(network, tmp_path, user):
+    """As each user: SHA-256/AES, SHA-1/AES (HMAC-SHA-96) and MD5/DES (opted in), the protocols deployed MDs speak."""
     bmv2, ifaces, wire, md_host = network
     controller = Controller([SwitchConfig("s1", bmv2.grpc_address, base.lab_topology())], tmp_path / "intent.db",
                             tmp_path / "audit.jsonl")
     try:
         controller.start()
-        snmp = start_agent(tmp_path, controller, listen='"127.0.0.1:0"')
+        snmp = start_agent(tmp_path, controller, listen='"127.0.0.1:0"', extra_users=user_tables())
         net = snmp.net
+        creds = net.credentials() if user == "md1" else net.credentials(
+            user, auth_protocol=INTEROP_USERS[user][2], priv_protocol=INTEROP_USERS[user][3])
         receiver = Receiver(md_host, tmp_path / "captures")
         for pdu in (mediation_pdu(OTHER_CCCID, md=MD_A.ipv4, port=MD_PORT), filter_pdu(OTHER_CCCID, 1, src=OTHER.ipv4),
                     stream_pdu(OTHER_CCCID, 1)):
-            assert net.set(*pdu).code == 0
+            assert net.set(*pdu, creds=creds).code == 0
         send(wire, ifaces, [(OTHER, tcp4(OTHER, PEER, sport=45000))])
         # tear down in reverse, as REFERENCE.md says
         for oid in (f"{STREAM}.6.{OTHER_CCCID}.1", f"1.3.6.1.4.1.9.9.394.1.1.2.1.16.{OTHER_CCCID}.1",
                     f"{MED}.13.{OTHER_CCCID}"):
-            assert net.set((oid, "i", "6")).code == 0
+            assert net.set((oid, "i", "6"), creds=creds).code == 0
         assert controller.intercepts() == []
         actual = controller.switches["s1"].read_actual()
         switch = controller.switches["s1"]
