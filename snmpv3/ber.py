@@ -80,8 +80,13 @@ def expect(data: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
 
 
 def integer(data: bytes, start: int, stop: int, bounds: tuple[int, int] = INT32) -> int:
+    """X.690 8.3: one octet at least, and no leading octet that only repeats
+    the sign (RFC 3416 wants wrongEncoding or a parse error for those; pysnmp
+    takes them as they come)."""
     if not 0 < stop - start <= 9:
         raise Malformed("integer length")
+    if stop - start > 1 and (data[start], data[start + 1] & 0x80) in ((0, 0), (0xFF, 0x80)):
+        raise Malformed("non-minimal integer")
     value = int.from_bytes(data[start:stop], "big", signed=True)
     if not bounds[0] <= value <= bounds[1]:
         raise Malformed("integer out of range")

@@ -161,6 +161,13 @@ def open_scoped(message: Message, keys: Keys) -> bytes:
     if message.flags & AUTH_PRIV != AUTH_PRIV or len(message.priv_params) != 8:
         raise Rejected("not authPriv")
     authenticate(message, keys)
+    return decipher(message, keys)
+
+
+def decipher(message: Message, keys: Keys) -> bytes:
+    """The scoped PDU of an authPriv message whose digest the caller verified."""
+    if message.flags & AUTH_PRIV != AUTH_PRIV or len(message.priv_params) != 8:
+        raise Rejected("not authPriv")
     decryptor = keys.cipher(message.boots, message.time, message.priv_params).decryptor()
     return decryptor.update(message.data) + decryptor.finalize()
 

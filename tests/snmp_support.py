@@ -306,7 +306,9 @@ class Running:
     home: Path
 
     def audit(self) -> list[dict]:
+        """The audit log, with the refusals the agent batches written first."""
         import json
+        self.agent.flush_audit()
         return [json.loads(line) for line in (self.home / "audit.jsonl").read_text().splitlines() if line.strip()]
 
 
