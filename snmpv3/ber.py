@@ -82,10 +82,12 @@ def expect(data: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
 def integer(data: bytes, start: int, stop: int, bounds: tuple[int, int] = INT32) -> int:
     """X.690 8.3: one octet at least, and no leading octet that only repeats
     the sign (RFC 3416 wants wrongEncoding or a parse error for those; pysnmp
-    takes them as they come)."""
+    takes them as they come). One exception, kept for interoperation:
+    -2**(8k-1) as ff 80 00.., which pyasn1's encoder (and int_contents) write."""
     if not 0 < stop - start <= 9:
         raise Malformed("integer length")
-    if stop - start > 1 and (data[start], data[start + 1] & 0x80) in ((0, 0), (0xFF, 0x80)):
+    if stop - start > 1 and (data[start], data[start + 1] & 0x80) in ((0, 0), (0xFF, 0x80)) \
+            and data[start + 1:stop] != b"\x80" + bytes(stop - start - 2):
         raise Malformed("non-minimal integer")
     value = int.from_bytes(data[start:stop], "big", signed=True)
     if not bounds[0] <= value <= bounds[1]:
