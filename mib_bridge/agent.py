@@ -36,6 +36,7 @@ from controller.service import Controller
 from mib_bridge import engine_loop, oids
 from mib_bridge.bridge import Bridge
 from mib_bridge.config import AgentConfig, Endpoint
+from mib_bridge.counters import Counters, counter_scalars
 from mib_bridge.fast_path import FastPath
 from mib_bridge.refusals import Refusals
 from mib_bridge.fast_path import transport as fast_transport
@@ -102,6 +103,7 @@ class Agent:
         self.notifier: Notifier | None = None
         self.mib: Mib | None = None
         self.refusals = Refusals(controller.audit.append_many)
+        self.counters: Counters | None = None
         controller.on_expired(self._on_expired)
 
     # -- lifecycle ----------------------------------------------------------------
@@ -169,8 +171,9 @@ class Agent:
         engine_id = rfc1902.OctetString(cfg.engine_id) if cfg.engine_id else None
         self.engine = snmp_engine.SnmpEngine(snmpEngineID=engine_id)
         self.engine.register_transport_dispatcher(AsyncioDispatcher(loop=loop))
+        self.counters = Counters(self.engine)
         if self.use_fast_path:
-            self.fast_path = FastPath(self.engine, cfg, self.refusals)
+            self.fast_path = FastPath(self.engine, cfg, self.refusals, self.counters)
         domains: dict[int, tuple[int, ...]] = {}
         for i, endpoint in enumerate(cfg.listen):
             sock = self._bind(endpoint)
@@ -194,6 +197,7 @@ class Agent:
             *system_scalars(cfg.sys_name, cfg.sys_location, cfg.sys_contact, self.started, self._engine_values),
             *tap_scalars(self._new_index, lambda: self.tables.debug.age_minutes,
                          lambda: self.tables.debug.max_entries),
+            *counter_scalars(self.counters),
             self.tables.mediations, self.tables.streams, self.tables.debug, self.tables.ip_streams,
         ])
         responder = Responder(self.engine, snmp_context.SnmpContext(self.engine), self)
@@ -310,8 +314,7 @@ class Agent:
                 self.bridge.drop(content_id)
                 self._timed_out(content_id, notify)
             self.tables.debug.expire()
-            if self.fast_path is not None:
-                self.fast_path.counters.sync()
+            self.counters.sync()
         except Exception:
             log.exception("agent tick failed")
         finally:

@@ -44,3 +44,20 @@ class Counters:
     def value(self, name: str) -> int:
         self.sync()
         return int(self._scalars[name].syntax)
+
+
+SNMP_GROUP = (1, 3, 6, 1, 2, 1, 11)  # SNMPv2-MIB snmp group
+USM_STATS = (1, 3, 6, 1, 6, 3, 15, 1, 1)  # SNMP-USER-BASED-SM-MIB usmStats
+ARCS = {IN_PKTS: SNMP_GROUP + (1,), BAD_VERSIONS: SNMP_GROUP + (3,), PARSE_ERRS: SNMP_GROUP + (6,),
+        UNSUPPORTED_LEVELS: USM_STATS + (1,), NOT_IN_TIME: USM_STATS + (2,), UNKNOWN_USERS: USM_STATS + (3,),
+        UNKNOWN_ENGINES: USM_STATS + (4,), WRONG_DIGESTS: USM_STATS + (5,), DECRYPTION_ERRORS: USM_STATS + (6,)}
+
+
+def counter_scalars(counters: Counters) -> list:
+    """The counters as the agent's own read-only scalars (the agent's tree is
+    its own, not pysnmp's instrumentation): a GET of them answers the truth."""
+    from mib_bridge.scalars import Scalar
+    from mib_bridge.syntax import Counter32
+
+    return [Scalar(oid, name, Counter32(), lambda name=name: counters.value(name))
+            for name, oid in sorted(ARCS.items(), key=lambda item: item[1])]

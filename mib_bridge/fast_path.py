@@ -70,7 +70,8 @@ HANDOFF = object()  # screen(): pysnmp's to handle
 
 
 class FastPath:
-    def __init__(self, engine: snmp_engine.SnmpEngine, config: AgentConfig, refusals: Refusals) -> None:
+    def __init__(self, engine: snmp_engine.SnmpEngine, config: AgentConfig, refusals: Refusals,
+                 counters: Counters) -> None:
         self.responder: Responder | None = None  # set once the agent made it; until then pysnmp answers
         self.engine_id = bytes(engine.snmpEngineID)
         builder = engine.get_mib_builder()
@@ -89,7 +90,7 @@ class FastPath:
         self.served = 0
         self.users = {user.name.encode() for user in config.users}
         self.refusals = refusals
-        self.counters = Counters(engine)
+        self.counters = counters
         self.budget = Budget()
         self.replays = ReplayMemory()
 
