@@ -18,7 +18,8 @@ UNSUPPORTED_LEVELS, NOT_IN_TIME, UNKNOWN_USERS = ("usmStatsUnsupportedSecLevels"
                                                   "usmStatsUnknownUserNames")
 UNKNOWN_ENGINES, WRONG_DIGESTS, DECRYPTION_ERRORS = ("usmStatsUnknownEngineIDs", "usmStatsWrongDigests",
                                                      "usmStatsDecryptionErrors")
-MODULES = {IN_PKTS: "__SNMPv2-MIB", PARSE_ERRS: "__SNMPv2-MIB", BAD_VERSIONS: "__SNMPv2-MIB",
+INVALID_MSGS = "snmpInvalidMsgs"
+MODULES = {IN_PKTS: "__SNMPv2-MIB", INVALID_MSGS: "__SNMP-MPD-MIB", PARSE_ERRS: "__SNMPv2-MIB", BAD_VERSIONS: "__SNMPv2-MIB",
            **{name: "__SNMP-USER-BASED-SM-MIB" for name in (UNSUPPORTED_LEVELS, NOT_IN_TIME, UNKNOWN_USERS,
                                                             UNKNOWN_ENGINES, WRONG_DIGESTS, DECRYPTION_ERRORS)}}
 
@@ -48,7 +49,8 @@ class Counters:
 
 SNMP_GROUP = (1, 3, 6, 1, 2, 1, 11)  # SNMPv2-MIB snmp group
 USM_STATS = (1, 3, 6, 1, 6, 3, 15, 1, 1)  # SNMP-USER-BASED-SM-MIB usmStats
-ARCS = {IN_PKTS: SNMP_GROUP + (1,), BAD_VERSIONS: SNMP_GROUP + (3,), PARSE_ERRS: SNMP_GROUP + (6,),
+MPD_STATS = (1, 3, 6, 1, 6, 3, 11, 2, 1)  # SNMP-MPD-MIB snmpMPDStats
+ARCS = {IN_PKTS: SNMP_GROUP + (1,), INVALID_MSGS: MPD_STATS + (2,), BAD_VERSIONS: SNMP_GROUP + (3,), PARSE_ERRS: SNMP_GROUP + (6,),
         UNSUPPORTED_LEVELS: USM_STATS + (1,), NOT_IN_TIME: USM_STATS + (2,), UNKNOWN_USERS: USM_STATS + (3,),
         UNKNOWN_ENGINES: USM_STATS + (4,), WRONG_DIGESTS: USM_STATS + (5,), DECRYPTION_ERRORS: USM_STATS + (6,)}
 

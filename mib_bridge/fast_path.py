@@ -49,7 +49,7 @@ from pysnmp.entity import engine as snmp_engine
 from mib_bridge import responder as responder_module
 from mib_bridge.budget import Budget
 from mib_bridge.config import AgentConfig
-from mib_bridge.counters import (BAD_VERSIONS, DECRYPTION_ERRORS, IN_PKTS, NOT_IN_TIME, PARSE_ERRS, UNKNOWN_ENGINES,
+from mib_bridge.counters import (BAD_VERSIONS, DECRYPTION_ERRORS, IN_PKTS, INVALID_MSGS, NOT_IN_TIME, PARSE_ERRS, UNKNOWN_ENGINES,
                                  UNKNOWN_USERS, UNSUPPORTED_LEVELS, WRONG_DIGESTS, Counters)
 from mib_bridge.refusals import Refusals
 from mib_bridge.replay import ReplayMemory
@@ -121,6 +121,8 @@ class FastPath:
         except ber.Malformed as error:
             return self._drop("malformed", "?", where, "v3", f"malformed SNMPv3 message: {error}", PARSE_ERRS)
         user = safe_name(message.user)
+        if message.flags & usm.AUTH_PRIV == PRIV_FLAG:  # RFC 3412 7.2 5: privacy without authentication
+            return self._drop("invalid flags", user, where, "v3", "privacy without authentication", INVALID_MSGS)
         if message.engine_id != self.engine_id:
             return self._to_pysnmp(address, where, user, "unknown engine ID",
                                    UNKNOWN_ENGINES if message.flags & usm.REPORTABLE else None)

@@ -13,7 +13,7 @@ msgID, digest), and refuses a second copy.
 Memory: one entry per authenticated message of the last TIME_WINDOW
 seconds, at most MAX_ENTRIES; past that the oldest are forgotten early and
 `forgotten` counts them (at the MD's full rate, ~1,000 requests/s, that is
-150,000 entries, ~20 MB).
+150,000 entries, ~25 MB).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ MAX_ENTRIES = 200_000
 class ReplayMemory:
     def __init__(self, window: int = usm.TIME_WINDOW, limit: int = MAX_ENTRIES) -> None:
         self.window, self.limit = window, limit
-        self._seen: set[tuple[int, int, int, bytes]] = set()
-        self._expiry: list[tuple[int, tuple[int, int, int, bytes]]] = []  # (engine time it may be forgotten at, key)
+        self._seen: set[bytes] = set()
+        self._expiry: list[tuple[int, bytes]] = []  # (engine time it may be forgotten at, key)
         self.replays = 0
         self.forgotten = 0
 
@@ -37,7 +37,7 @@ class ReplayMemory:
         """True the first time an authenticated message is seen; False (and
         counted) for any later copy while it is still inside the window."""
         self._expire(engine_time)
-        key = (message.boots, message.time, message.msg_id, message.auth_params)
+        key = b"%d %d %d " % (message.boots, message.time, message.msg_id) + message.auth_params
         if key in self._seen:
             self.replays += 1
             return False
