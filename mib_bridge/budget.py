@@ -15,8 +15,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-PER_HOST = (20.0, 40.0)  # messages per second, burst
-GLOBAL = (100.0, 200.0)
+PER_HOST = (10.0, 20.0)  # messages per second, burst
+GLOBAL = (50.0, 100.0)
 MAX_HOSTS = 4096
 
 

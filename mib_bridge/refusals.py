@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from mib_bridge.security import safe_name
+
 log = logging.getLogger("p4tap.snmp")
 
 FLUSH_INTERVAL = 0.5  # seconds between audit batches
@@ -34,10 +36,10 @@ MAX_PORTS = 8  # source ports named per aggregated record
 @dataclass
 class _Pending:
     count: int = 0
-    first: str = ""
-    last: str = ""
+    first: float = 0.0  # time.time()
+    last: float = 0.0
     ports: list[int] = field(default_factory=list)
-    users: set[str] = field(default_factory=set)
+    users: set[str | bytes] = field(default_factory=set)
 
 
 @dataclass
@@ -46,9 +48,16 @@ class _LogState:
     unlogged: int = 0
 
 
-def split_actor(address: str) -> tuple[str, int | None]:
-    """('127.0.0.1', 5000) from '127.0.0.1:5000', ('[::1]', 5000) from '[::1]:5000'."""
-    host, sep, port = address.rpartition(":")
+def host_port(address) -> tuple[str, int | None]:
+    """('127.0.0.1', 5000) from ('127.0.0.1', 5000) or '127.0.0.1:5000';
+    ('[::1]', 5000) from ('::1', 5000, 0, 0) or '[::1]:5000'."""
+    if isinstance(address, tuple):
+        try:
+            host, port = str(address[0]), int(address[1])
+        except (IndexError, TypeError, ValueError):
+            return "?", None
+        return (f"[{host}]" if ":" in host else host), port
+    host, sep, port = str(address).rpartition(":")
     if not sep or not port.isdigit() or (host.count(":") and not host.endswith("]")):
         return address, None
     return host, int(port)
@@ -82,11 +91,12 @@ class Refusals:
             self._thread = None
         self.flush()
 
-    def add(self, kind: str, user: str, address: str, version: str, reason: str) -> None:
+    def add(self, kind: str, user: str | bytes, address, version: str, reason: str) -> None:
         """One refused message: `kind` names it in the log ('undecodable',
-        'SNMPv1/v2c', 'replay', ...); `address` is host:port as address_text writes it."""
-        host, port = split_actor(address)
-        now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        'SNMPv1/v2c', 'replay', ...); `user` as it came (made printable when
+        written); `address` the transport address, or host:port as address_text writes it."""
+        host, port = host_port(address)
+        now = time.time()
         key = (user, host, version, reason)
         with self._lock:
             self.total += 1
@@ -123,12 +133,12 @@ class Refusals:
             entries = []
             for (user, host, version, reason), p in pending.items():
                 detail: dict[str, Any] = {"op": "message", "version": version, "reason": reason, "count": p.count,
-                                          "first": p.first, "last": p.last}
+                                          "first": _iso(p.first), "last": _iso(p.last)}
                 if p.ports:
                     detail["ports"] = p.ports
                 if p.users:
-                    detail["users"] = sorted(p.users)
-                entries.append((f"snmp:{user} from {host}", "snmp-refuse", detail))
+                    detail["users"] = sorted({safe_name(u) for u in p.users})
+                entries.append((f"snmp:{safe_name(user)} from {host}", "snmp-refuse", detail))
             try:
                 self._append_many(entries)
             except Exception as error:  # kept for the next batch: a refusal is never dropped unaudited
@@ -141,5 +151,10 @@ class Refusals:
                         mine.first, mine.last = p.first, mine.last or p.last
 
     def _run(self) -> None:
+        """Every flush_interval, until stopped."""
         while not self._stop.wait(self.flush_interval):
             self.flush()
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="microseconds")
