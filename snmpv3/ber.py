@@ -6,9 +6,10 @@ provisioning over SNMP ten times slower than the controller's own API
 (issue 4, BENCHMARKS.md). This module reads and writes the same bytes with
 slicing and int.from_bytes. It is strict on purpose: `read` accepts only
 definite lengths, single-octet tags and the value types SNMP defines, and
-raises `Malformed` for anything else. The callers (snmpv3.usm) then hand the
-message to pysnmp untouched, so anything unusual is still decided by the
-reference implementation, never guessed at here.
+raises `Malformed` for anything else. The agent's front door
+(mib_bridge/fast_path.py) drops and counts what this refuses, so pysnmp,
+whose decoder takes indefinite lengths and non-minimal integers and raises
+on some shapes, only ever sees what this reader accepts.
 
 Values are exchanged as pysnmp's own rfc1902/rfc1905 objects, of exactly the
 classes pysnmp's decoder would give, so the agent's type checks see no

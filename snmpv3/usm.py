@@ -11,8 +11,8 @@ What this accepts is narrow: version 3, USM, authPriv with an HMAC-SHA-2
 digest and AES privacy, a digest that verifies at the exact offset of
 msgAuthenticationParameters, every integer within the range its ASN.1 type
 gives. `parse` raises `Malformed` for anything else and `open` raises
-`Rejected` when the digest does not verify; the agent then gives the datagram
-to pysnmp as it arrived, which reports and counts it (usmStats*) as before.
+`Rejected` when the digest does not verify; the agent then drops it, or
+gives it to pysnmp for the Report USM sends (mib_bridge/fast_path.py).
 """
 
 from __future__ import annotations
