@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from bench import record
-from bench.snmp_provisioning import AUTH_KEY, PRIV_KEY, topology
+from bench.snmp_provisioning import AUTH_KEY, PRIV_KEY, start_agent, topology
 from bmv2_topo.bmv2_switch import Bmv2Switch, find_simple_switch_grpc
 from controller.pipeline import P4TAP
 from controller.service import Controller, SwitchConfig
@@ -139,9 +139,6 @@ def _junk_sender(port: int, pool: list[tuple[str, bytes]], rate: float, commands
 # -- the run -----------------------------------------------------------------------------------
 
 def run(seconds: float, repeats: int, rate: float, switch: str, workdir: Path) -> dict:
-    from mib_bridge.agent import Agent
-    from mib_bridge.config import load, one_user_toml
-
     bmv2 = Bmv2Switch(ports={}, log_file=workdir / f"{switch}.log", target=switch)
     bmv2.start()
     controller = Controller([SwitchConfig("s1", bmv2.grpc_address, topology())], workdir / "intent.db",
@@ -150,11 +147,7 @@ def run(seconds: float, repeats: int, rate: float, switch: str, workdir: Path) -
     procs = []
     try:
         controller.start()
-        config = workdir / "snmp.toml"
-        config.write_text(one_user_toml(["127.0.0.1:0"], "md", AUTH_KEY, PRIV_KEY))
-        config.chmod(0o600)
-        agent = Agent(load(config), controller)
-        agent.start()
+        agent = start_agent(controller, workdir)
         try:
             port = agent.addresses[0].port
             boots, engine_time = agent.engine.get_mib_builder().import_symbols(
