@@ -124,7 +124,17 @@ class Refusals:
         log.warning("SNMP message refused (%s) from %s: %s%s", kind, host, reason, more)
 
     def flush(self) -> None:
-        """Write what is pending now (one fsync); the tests and stop() call it."""
+        """Write what is pending now (one fsync); the tests and stop() call it.
+        Also says, once its interval is over, how many of a kind went unlogged."""
+        clock = time.monotonic()
+        with self._lock:
+            quiet = [(kind, state.unlogged) for kind, state in self._logged.items()
+                     if state.unlogged and clock - state.last >= self.log_interval]
+            for kind, _ in quiet:
+                self._logged[kind] = _LogState(last=clock)
+        for kind, unlogged in quiet:
+            log.warning("SNMP messages refused (%s): %d more in the last %g s, counted, not logged", kind, unlogged,
+                        self.log_interval)
         with self._write_lock:
             with self._lock:
                 pending, self._pending = self._pending, {}
