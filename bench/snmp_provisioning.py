@@ -106,7 +106,8 @@ def _provision_over_snmp(port: int, n: int, timeout: datetime, window: int) -> t
         return time.perf_counter() - started, time.process_time() - cpu
 
 
-def run_snmp(controller: Controller, n: int, timeout: datetime, workdir: Path, window: int) -> float:
+def start_agent(controller: Controller, workdir: Path):
+    """The agent as the benchmarks run it: one LI user `md`, on 127.0.0.1, started."""
     from mib_bridge.agent import Agent
     from mib_bridge.config import load, one_user_toml
 
@@ -115,6 +116,11 @@ def run_snmp(controller: Controller, n: int, timeout: datetime, workdir: Path, w
     config.chmod(0o600)
     agent = Agent(load(config), controller)
     agent.start()
+    return agent
+
+
+def run_snmp(controller: Controller, n: int, timeout: datetime, workdir: Path, window: int) -> float:
+    agent = start_agent(controller, workdir)
     try:
         context = multiprocessing.get_context("spawn")
         result = context.Queue()

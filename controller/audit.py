@@ -329,34 +329,55 @@ class AuditLog:
         with self._lock:
             return self._append_locked(actor, action, detail)
 
+    def append_many(self, entries: Sequence[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Record several (actor, action, detail) at once: one write and one
+        fsync for all of them (a flood of refusals must not cost a disk
+        flush each). Durable when it returns, as `append`."""
+        for actor, action, _ in entries:
+            for name, value in (("actor", actor), ("action", action)):
+                if not isinstance(value, str) or not value:
+                    raise ValueError(f"audit {name} must be a non-empty string, got {value!r}")
+        if not entries:
+            return []
+        with self._lock:
+            return self._append_locked_many(entries)
+
     def _append_locked(self, actor: str, action: str, detail: dict[str, Any]) -> dict[str, Any]:
+        return self._append_locked_many([(actor, action, detail)])[0]
+
+    def _append_locked_many(self, entries: Sequence[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
         fd = self._require_open()
         if self._needs_resync:
             self._resync(on_open=False)
         now = self._clock()
         if now.utcoffset() is None:
             raise ValueError("the audit clock must return timezone-aware datetimes")
-        record: dict[str, Any] = {
-            "seq": self._seq + 1,
-            "time": now.astimezone(timezone.utc).isoformat(timespec="microseconds"),
-            "actor": actor,
-            "action": action,
-            "detail": detail,
-            "prev": self._prev,
-        }
-        record["hash"] = hashlib.sha256(canonical(record)).hexdigest()
-        line = canonical(record)
+        seq, prev, lines = self._seq, self._prev, []
+        for actor, action, detail in entries:
+            seq += 1
+            record: dict[str, Any] = {
+                "seq": seq,
+                "time": now.astimezone(timezone.utc).isoformat(timespec="microseconds"),
+                "actor": actor,
+                "action": action,
+                "detail": detail,
+                "prev": prev,
+            }
+            record["hash"] = hashlib.sha256(canonical(record)).hexdigest()
+            line = canonical(record)
+            lines.append(line)
+            prev = line_hash(line)
         try:
-            self._write_all(line + b"\n")
+            self._write_all(b"".join(line + b"\n" for line in lines))
             os.fsync(fd)
         except BaseException:
-            # Memory may no longer match the file (part of the line, or all of
-            # it, may be there): the next append first re-reads the state from
+            # Memory may no longer match the file (part of the lines, or all of
+            # them, may be there): the next append first re-reads the state from
             # disk and ends any torn line, rather than chain onto garbage.
             self._needs_resync = True
             raise
-        self._seq, self._prev = record["seq"], line_hash(line)
-        return json.loads(line)
+        self._seq, self._prev = seq, prev
+        return [json.loads(line) for line in lines]
 
     def close(self) -> None:
         with self._lock:

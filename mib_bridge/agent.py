@@ -36,7 +36,9 @@ from controller.service import Controller
 from mib_bridge import engine_loop, oids
 from mib_bridge.bridge import Bridge
 from mib_bridge.config import AgentConfig, Endpoint
+from mib_bridge.counters import Counters, counter_scalars
 from mib_bridge.fast_path import FastPath
+from mib_bridge.refusals import Refusals
 from mib_bridge.fast_path import transport as fast_transport
 from mib_bridge.mib import Mib, TapTables
 from mib_bridge.notifications import Notifier
@@ -50,6 +52,7 @@ from mib_bridge.transaction import Outcome, SetTransaction
 log = logging.getLogger("p4tap.snmp")
 
 TICK = 1.0  # seconds between lifetime / consistency checks
+RECEIVE_BUFFER = 4 << 20  # a few oversized junk datagrams must not fill the socket before the MD's request
 DOMAINS = {4: udp.DOMAIN_NAME, 6: udp6.DOMAIN_NAME}
 TRANSPORTS = {4: udp.UdpAsyncioTransport, 6: udp6.Udp6AsyncioTransport}
 
@@ -99,6 +102,8 @@ class Agent:
         self.access: Access | None = None
         self.notifier: Notifier | None = None
         self.mib: Mib | None = None
+        self.refusals = Refusals(controller.audit.append_many)
+        self.counters: Counters | None = None
         controller.on_expired(self._on_expired)
 
     # -- lifecycle ----------------------------------------------------------------
@@ -106,6 +111,7 @@ class Agent:
     def start(self, timeout: float = 30.0) -> None:
         if self._thread is not None:
             raise AgentError("agent already started")
+        self.refusals.start()
         self._thread = threading.Thread(target=self._run, name="p4tap-snmp", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -113,6 +119,7 @@ class Agent:
         if self._startup_error is not None:
             self._thread.join(5)
             self._thread = None
+            self.refusals.stop()
             raise AgentError(f"the SNMP agent could not start: {self._startup_error}") from self._startup_error
         log.info("SNMP agent listening on %s", ", ".join(map(str, self.addresses)))
         for note in filter(None, (user.weak_note() for user in self.config.users)):
@@ -126,6 +133,11 @@ class Agent:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         self._thread = None
+        self.refusals.stop()
+
+    def flush_audit(self) -> None:
+        """Write the refusals still pending in the current batch (mib_bridge/refusals.py) now."""
+        self.refusals.flush()
 
     def __enter__(self) -> Agent:
         self.start()
@@ -161,8 +173,9 @@ class Agent:
         engine_id = rfc1902.OctetString(cfg.engine_id) if cfg.engine_id else None
         self.engine = snmp_engine.SnmpEngine(snmpEngineID=engine_id)
         self.engine.register_transport_dispatcher(AsyncioDispatcher(loop=loop))
+        self.counters = Counters(self.engine)
         if self.use_fast_path:
-            self.fast_path = FastPath(self.engine, cfg)
+            self.fast_path = FastPath(self.engine, cfg, self.refusals, self.counters)
         domains: dict[int, tuple[int, ...]] = {}
         for i, endpoint in enumerate(cfg.listen):
             sock = self._bind(endpoint)
@@ -187,6 +200,7 @@ class Agent:
                             cfg.sys_descr, cfg.sys_object_id),
             *tap_scalars(self._new_index, lambda: self.tables.debug.age_minutes,
                          lambda: self.tables.debug.max_entries),
+            *counter_scalars(self.counters),
             self.tables.mediations, self.tables.streams, self.tables.debug, self.tables.ip_streams,
         ])
         responder = Responder(self.engine, snmp_context.SnmpContext(self.engine), self)
@@ -201,6 +215,7 @@ class Agent:
         try:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
             sock.bind((endpoint.host, endpoint.port))
             sock.setblocking(False)
         except OSError as error:
@@ -302,6 +317,7 @@ class Agent:
                 self.bridge.drop(content_id)
                 self._timed_out(content_id, notify)
             self.tables.debug.expire()
+            self.counters.sync()
         except Exception:
             log.exception("agent tick failed")
         finally:
@@ -324,7 +340,9 @@ class Agent:
     # -- audit --------------------------------------------------------------------
 
     def _security_failure(self, actor: str, reason: str, version: str) -> None:
-        self._audit(actor, "snmp-refuse", op="message", version=version, reason=reason)
+        """pysnmp refused a message: audited in the refusals' batch, as the fast path's own drops are."""
+        user, _, where = actor.removeprefix("snmp:").partition(" from ")
+        self.refusals.add("refused by pysnmp", user, where, version, reason)
 
     def _audit(self, actor: str, action: str, **detail: Any) -> None:
         try:

@@ -1,22 +1,42 @@
-"""The agent's fast path: a well-formed authPriv request from a configured
-user is answered without pysnmp's message processing; every other datagram
-goes to pysnmp exactly as it arrived.
+"""The agent's front door: every datagram is screened here first. A
+well-formed authPriv request from a configured user is answered without
+pysnmp's message processing; what pysnmp must answer goes to it; the rest
+is dropped, counted and audited here.
 
-Why: pysnmp codes a message through pyasn1 objects, ~6 ms of CPU per SET on
-this machine, more than the controller's own work per tap (BENCHMARKS.md,
-snmp_provisioning). Here a request costs what its bytes cost (snmpv3.ber).
+Why a fast path: pysnmp codes a message through pyasn1 objects, ~6 ms of
+CPU per SET on this machine, more than the controller's own work per tap
+(BENCHMARKS.md, snmp_provisioning). Here a request costs what its bytes
+cost (snmpv3.ber).
 
-What it serves, it serves as pysnmp would (RFC 3412/3414): the message is
-for this engine, the user is one of ours with authPriv keys, the digest
-verifies, boots and time are inside the 150 s window, the context is the
-default one, and the PDU is GET, GETNEXT, GETBULK or SET. The answer comes
-from the same Responder.answer that pysnmp's path calls, so views, the
-all-or-nothing SET and the audit of refusals are one code. Anything else,
-discovery, a wrong key, a stale time, an unknown user or context, a
-malformed or unusual encoding, is left to pysnmp, which reports and counts
-it (usmStats*) as before: the fast path never refuses anything itself.
-Not counted here: snmpInPkts and friends of SNMPv2-MIB for the messages it
-serves.
+Why a front door (issue 12): pysnmp decodes a whole message before it can
+refuse it, raises on some malformed input (a TypeError escaping with a
+2 KB traceback for `a0 00`; an indefinite-length NULL in a varbind leaks
+its per-request state), and a few hundred junk datagrams a second kept its
+loop from the mediation device. So, from the first octets on:
+- not BER, or not an SNMP message: dropped, snmpInASNParseErrs;
+- SNMPv1/v2c or another version: dropped, snmpInBadVersions;
+- SNMPv3 whose header, or plaintext scoped PDU, the strict reader
+  (snmpv3.ber: definite lengths, minimal integers, values in range)
+  refuses: dropped, snmpInASNParseErrs. pysnmp only ever sees messages
+  that reader accepts;
+- an unknown engine ID or user, no or a wrong digest, a stale time: these
+  need pysnmp's Report (usmStats*, RFC 3414 3.2), and get it within a
+  budget per source host and overall (mib_bridge/budget.py); over it,
+  dropped and counted in the usmStats* counter pysnmp would have used;
+- authenticated with a user's keys: a second copy of a message seen inside
+  the time window is a replay, dropped (mib_bridge/replay.py); a scoped
+  PDU the strict reader refuses is dropped, snmpInASNParseErrs; a
+  request is served as pysnmp would serve it (RFC 3412/3414: for this
+  engine, boots and time in the window, the default context, GET,
+  GETNEXT, GETBULK or SET), the rest (another context, a non-request PDU)
+  goes to pysnmp.
+The answer comes from the same Responder.answer that pysnmp's path calls,
+so views, the all-or-nothing SET and the audit of refusals are one code.
+Every drop is audited (aggregated, in batches: mib_bridge/refusals.py) and
+logged at most once per kind per interval; anything pysnmp raises on a
+datagram is a counted drop with a one-line log, never a traceback. The
+counters are pysnmp's own scalars (mib_bridge/counters.py), so they are
+the sum of what both paths saw.
 """
 
 from __future__ import annotations
@@ -27,7 +47,12 @@ import time
 from pysnmp.entity import engine as snmp_engine
 
 from mib_bridge import responder as responder_module
+from mib_bridge.budget import Budget
 from mib_bridge.config import AgentConfig
+from mib_bridge.counters import (BAD_VERSIONS, DECRYPTION_ERRORS, IN_PKTS, INVALID_MSGS, NOT_IN_TIME, PARSE_ERRS, UNKNOWN_ENGINES,
+                                 UNKNOWN_USERS, UNSUPPORTED_LEVELS, WRONG_DIGESTS, Counters)
+from mib_bridge.refusals import Refusals
+from mib_bridge.replay import ReplayMemory
 from mib_bridge.responder import Responder
 from mib_bridge.security import AUTH, PRIV, USM, Requester, address_text
 from snmpv3 import ber, usm
@@ -37,12 +62,16 @@ log = logging.getLogger("p4tap.snmp")
 KINDS = {usm.GET: responder_module.GET, usm.NEXT: responder_module.NEXT, usm.SET: responder_module.SET,
          usm.BULK: responder_module.BULK}
 REQUEST_FLAGS = usm.AUTH_PRIV | usm.REPORTABLE
+PRIV_FLAG = 0x02
 MAX_BOOTS = 2**31 - 1
 HEADER_ROOM = 48  # RFC 3414 3.2.9: what a response's header may take besides its security parameters
+VERSIONS = {0: "v1", 1: "v2c"}
+HANDOFF = object()  # screen(): pysnmp's to handle
 
 
 class FastPath:
-    def __init__(self, engine: snmp_engine.SnmpEngine, config: AgentConfig) -> None:
+    def __init__(self, engine: snmp_engine.SnmpEngine, config: AgentConfig, refusals: Refusals,
+                 counters: Counters) -> None:
         self.responder: Responder | None = None  # set once the agent made it; until then pysnmp answers
         self.engine_id = bytes(engine.snmpEngineID)
         builder = engine.get_mib_builder()
@@ -59,25 +88,99 @@ class FastPath:
             if keys is not None:
                 self.keys[keys.user] = (user.name, keys)
         self.served = 0
+        self.users = {user.name.encode() for user in config.users}
+        self.refusals = refusals
+        self.counters = counters
+        self.budget = Budget()
+        self.replays = ReplayMemory()
 
     def engine_time(self) -> int:
         return int(time.time() - self._started)
 
-    def admit(self, datagram: bytes, address):
-        """What the fast path needs to answer the request, or None: pysnmp's to handle."""
+    def screen(self, datagram: bytes, address):
+        """What to do with a datagram: (the admitted request to `respond` to),
+        HANDOFF (pysnmp's), or None (dropped: counted, audited, maybe logged)."""
+        if len(datagram) < 2 or datagram[0] != ber.SEQUENCE:
+            return self._drop("undecodable", "?", address, "?", "not an SNMP message", PARSE_ERRS)
+        try:
+            _, start, stop = ber.read(datagram, 0, len(datagram))
+            version, _ = ber.read_integer(datagram, start, stop)
+        except ber.Malformed:
+            return self._drop("undecodable", "?", address, "?", "not an SNMP message", PARSE_ERRS)
+        if version != 3:
+            if version in VERSIONS:
+                return self._drop("SNMPv1/v2c", "community", address, VERSIONS[version],
+                                  "SNMPv1/v2c: only SNMPv3 is served", BAD_VERSIONS)
+            return self._drop("unsupported version", "?", address, str(version), "unsupported SNMP version",
+                              BAD_VERSIONS)
         try:
             message = usm.parse(datagram)
-        except ber.Malformed:
-            return None
+            if not message.flags & PRIV_FLAG:
+                usm.parse_scoped(message.data)  # plaintext: pysnmp must not see what the strict reader refuses
+        except ber.Malformed as error:
+            return self._drop("malformed", "?", address, "v3", f"malformed SNMPv3 message: {error}", PARSE_ERRS)
+        user = message.user
+        if message.flags & usm.AUTH_PRIV == PRIV_FLAG:  # RFC 3412 7.2 5: privacy without authentication
+            return self._drop("invalid flags", user, address, "v3", "privacy without authentication", INVALID_MSGS)
+        if message.engine_id != self.engine_id:
+            return self._to_pysnmp(address, user, "unknown engine ID",
+                                   UNKNOWN_ENGINES if message.flags & usm.REPORTABLE else None)
         known = self.keys.get(message.user)
-        if (known is None or self.responder is None or message.engine_id != self.engine_id or message.flags != REQUEST_FLAGS
-                or message.boots != self.boots or self.boots == MAX_BOOTS
-                or abs(self.engine_time() - message.time) > usm.TIME_WINDOW):
-            return None
+        if known is None:
+            unknown = message.user not in self.users
+            return self._to_pysnmp(address, user, "unknown user" if unknown else "user not on the fast path",
+                                   UNKNOWN_USERS if unknown else None)
         name, keys = known
+        if not message.flags & usm.AUTH:
+            return self._to_pysnmp(address, user, "unsupported security level", UNSUPPORTED_LEVELS)
         try:
-            pdu = usm.parse_scoped(usm.open_scoped(message, keys))
-        except (usm.Rejected, ber.Malformed):
+            usm.authenticate(message, keys)
+        except usm.Rejected:
+            return self._to_pysnmp(address, user, "wrong digest", WRONG_DIGESTS)
+        now = self.engine_time()
+        if not self._timely(message, now):
+            return self._to_pysnmp(address, user, "not in time window", NOT_IN_TIME)
+        if not self.replays.first_copy(message, now):
+            return self._drop("replay", name, address, "v3", "replay of an authenticated message inside the time window")
+        try:
+            admitted = self._admit(message, name, keys, address)
+        except ber.Malformed as error:
+            return self._drop("malformed", name, address, "v3", f"malformed scoped PDU: {error}", PARSE_ERRS)
+        except usm.Rejected:
+            return self._to_pysnmp(address, user, "decryption error", DECRYPTION_ERRORS)
+        if admitted is None:
+            self.counters.sync()
+            return HANDOFF
+        return admitted
+
+    def admit(self, datagram: bytes, address):
+        """What screen() would serve, with nothing counted, remembered or refused; else None."""
+        try:
+            message = usm.parse(datagram)
+            known = self.keys.get(message.user)
+            if known is None or message.engine_id != self.engine_id or not self._timely(message, self.engine_time()):
+                return None
+            usm.authenticate(message, known[1])
+            return self._admit(message, *known, address)
+        except (ber.Malformed, usm.Rejected):
+            return None
+
+    def _timely(self, message: usm.Message, now: int) -> bool:
+        return message.boots == self.boots != MAX_BOOTS and abs(now - message.time) <= usm.TIME_WINDOW
+
+    def _admit(self, message: usm.Message, name: str, keys: usm.Keys, address):
+        """The request of an authenticated message in the window, or None
+        (pysnmp's); raises Malformed for a scoped PDU the strict reader refuses."""
+        if message.flags & usm.AUTH_PRIV != usm.AUTH_PRIV:
+            return None  # authNoPriv: its plaintext was read already
+        scoped = usm.decipher(message, keys)
+        try:
+            pdu = usm.parse_scoped(scoped)
+        except ber.Malformed:
+            if not _framed(scoped):  # what a wrong privacy key gives: pysnmp's decryptionError Report
+                raise usm.Rejected("decryption error") from None
+            raise
+        if self.responder is None or message.flags != REQUEST_FLAGS:
             return None
         kind = KINDS.get(pdu.kind)
         if kind is None or pdu.context_engine_id != self.engine_id or pdu.context_name != b"" \
@@ -85,8 +188,33 @@ class FastPath:
             return None
         return message, keys, Requester(USM, name, 3, b"", address_text(address)), kind, pdu
 
+    def _to_pysnmp(self, address, user: bytes, what: str, counter: str | None):
+        """HANDOFF within the budget; else a counted, audited drop."""
+        host = address[0] if isinstance(address, tuple) and address else str(address)
+        if self.budget.take(host):
+            self.counters.sync()
+            return HANDOFF
+        return self._drop("over budget", user, address, "v3", f"{what}; over the budget of messages for pysnmp",
+                          counter)
+
+    def _drop(self, kind: str, user: str | bytes, address, version: str, reason: str,
+              counter: str | None = None) -> None:
+        self.counters.count(IN_PKTS)
+        if counter:
+            self.counters.count(counter)
+        self.refusals.add(kind, user, address, version, reason)
+        return None
+
+    def pysnmp_failed(self, error: Exception, address) -> None:
+        """pysnmp raised on a datagram (it counted it in snmpInPkts already)."""
+        self.counters.count(PARSE_ERRS)
+        self.refusals.add("pysnmp failure", "?", address, "?",
+                          f"pysnmp could not process it: {type(error).__name__}")
+
     def respond(self, message: usm.Message, keys: usm.Keys, who: Requester, kind, pdu: usm.Pdu) -> bytes:
         """Carry out the request (once) and seal its response."""
+        self.counters.count(IN_PKTS)
+        self.counters.sync()
         room = message.max_size - message.security_length - HEADER_ROOM  # as pysnmp computes it
         status, index, answer = self.responder.answer(who, kind, pdu.varbinds, (pdu.error_status, pdu.error_index),
                                                       room)
@@ -102,24 +230,72 @@ class FastPath:
                         self.engine_time(), scoped)
 
 
+def _framed(scoped: bytes) -> bool:
+    """Whether deciphered octets are one SEQUENCE as long as they are: the
+    scoped PDU of the right key, or garbage with odds of 1 in 2**16 or so."""
+    try:
+        tag, _, stop = ber.read(scoped, 0, len(scoped))
+    except ber.Malformed:
+        return False
+    return tag == ber.SEQUENCE and stop == len(scoped)
+
+
+DRAIN = 64  # datagrams read per wakeup of the loop, at most
+
+
 def transport(base: type, fast_path: FastPath) -> type:
-    """pysnmp's UDP transport class `base`, with `fast_path` in front of its receive."""
+    """pysnmp's UDP transport class `base`, with `fast_path` in front of its
+    receive. Each wakeup reads what the socket holds (up to DRAIN datagrams)
+    and screens it at once: under a flood, one selector round per datagram
+    cost as much as refusing it."""
 
     class FastTransport(base):
+        _sock = None
+
+        def open_server_mode(self, iface=None, sock=None):
+            self._sock = sock
+            return super().open_server_mode(iface, sock=sock)
+
         def datagram_received(self, datagram, transportAddress):
-            self.loop.call_soon(self._fast, datagram, transportAddress)
+            sock = self._sock
+            if sock is None:
+                self._fast(datagram, transportAddress)
+                return
+            batch = [(datagram, transportAddress)]
+            for _ in range(DRAIN - 1):
+                try:
+                    batch.append(sock.recvfrom(65536))
+                except OSError:  # nothing more to read now (or an ICMP error queued on the socket)
+                    break
+            # what names this engine goes first: a flood ahead of a request
+            # in the socket must not delay its answer by the flood's cost
+            engine_id = fast_path.engine_id
+            later = []
+            for item in batch:
+                if engine_id in item[0][:128]:
+                    self._fast(*item)
+                else:
+                    later.append(item)
+            for item in later:
+                self._fast(*item)
 
         def _fast(self, datagram, address) -> None:
             try:
-                admitted = fast_path.admit(datagram, address)
-            except Exception:  # a fault of ours before anything was done: pysnmp still answers
-                log.exception("SNMP fast path failed on a request; pysnmp takes it")
-                admitted = None
-            if admitted is None:
-                self._callback_function(self, address, datagram)
+                screened = fast_path.screen(datagram, address)
+            except Exception as error:  # a fault of ours: pysnmp still answers, within its budget
+                fast_path.refusals.add("fast path fault", "?", address, "?",
+                                       f"the fast path failed on it: {type(error).__name__}: {error}")
+                screened = HANDOFF if fast_path.budget.take(str(address[0])) else None
+            if screened is HANDOFF:
+                try:
+                    self._callback_function(self, address, datagram)
+                except Exception as error:  # input pysnmp chokes on: a counted drop, never a traceback
+                    fast_path.pysnmp_failed(error, address)
+                return
+            if screened is None:
                 return
             try:
-                self.transport.sendto(fast_path.respond(*admitted), address)
+                self.transport.sendto(fast_path.respond(*screened), address)
             except Exception:
                 log.exception("SNMP fast path could not answer a request it carried out")
 

@@ -6,9 +6,10 @@ provisioning over SNMP ten times slower than the controller's own API
 (issue 4, BENCHMARKS.md). This module reads and writes the same bytes with
 slicing and int.from_bytes. It is strict on purpose: `read` accepts only
 definite lengths, single-octet tags and the value types SNMP defines, and
-raises `Malformed` for anything else. The callers (snmpv3.usm) then hand the
-message to pysnmp untouched, so anything unusual is still decided by the
-reference implementation, never guessed at here.
+raises `Malformed` for anything else. The agent's front door
+(mib_bridge/fast_path.py) drops and counts what this refuses, so pysnmp,
+whose decoder takes indefinite lengths and non-minimal integers and raises
+on some shapes, only ever sees what this reader accepts.
 
 Values are exchanged as pysnmp's own rfc1902/rfc1905 objects, of exactly the
 classes pysnmp's decoder would give, so the agent's type checks see no
@@ -80,8 +81,15 @@ def expect(data: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
 
 
 def integer(data: bytes, start: int, stop: int, bounds: tuple[int, int] = INT32) -> int:
+    """X.690 8.3: one octet at least, and no leading octet that only repeats
+    the sign (RFC 3416 wants wrongEncoding or a parse error for those; pysnmp
+    takes them as they come). One exception, kept for interoperation:
+    -2**(8k-1) as ff 80 00.., which pyasn1's encoder (and int_contents) write."""
     if not 0 < stop - start <= 9:
         raise Malformed("integer length")
+    if stop - start > 1 and (data[start], data[start + 1] & 0x80) in ((0, 0), (0xFF, 0x80)) \
+            and data[start + 1:stop] != b"\x80" + bytes(stop - start - 2):
+        raise Malformed("non-minimal integer")
     value = int.from_bytes(data[start:stop], "big", signed=True)
     if not bounds[0] <= value <= bounds[1]:
         raise Malformed("integer out of range")

@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from snmpv3 import ber, usm
@@ -54,7 +54,8 @@ class _Flight:
     step: int = 0
     msg_id: int = 0
     request_id: int = 0
-    whole: bytes = b""
+    scoped: bytes = b""
+    msg_ids: list[int] = field(default_factory=list)  # of every copy sent
     deadline: float = 0.0
     tries: int = 0
     relearned: bool = False
@@ -81,9 +82,8 @@ class Session:
     # -- engine discovery and clock --------------------------------------------------
 
     def discover(self) -> None:
-        msg_id = self._id()
         scoped = usm.scoped_pdu(b"", b"", usm.GET, self._id(), 0, 0, ber.encode_varbinds([]))
-        message, pdu, _ = self._exchange(usm.plain(msg_id, MAX_SIZE, usm.REPORTABLE, scoped), msg_id, None)
+        message, pdu, _ = self._exchange(lambda msg_id: usm.plain(msg_id, MAX_SIZE, usm.REPORTABLE, scoped), None)
         if pdu.kind != usm.REPORT or not message.engine_id:
             raise SessionError("the agent did not say its engine ID")
         keys = usm.Keys.derive(self.user, self.protocols[0], self.protocols[1], self.protocols[2],
@@ -119,11 +119,9 @@ class Session:
         for attempt in (1, 2):
             if self.keys is None:
                 self.discover()
-            msg_id, request_id = self._id(), self._id()
+            request_id = self._id()
             scoped = usm.scoped_pdu(self.engine_id, b"", kind, request_id, 0, 0, body)
-            whole = usm.seal(self.keys, msg_id, MAX_SIZE, usm.AUTH_PRIV | usm.REPORTABLE, self.engine_id, self.boots,
-                             self.engine_time(), scoped)
-            message, pdu, signed = self._exchange(whole, msg_id, request_id, answer)
+            message, pdu, signed = self._exchange(lambda msg_id: self._seal(msg_id, scoped), request_id, answer)
             if pdu.kind == usm.REPORT:
                 report = self._report(pdu)
                 if attempt == 1 and (not signed or report == NOT_IN_TIME_WINDOW):
@@ -150,23 +148,33 @@ class Session:
         flying: dict[int, _Flight] = {}  # by msgID
         waiting = iter(range(len(sequences)))
 
-        def send(flight: _Flight) -> None:
-            kind, varbinds = sequences[flight.sequence][flight.step]
-            flight.msg_id, flight.request_id = self._id(), self._id()
-            scoped = usm.scoped_pdu(self.engine_id, b"", kind, flight.request_id, 0, 0, ber.encode_varbinds(varbinds))
-            flight.whole = usm.seal(self.keys, flight.msg_id, MAX_SIZE, usm.AUTH_PRIV | usm.REPORTABLE,
-                                    self.engine_id, self.boots, self.engine_time(), scoped)
-            flight.tries = self.retries
+        def send(flight: _Flight, retry: bool = False) -> None:
+            """The flight's request, or (`retry`) the same request again under a
+            new msgID: the agent refuses a second copy of a message as a replay."""
+            if not retry:
+                kind, varbinds = sequences[flight.sequence][flight.step]
+                flight.request_id, flight.tries = self._id(), self.retries
+                flight.scoped = usm.scoped_pdu(self.engine_id, b"", kind, flight.request_id, 0, 0,
+                                               ber.encode_varbinds(varbinds))
+                for old in flight.msg_ids:
+                    flying.pop(old, None)
+                flight.msg_ids = []
+            flight.msg_id = self._id()
+            flight.msg_ids.append(flight.msg_id)  # an answer to an earlier copy is still the answer
             flying[flight.msg_id] = flight
-            self.sock.send(flight.whole)
+            self.sock.send(self._seal(flight.msg_id, flight.scoped))
             flight.deadline = time.monotonic() + self.timeout
+
+        def land(flight: _Flight) -> None:
+            for old in flight.msg_ids:
+                flying.pop(old, None)
 
         def end(flight: _Flight, result) -> None:
             results[flight.sequence] = result
             fill()
 
         def fill() -> None:
-            while len(flying) < window:
+            while len({id(f) for f in flying.values()}) < window:
                 sequence = next(waiting, None)
                 if sequence is None:
                     return
@@ -176,15 +184,14 @@ class Session:
         fill()
         while flying:
             now = time.monotonic()
-            for msg_id, flight in list(flying.items()):
+            for flight in {id(f): f for f in flying.values()}.values():
                 if flight.deadline > now:
                     continue
-                if flight.tries > 0:  # resent as it was, as pysnmp's retries do
+                if flight.tries > 0:  # sent again under a new msgID, as pysnmp's and net-snmp's retries are
                     flight.tries -= 1
-                    self.sock.send(flight.whole)
-                    flight.deadline = now + self.timeout
+                    send(flight, retry=True)
                 else:
-                    del flying[msg_id]
+                    land(flight)
                     end(flight, SessionError("No SNMP response received before timeout"))
             if not flying:
                 break
@@ -197,7 +204,8 @@ class Session:
             if got is None:
                 continue
             message, pdu, signed = got
-            flight = flying.pop(message.msg_id)
+            flight = flying[message.msg_id]
+            land(flight)
             if pdu.kind == usm.REPORT:
                 report = self._report(pdu)
                 if signed and report == NOT_IN_TIME_WINDOW and not flight.relearned:
@@ -268,12 +276,21 @@ class Session:
         self._learn(message)
         return message, pdu, signed
 
-    def _exchange(self, whole: bytes, msg_id: int, request_id: int | None, varbinds: bool = True
+    def _seal(self, msg_id: int, scoped: bytes) -> bytes:
+        return usm.seal(self.keys, msg_id, MAX_SIZE, usm.AUTH_PRIV | usm.REPORTABLE, self.engine_id, self.boots,
+                        self.engine_time(), scoped)
+
+    def _exchange(self, make: Callable[[int], bytes], request_id: int | None, varbinds: bool = True
                   ) -> tuple[usm.Message, usm.Pdu, bool]:
-        """Send, and wait for the agent's answer to msg_id (`_answer`);
-        resend up to `retries` times."""
+        """Send `make(msgID)`, and wait for the agent's answer (`_answer`);
+        send it again up to `retries` times, each time under a new msgID (the
+        agent refuses a second copy of a message as a replay, and net-snmp's
+        and pysnmp's retries do the same); an answer to any copy will do."""
+        wanted: dict[int, int | None] = {}
         for _ in range(self.retries + 1):
-            self.sock.send(whole)
+            msg_id = self._id()
+            wanted[msg_id] = request_id
+            self.sock.send(make(msg_id))
             deadline = time.monotonic() + self.timeout
             while (left := deadline - time.monotonic()) > 0:
                 self.sock.settimeout(left)
@@ -281,7 +298,7 @@ class Session:
                     data = self.sock.recv(65535)
                 except (socket.timeout, ConnectionRefusedError):
                     continue
-                got = self._answer(data, {msg_id: request_id}, varbinds)
+                got = self._answer(data, wanted, varbinds)
                 if got is not None:
                     return got
         raise SessionError("No SNMP response received before timeout")

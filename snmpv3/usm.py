@@ -12,8 +12,8 @@ HMAC-SHA-96 or HMAC-SHA-2 digest and AES privacy (DES and 3DES are left to
 pysnmp: `Keys.derive` returns None), a digest that verifies at the exact offset of
 msgAuthenticationParameters, every integer within the range its ASN.1 type
 gives. `parse` raises `Malformed` for anything else and `open` raises
-`Rejected` when the digest does not verify; the agent then gives the datagram
-to pysnmp as it arrived, which reports and counts it (usmStats*) as before.
+`Rejected` when the digest does not verify; the agent then drops it, or
+gives it to pysnmp for the Report USM sends (mib_bridge/fast_path.py).
 """
 
 from __future__ import annotations
@@ -188,6 +188,13 @@ def open_scoped(message: Message, keys: Keys) -> bytes:
     if message.flags & AUTH_PRIV != AUTH_PRIV or len(message.priv_params) != 8:
         raise Rejected("not authPriv")
     authenticate(message, keys)
+    return decipher(message, keys)
+
+
+def decipher(message: Message, keys: Keys) -> bytes:
+    """The scoped PDU of an authPriv message whose digest the caller verified."""
+    if message.flags & AUTH_PRIV != AUTH_PRIV or len(message.priv_params) != 8:
+        raise Rejected("not authPriv")
     decryptor = keys.cipher(message.boots, message.time, message.priv_params).decryptor()
     scoped = decryptor.update(message.data) + decryptor.finalize()
     return scoped[:ber.expect(scoped, 0, len(scoped), SEQUENCE)[1]]

@@ -94,7 +94,8 @@ def agent_config(path: Path, notify: str = "", listen: str = '"127.0.0.1:0", "[:
 
         [[view]]
         name = "tap"
-        include = ["1.3.6.1.4.1.9.9.399", "1.3.6.1.4.1.9.9.394", "1.3.6.1.2.1.1", "1.3.6.1.6.3.10.2.1"]
+        include = ["1.3.6.1.4.1.9.9.399", "1.3.6.1.4.1.9.9.394", "1.3.6.1.2.1.1", "1.3.6.1.6.3.10.2.1",
+                   "1.3.6.1.2.1.11", "1.3.6.1.6.3.15.1.1", "1.3.6.1.6.3.11.2.1"]
 
         [[view]]
         name = "system"
@@ -326,7 +327,9 @@ class Running:
     home: Path
 
     def audit(self) -> list[dict]:
+        """The audit log, with the refusals the agent batches written first."""
         import json
+        self.agent.flush_audit()
         return [json.loads(line) for line in (self.home / "audit.jsonl").read_text().splitlines() if line.strip()]
 
 

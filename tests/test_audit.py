@@ -73,6 +73,26 @@ def test_chain_is_well_formed_and_verifies(path: Path):
     assert result.head == prev
 
 
+def test_a_batch_is_one_write_and_one_fsync_and_chains_as_single_appends(path: Path, monkeypatch):
+    """append_many (the SNMP agent's batches of refusals): the records chain
+    exactly as appends would, and the whole batch costs one fsync."""
+    write_log(path, 2)
+    fsyncs = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(audit.os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    with AuditLog(path) as log:
+        fsyncs.clear()
+        written = log.append_many([("snmp:? from 192.0.2.9", "snmp-refuse", {"count": n}) for n in range(1, 6)])
+        assert len(fsyncs) == 1 and log.seq == 7
+        assert log.append_many([]) == [] and len(fsyncs) == 1
+        with pytest.raises(ValueError):
+            log.append_many([("", "snmp-refuse", {})])
+    assert [r["seq"] for r in written] == [3, 4, 5, 6, 7]
+    assert [json.loads(line) for line in lines(path)[2:]] == written
+    result = verify(path)
+    assert (result.ok, result.records) == (True, 7)
+
+
 def test_empty_log_verifies(path: Path):
     AuditLog(path).close()
     assert path.read_bytes() == b""

@@ -692,3 +692,35 @@ def test_agent_gone_after_discovery_times_out_in_time(pair: Pair, engine_ids: li
             client.set([(MEDIATION + (13, 681), rfc1902.Integer32(6))])
         took = time.monotonic() - began
     assert 0.55 <= took <= 0.9
+
+
+@pytest.mark.parametrize("how", ["request", "pipeline"])
+def test_a_retransmission_is_a_new_message(how: str) -> None:
+    """The agent refuses a second copy of an authenticated message as a replay
+    (mib_bridge/replay.py), so Session, as net-snmp and pysnmp do, sends a
+    retry under a new msgID (new salt, new digest), with the same request-id."""
+    from snmpv3.session import Session, SessionError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:  # hears everything, answers nothing
+        peer.bind(("127.0.0.1", 0))
+        session = Session("127.0.0.1", peer.getsockname()[1], "md1", AUTH["SHA-256"], AUTH_KEY, PRIV["AES"], PRIV_KEY,
+                          timeout=0.1, retries=2)
+        engine_id = bytes.fromhex("80001f8805aabbccdd")
+        session.engine_id, session.boots = engine_id, 1
+        session.keys = usm.Keys.derive(b"md1", AUTH["SHA-256"], AUTH_KEY, PRIV["AES"], PRIV_KEY, engine_id)
+        try:
+            with pytest.raises(SessionError):
+                if how == "request":
+                    session.request(usm.GET, [(SYS_NAME, rfc1905.unSpecified)])
+                else:
+                    result = session.pipeline([[(usm.GET, [(SYS_NAME, rfc1905.unSpecified)])]], 1)[0]
+                    raise result if isinstance(result, SessionError) else AssertionError(result)
+        finally:
+            session.close()
+        sent = []
+        while select.select([peer], [], [], 0)[0]:
+            sent.append(usm.parse(peer.recv(65535)))
+    keys = session.keys
+    assert len(sent) == 3
+    assert len({m.msg_id for m in sent}) == 3 and len({m.auth_params for m in sent}) == 3
+    assert len({usm.parse_scoped(usm.open_scoped(m, keys)).request_id for m in sent}) == 1

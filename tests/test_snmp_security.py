@@ -104,7 +104,7 @@ def test_wrong_key_or_unknown_user_gets_nothing_and_is_audited(snmp, user, auth,
     assert r.code != 0 and tap_values(r) == {}
     records = refusals(snmp, since)
     assert records and records[-1]["detail"]["op"] == "message"
-    assert records[-1]["actor"].startswith(f"snmp:{user} from 127.0.0.1:")
+    assert records[-1]["actor"] == f"snmp:{user} from 127.0.0.1" and records[-1]["detail"]["count"] >= 1
 
 
 @needs_net_snmp
@@ -115,7 +115,8 @@ def test_snmpv1_and_v2c_get_no_answer_and_are_audited(snmp, version):
         r = snmp.net.run("snmpget", [f"{MED}.13.7"], ["-v", version, "-c", community], timeout=0.5, retries=0)
         assert r.code != 0 and "Timeout" in r.err and tap_values(r) == {}
     records = refusals(snmp, since)
-    assert len(records) == 2 and all(r["actor"].startswith("snmp:community from") for r in records)
+    assert sum(r["detail"]["count"] for r in records) == 2  # identical refusals may share a record, counted
+    assert all(r["actor"].startswith("snmp:community from") for r in records)
     assert all("public" not in str(r) and "private" not in str(r) for r in records)
 
 
