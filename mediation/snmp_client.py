@@ -269,7 +269,7 @@ class TapClient:
         self.target = self._run(kind.create((host, port), timeout=timeout, retries=retries))
         self.context = ContextData()
         # GETs and SETs take snmpv3's fast path where it speaks the user's
-        # protocols (HMAC, AES; not DES, 3DES): pysnmp's pyasn1 coding costs
+        # protocols (HMAC with AES, DES or 3DES): pysnmp's pyasn1 coding costs
         # more per SET than the agent's whole work (BENCHMARKS.md, snmp_provisioning)
         self.session: Session | None = None
         if priv_key and fast and usm.speaks(AUTH[auth_protocol], PRIV[priv_protocol]):

@@ -80,11 +80,9 @@ class FastPath:
         self.boots, self.max_size = int(boots.syntax), int(max_size.syntax)
         self._started = int(engine_time.syntax)  # pysnmp's snmpEngineTime is time.time() less this
         self.keys = {}
-        for user in config.users:
-            if user.priv_protocol is None:
-                continue
+        for user in config.users:  # every user: authNoPriv ones are authenticated here, and served by pysnmp
             keys = usm.Keys.derive(user.name.encode(), AUTH[user.auth_protocol], user.auth_key,
-                                   PRIV[user.priv_protocol], user.priv_key, self.engine_id)
+                                   PRIV.get(user.priv_protocol), user.priv_key, self.engine_id)
             if keys is not None:
                 self.keys[keys.user] = (user.name, keys)
         self.served = 0

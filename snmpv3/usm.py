@@ -5,11 +5,13 @@ device's client.
 Only the message framing is ours (snmpv3.ber). Keys are derived by pysnmp's
 own USM services (`hash_passphrase`, `localize_key`, so AES-192/256 key
 extension is theirs too), the digest is the standard library's HMAC, the
-cipher is `cryptography`'s AES-CFB with RFC 3826's IV, as in pysnmp.
+cipher is `cryptography`'s AES-CFB with RFC 3826's IV, or its TripleDES-CBC
+for DES and 3DES (RFC 3414 8, the Reeder draft), as in pysnmp.
 
-What this accepts is narrow: version 3, USM, authPriv with an HMAC-MD5-96,
-HMAC-SHA-96 or HMAC-SHA-2 digest and AES privacy (DES and 3DES are left to
-pysnmp: `Keys.derive` returns None), a digest that verifies at the exact offset of
+What this accepts is narrow: version 3, USM, an HMAC-MD5-96, HMAC-SHA-96 or
+HMAC-SHA-2 digest with AES, DES or 3DES privacy (or none: authNoPriv users
+get keys too, so the agent can authenticate them and refuse their replays
+before pysnmp sees them), a digest that verifies at the exact offset of
 msgAuthenticationParameters, every integer within the range its ASN.1 type
 gives. `parse` raises `Malformed` for anything else and `open` raises
 `Rejected` when the digest does not verify; the agent then drops it, or
@@ -24,16 +26,22 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 try:  # where cryptography keeps CFB since it called it decrepit; pysnmp looks there too
     from cryptography.hazmat.decrepit.ciphers.modes import CFB
 except ImportError:  # pragma: no cover - older cryptography
     from cryptography.hazmat.primitives.ciphers.modes import CFB
+try:  # likewise TripleDES, which USM's DES and 3DES privacy run on
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+except ImportError:  # pragma: no cover - older cryptography
+    from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
 from pyasn1.type.univ import OctetString
 from pysnmp.proto.secmod.rfc3414.auth.hmacmd5 import HmacMd5
 from pysnmp.proto.secmod.rfc3414.auth.hmacsha import HmacSha
+from pysnmp.proto.secmod.rfc3414.priv.des import Des
 from pysnmp.proto.secmod.rfc3414.service import SnmpUSMSecurityModel
+from pysnmp.proto.secmod.eso.priv.des3 import Des3
 from pysnmp.proto.secmod.rfc3826.priv.aes import Aes
 from pysnmp.proto.secmod.rfc7860.auth.hmacsha2 import HmacSha2
 
@@ -57,6 +65,14 @@ class Rejected(Exception):
     """The message does not authenticate, or cannot be deciphered, with the keys at hand."""
 
 
+# How each privacy protocol cuts its localized key: (cipher key octets, pre-IV
+# octets after them), or None for AES (RFC 3826: the IV is boots, time, salt).
+# DES (RFC 3414 8.1.1.1) and 3DES-EDE (draft-reeder-snmpv3-usm-3desede 5.1.1.1)
+# are CBC with IV = pre-IV XOR salt; single DES is TripleDES with one key
+# thrice, which is DES.
+_CBC_KEYS = {Des: (8, 8), Des3: (24, 8)}
+
+
 @dataclass(frozen=True)
 class Keys:
     """A user's keys localized to one authoritative engine."""
@@ -65,38 +81,54 @@ class Keys:
     auth: bytes
     digest: Any  # hashlib constructor
     digest_length: int
-    priv: bytes  # the AES key, already cut to its size
+    priv: bytes  # the localized privacy key, cut to what its protocol uses
+    cbc: tuple[int, int] | None = None  # DES/3DES: (key octets, pre-IV octets); None: AES-CFB
 
     @classmethod
-    def derive(cls, user: bytes, auth_protocol: tuple, auth_pass: str | bytes, priv_protocol: tuple,
-               priv_pass: str | bytes, engine_id: bytes) -> Keys | None:
+    def derive(cls, user: bytes, auth_protocol: tuple, auth_pass: str | bytes, priv_protocol: tuple | None,
+               priv_pass: str | bytes | None, engine_id: bytes) -> Keys | None:
         """Keys through pysnmp's own USM services, or None if the protocols
         are not ones this fast path speaks (HMAC-MD5-96, HMAC-SHA-96 and
-        HMAC-SHA-2 with AES only)."""
+        HMAC-SHA-2 with AES, DES, 3DES or no privacy: then `priv` is empty)."""
         if not speaks(auth_protocol, priv_protocol):
             return None
         auth = SnmpUSMSecurityModel.AUTH_SERVICES[tuple(auth_protocol)]
-        priv = SnmpUSMSecurityModel.PRIV_SERVICES[tuple(priv_protocol)]
         digest = _digest(auth, tuple(auth_protocol))
         engine = OctetString(engine_id)  # what pysnmp's localization reads
         auth_key = auth.localize_key(auth.hash_passphrase(_octets(auth_pass)), engine)
-        priv_key = priv.localize_key(tuple(auth_protocol), priv.hash_passphrase(tuple(auth_protocol),
-                                                                               _octets(priv_pass)), engine)
-        return cls(user, bytes(auth_key), digest, auth.digest_length, bytes(priv_key)[:priv.KEY_SIZE])
+        if priv_protocol is None:
+            return cls(user, bytes(auth_key), digest, auth.digest_length, b"")
+        priv = SnmpUSMSecurityModel.PRIV_SERVICES[tuple(priv_protocol)]
+        priv_key = bytes(priv.localize_key(tuple(auth_protocol), priv.hash_passphrase(tuple(auth_protocol),
+                                                                                     _octets(priv_pass)), engine))
+        cbc = _CBC_KEYS.get(type(priv))
+        return cls(user, bytes(auth_key), digest, auth.digest_length,
+                   priv_key[:sum(cbc) if cbc else priv.KEY_SIZE], cbc)
 
     def mac(self, message: bytes) -> bytes:
         return hmac.new(self.auth, message, self.digest).digest()[:self.digest_length]
 
     def cipher(self, boots: int, time: int, salt: bytes) -> Cipher:
-        iv = boots.to_bytes(4, "big") + time.to_bytes(4, "big") + salt
-        return Cipher(algorithms.AES(self.priv), CFB(iv))
+        if self.cbc is None:
+            iv = boots.to_bytes(4, "big") + time.to_bytes(4, "big") + salt
+            return Cipher(algorithms.AES(self.priv), CFB(iv))
+        size, _ = self.cbc
+        key = self.priv[:size] * (3 if size == 8 else 1)
+        return Cipher(TripleDES(key), modes.CBC(bytes(a ^ b for a, b in zip(self.priv[size:], salt))))
+
+    def pad(self, scoped: bytes) -> bytes:
+        """CBC enciphers whole blocks: zeros after the scoped PDU, which
+        every receiver drops (RFC 3414 8.1.1.2); CFB needs none."""
+        return scoped if self.cbc is None else scoped + bytes(-len(scoped) % 8)
 
 
-def speaks(auth_protocol: tuple, priv_protocol: tuple) -> bool:
-    """Whether these (pysnmp protocol OIDs) are ones this module speaks."""
+def speaks(auth_protocol: tuple, priv_protocol: tuple | None) -> bool:
+    """Whether these (pysnmp protocol OIDs; no privacy: None) are ones this module speaks."""
     auth = SnmpUSMSecurityModel.AUTH_SERVICES.get(tuple(auth_protocol))
-    priv = SnmpUSMSecurityModel.PRIV_SERVICES.get(tuple(priv_protocol))
-    return _digest(auth, tuple(auth_protocol)) is not None and isinstance(priv, Aes)
+    if _digest(auth, tuple(auth_protocol)) is None:
+        return False
+    return priv_protocol is None or isinstance(SnmpUSMSecurityModel.PRIV_SERVICES.get(tuple(priv_protocol)),
+                                               (Aes, Des, Des3))
 
 
 def _digest(auth: Any, auth_protocol: tuple) -> Any:
@@ -193,11 +225,16 @@ def open_scoped(message: Message, keys: Keys) -> bytes:
 
 def decipher(message: Message, keys: Keys) -> bytes:
     """The scoped PDU of an authPriv message whose digest the caller verified."""
-    if message.flags & AUTH_PRIV != AUTH_PRIV or len(message.priv_params) != 8:
+    if message.flags & AUTH_PRIV != AUTH_PRIV or len(message.priv_params) != 8 or not keys.priv:
         raise Rejected("not authPriv")
+    if keys.cbc is not None and len(message.data) % 8:
+        raise Rejected("not whole cipher blocks")  # RFC 3414 8.3.2 2: decryptionError
     decryptor = keys.cipher(message.boots, message.time, message.priv_params).decryptor()
     scoped = decryptor.update(message.data) + decryptor.finalize()
-    return scoped[:ber.expect(scoped, 0, len(scoped), SEQUENCE)[1]]
+    try:
+        return scoped[:ber.expect(scoped, 0, len(scoped), SEQUENCE)[1]]
+    except Malformed:  # not even a SEQUENCE's frame: another key's output (RFC 3414 3.2.8: decryptionError)
+        raise Rejected("decryption error") from None
 
 
 @dataclass
@@ -247,7 +284,7 @@ def seal(keys: Keys, msg_id: int, max_size: int, flags: int, engine_id: bytes, b
     """A whole authPriv message: the scoped PDU encrypted under a fresh salt, then signed."""
     salt = os.urandom(8)
     encryptor = keys.cipher(boots, time, salt).encryptor()
-    encrypted = encryptor.update(scoped) + encryptor.finalize()
+    encrypted = encryptor.update(keys.pad(scoped)) + encryptor.finalize()
     n = keys.digest_length
     params_head = _params_head(engine_id, boots, time, keys.user)
     params_tail = ber.tlv(OCTET_STRING, salt)

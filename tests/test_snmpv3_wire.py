@@ -367,11 +367,14 @@ ENGINE_ID = bytes.fromhex("80001f8805") + b"wiretest"
 COMBOS = [("SHA-224", "AES"), ("SHA-256", "AES"), ("SHA-256", "AES-192"), ("SHA-256", "AES-256"),
           ("SHA-384", "AES-256"), ("SHA-512", "AES"), ("SHA-512", "AES-256"), ("SHA-224", "AES-256"),
           ("SHA-224", "AES-256-C"), ("SHA-256", "AES-256-C"), ("SHA", "AES"), ("MD5", "AES"), ("SHA", "AES-256"),
-          ("MD5", "AES-256"), ("SHA", "AES-192-C"), ("MD5", "AES-256-C")]
+          ("MD5", "AES-256"), ("SHA", "AES-192-C"), ("MD5", "AES-256-C"),
+          ("SHA", "DES"), ("MD5", "DES"), ("SHA-256", "DES"), ("SHA", "3DES"), ("MD5", "3DES"), ("SHA-512", "3DES")]
 HASHES = {"MD5": hashlib.md5, "SHA": hashlib.sha1, "SHA-224": hashlib.sha224, "SHA-256": hashlib.sha256, "SHA-384": hashlib.sha384, "SHA-512": hashlib.sha512}
 DIGEST_LENGTHS = {"MD5": 12, "SHA": 12,  # RFC 3414 HMAC-MD5-96, HMAC-SHA-96
                   "SHA-224": 16, "SHA-256": 24, "SHA-384": 32, "SHA-512": 48}  # RFC 7860 usmHMAC*SHA*AuthProtocol
-AES_KEY_SIZES = {"AES": 16, "AES-192": 24, "AES-256": 32, "AES-192-C": 24, "AES-256-C": 32}
+# what each privacy protocol takes of its localized key: AES its key; DES key
+# and pre-IV (RFC 3414 8.1.1.1); 3DES three keys and pre-IV (Reeder 5.1.1.1)
+PRIV_KEY_SIZES = {"AES": 16, "AES-192": 24, "AES-256": 32, "AES-192-C": 24, "AES-256-C": 32, "DES": 16, "3DES": 32}
 
 
 def password_to_key(password: bytes, digest) -> bytes:
@@ -385,15 +388,15 @@ def localize(key: bytes, engine_id: bytes, digest) -> bytes:
 
 
 def rfc_keys(auth: str, priv: str, engine_id: bytes) -> tuple[bytes, bytes]:
-    """(auth key, AES key) localized to engine_id, computed from the RFCs
+    """(auth key, privacy key) localized to engine_id, computed from the RFCs
     alone: RFC 3414 A.2 / RFC 7860 for HMAC-SHA-2, RFC 3826 for AES-128, the
     Blumenthal draft's extension (Kul || H(Kul) ...) for AES-192/256, Reeder's
-    (password-to-key again on Kul) for the -C variants."""
-    digest, size = HASHES[auth], AES_KEY_SIZES[priv]
+    (password-to-key again on Kul) for the -C variants and for 3DES."""
+    digest, size = HASHES[auth], PRIV_KEY_SIZES[priv]
     auth_key = localize(password_to_key(AUTH_KEY.encode(), digest), engine_id, digest)
     priv_key = localize(password_to_key(PRIV_KEY.encode(), digest), engine_id, digest)
     while len(priv_key) < size:
-        if priv.endswith("-C"):
+        if priv.endswith("-C") or priv == "3DES":
             priv_key += localize(password_to_key(priv_key, digest), engine_id, digest)
         else:
             priv_key += digest(priv_key).digest()
@@ -414,16 +417,16 @@ def test_keys_are_the_rfcs(auth: str, priv: str) -> None:
     assert keys.mac(b"message") == hmac.new(keys.auth, b"message", HASHES[auth]).digest()[:DIGEST_LENGTHS[auth]]
 
 
-@pytest.mark.parametrize("auth,priv", [(snmp_config.USM_AUTH_HMAC96_SHA, snmp_config.USM_PRIV_CBC56_DES),
-                                       (snmp_config.USM_AUTH_HMAC96_MD5, snmp_config.USM_PRIV_CBC168_3DES),
-                                       (snmp_config.USM_AUTH_HMAC192_SHA256, snmp_config.USM_PRIV_CBC56_DES),
-                                       (snmp_config.USM_AUTH_HMAC192_SHA256, snmp_config.USM_PRIV_CBC168_3DES),
-                                       (snmp_config.USM_AUTH_HMAC96_SHA, snmp_config.USM_PRIV_NONE),
-                                       (snmp_config.USM_AUTH_NONE, snmp_config.USM_PRIV_NONE)],
-                         ids=["sha1-des", "md5-3des", "des", "3des", "sha1-nopriv", "none"])
-def test_keys_only_for_hmac_with_aes(auth, priv) -> None:
-    """DES and 3DES are left to pysnmp (the agent's fast path hands such users' messages over)."""
-    assert usm.Keys.derive(b"md1", auth, AUTH_KEY, priv, PRIV_KEY, ENGINE_ID) is None
+@pytest.mark.parametrize("auth", ["SHA", "MD5", "SHA-256"])
+def test_authnopriv_users_get_authentication_keys_only(auth: str) -> None:
+    """The agent authenticates authNoPriv users itself (replays refused before pysnmp)."""
+    keys = usm.Keys.derive(b"md1", AUTH[auth], AUTH_KEY, None, None, ENGINE_ID)
+    assert keys is not None and keys.priv == b"" and keys.auth == rfc_keys(auth, "AES", ENGINE_ID)[0]
+
+
+def test_no_keys_without_authentication() -> None:
+    assert usm.Keys.derive(b"md1", snmp_config.USM_AUTH_NONE, AUTH_KEY, snmp_config.USM_PRIV_NONE, PRIV_KEY,
+                           ENGINE_ID) is None
 
 
 def pysnmp_services(auth: str, priv: str):
@@ -450,13 +453,14 @@ def test_sealed_message_is_what_pysnmps_usm_reads(auth: str, priv: str) -> None:
         assert rest == b""
         assert (bytes(params[0]), int(params[1]), int(params[2]), bytes(params[3])) == (ENGINE_ID, boots, now, b"md1")
         assert len(params[4]) == DIGEST_LENGTHS[auth] and len(params[5]) == 8
-        # pysnmp's own digest check (RFC 7860 7.3.2) and AES decryption (RFC 3826 3.1.4)
+        # pysnmp's own digest check (RFC 7860 7.3.2) and decryption (RFC 3826 3.1.4, RFC 3414 8.1.1.3)
         auth_service.authenticate_incoming_message(univ.OctetString(keys.auth), params[4], whole)
         encrypted = message["msgData"].getComponent()
         assert message["msgData"].getName() == "encryptedPDU"
-        clear = priv_service.decrypt_data(univ.OctetString(keys.priv), (boots, now, list(bytes(params[5]))), encrypted)
-        assert clear == scoped
-        got = pysnmp_decoded_scoped(clear)
+        salt = list(bytes(params[5])) if keys.cbc is None else univ.OctetString(bytes(params[5]))  # as each reads it
+        clear = bytes(priv_service.decrypt_data(univ.OctetString(keys.priv), (boots, now, salt), encrypted))
+        assert clear == keys.pad(scoped)  # CBC (DES, 3DES): zeros to whole blocks, RFC 3414 8.1.1.2
+        got = pysnmp_decoded_scoped(scoped)
         assert got[:6] == (ENGINE_ID, b"", kind, request_id, status, index)
         assert_same_varbinds(ber.read_varbinds(ber.encode_varbinds(varbinds), 0, len(ber.encode_varbinds(varbinds)))[0],
                              got[6])
