@@ -27,7 +27,10 @@ from pathlib import Path
 from controller import codec
 from controller.config import DEFAULT_CONTROL_SOCKET, ConfigError, load
 from controller.control import ControlError, ControlServer, request
+from controller.audit import AuditError
 from controller.model import InetAddressType, InterceptError, IpFilter, Mediation, Stream
+from controller.store import StoreError
+from controller.switch import SwitchError
 
 
 def _socket_path(args: argparse.Namespace) -> Path:
@@ -261,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         return md_cli.run(args)
     try:
         return args.func(args)
-    except (ControlError, ConfigError, InterceptError, OSError, json.JSONDecodeError) as error:
+    except (ControlError, ConfigError, InterceptError, OSError, json.JSONDecodeError, SwitchError, StoreError,
+            AuditError) as error:
         print(f"p4tap: {error}", file=sys.stderr)
         return 1
 

@@ -6,7 +6,9 @@ changed) however many taps the switch carries:
 1. `stage`: the incremental planner re-plans what the change touches, and
    the changed plan items become entities (built only for new items; the
    entities of the current plan are kept by item) and a diff against
-   `believed`, the switch's entities as of the last write or read;
+   `believed`, the switch's entities as of the last write or read, checked
+   against what the switch can hold (controller.capacity: InterceptError,
+   before anything is committed, if it cannot);
 2. `apply`: the diff is written make-before-break, and undone on the switch
    if a write fails part-way;
 3. `commit` once every switch of the change took it, or `rollback` (after
@@ -100,6 +102,7 @@ class ManagedSwitch:
     believed: dict[EntityKey, WireEntity] = field(default_factory=dict)
     retired: dict[StreamKey, StreamCounters] = field(default_factory=dict)
     stale: bool = True  # contents may differ from the plan until the next reconcile
+    undo_failures: int = 0  # undos that could not be written (each also sets `stale`)
 
     def __post_init__(self) -> None:
         self.builder = EntryBuilder(self.pipeline)
@@ -186,17 +189,23 @@ class ManagedSwitch:
     def desired(self, plan: InterceptPlan) -> list[WireEntity]:
         return self.forwarding + self.builder.intercept_wire(plan)
 
-    def reconcile(self, intents: Iterable[Intent], now: datetime) -> Diff:
+    def reconcile(self, intents: Iterable[Intent], now: datetime, read: bool = True) -> Diff:
         """Re-plan from the stored intent and make the switch hold exactly that:
-        read it, delete what is not ours or has expired, install what is missing."""
+        read it, delete what is not ours or has expired, install what is missing.
+
+        `read=False` trusts `believed` instead of reading the switch: for the
+        tries of finding what a switch accepts, right after a full read."""
         self.stale = True
         old_filters = self.filters
         self.planner.rebuild([(m, s) for m, s, switches in intents if self.name in switches], now)
         self.built = {item: self.builder.encode(item) for item in self.planner.items()}
         self.filters = {e.key: item for item, e in self.built.items() if isinstance(item, FilterEntry)}
-        actual = self.read_actual()
-        self.believed = {e.key: e for e in actual}
-        self.capacity.recount(actual)
+        if read:
+            actual = self.read_actual()
+            self.believed = {e.key: e for e in actual}
+            self.capacity.recount(actual)
+        else:
+            actual = list(self.believed.values())
         change = SwitchChange(diff(self.forwarding + list(self.built.values()), actual))
         change.retiring = {e.key: old_filters[e.key] for e in change.diff.deletes if e.key in old_filters}
         try:
@@ -314,6 +323,7 @@ class ManagedSwitch:
         except SwitchError as error:
             log.error("%s: rollback incomplete (%s); reconcile will correct it", self.name, error)
             self.stale = True
+            self.undo_failures += 1
 
     def commit(self) -> None:
         self.journal.commit()

@@ -393,6 +393,7 @@ class Controller:
         with the switch's reason. A switch that refuses even no intercept
         (its forwarding entries) raises."""
         held = switch.held_intercepts()  # from the failed try's plan and read-back: keep these in place
+        undo_failures = switch.undo_failures  # tries trust `believed`, which a failed undo falsifies
         ordered = sorted(intents, key=lambda i: (i[0].content_id not in held, i[0].content_id))
         fits, fails = 0, len(ordered)  # prefix `fits` is accepted, prefix `fails` is not
         holds: int | None = None  # the prefix the switch and its plan hold now (None: a refused one)
@@ -400,11 +401,11 @@ class Controller:
         while fails - fits > 1:
             middle = (fits + fails) // 2
             try:
-                result, holds, fits = switch.reconcile(ordered[:middle], now), middle, middle
+                result, holds, fits = switch.reconcile(ordered[:middle], now, read=False), middle, middle
             except (WriteError, InterceptError):
                 holds, fails = None, middle
         if holds != fits:
-            result = switch.reconcile(ordered[:fits], now)  # raises if even that is refused: say so
+            result = switch.reconcile(ordered[:fits], now, read=False)  # raises if even that is refused
         refused: Refusals = {}
         for mediation, streams, _ in ordered[fits:]:  # each tried alone, so each gets its own reason
             try:
@@ -417,7 +418,7 @@ class Controller:
             switch.commit()
             result.inserts += change.diff.inserts
             result.modifies += change.diff.modifies
-        switch.stale = False
+        switch.stale = switch.undo_failures != undo_failures  # if so, the watch loop reads and tries again
         return result, refused
 
     @staticmethod
