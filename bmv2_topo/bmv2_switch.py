@@ -215,6 +215,9 @@ class Bmv2Switch:
     binary: str | None = None
     # A command the switch runs under, e.g. valgrind (bench/pipeline_cost.py).
     wrapper: tuple[str, ...] = ()
+    # Multicast groups of the replication engine (--max-mc-groups); every clone
+    # session takes one. None: 65536, room for every session id p4tap allocates.
+    replication_groups: int | None = None
     name: str = "bmv2"
     target: str | None = None
 
@@ -337,9 +340,11 @@ class Bmv2Switch:
             cmd += ["--priority-queues", str(self.priority_queues)]
         # bmv2's replication engine defaults to 4096 multicast groups and L1
         # nodes, and every clone session takes one of each (its hidden group is
-        # 32768 + id): raise them so all 32767 session ids p4tap can allocate fit.
+        # 32768 + id): raise them so all 32767 session ids p4tap can allocate fit
+        # (unless a test wants a small engine: `replication_groups`).
         if "--max-mc-groups" in helptext:
-            cmd += ["--max-mc-groups", "65536", "--max-l1-entries", "65536", "--max-l2-entries", "131072"]
+            groups = 65536 if self.replication_groups is None else self.replication_groups
+            cmd += ["--max-mc-groups", str(groups), "--max-l1-entries", "65536", "--max-l2-entries", "131072"]
         cmd += list(self.extra_target_args)
         return cmd
 

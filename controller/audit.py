@@ -379,6 +379,17 @@ class AuditLog:
         self._seq, self._prev = seq, prev
         return [json.loads(line) for line in lines]
 
+    def last(self, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+        """The newest valid record for which `wanted` holds, read from the end
+        back (start-up recovery looks only at the last change's records)."""
+        with self._lock:
+            fd = self._require_open()
+            for piece in _lines_backwards(fd, os.fstat(fd).st_size):
+                record = _valid_record(piece) if piece else None
+                if record is not None and wanted(record):
+                    return record
+            return None
+
     def close(self) -> None:
         with self._lock:
             if self._fd is not None:

@@ -27,7 +27,10 @@ from pathlib import Path
 from controller import codec
 from controller.config import DEFAULT_CONTROL_SOCKET, ConfigError, load
 from controller.control import ControlError, ControlServer, request
+from controller.audit import AuditError
 from controller.model import InetAddressType, InterceptError, IpFilter, Mediation, Stream
+from controller.store import StoreError
+from controller.switch import SwitchError
 
 
 def _socket_path(args: argparse.Namespace) -> Path:
@@ -83,12 +86,16 @@ def cmd_tap(args: argparse.Namespace) -> int:
         if args.as_json:
             print(json.dumps(taps, indent=2))
             return 0
-        print(f"{'CCCID':>10}  {'mediation device':<28} {'timeout (UTC)':<20} {'streams':>7}  switches")
+        print(f"{'CCCID':>10}  {'mediation device':<28} {'timeout (UTC)':<20} {'streams':>7}  {'state':<8} switches")
         for t in taps:
             m = t["mediation"]
             enabled = sum(1 for s in t["streams"] if s["enabled"])
+            refused = t.get("refused") or {}
             print(f"{m['content_id']:>10}  {m['dest_address'] + ':' + str(m['dest_port']):<28} "
-                  f"{(m['timeout'] or '-')[:19]:<20} {enabled:>7}  {','.join(t['switches'])}")
+                  f"{(m['timeout'] or '-')[:19]:<20} {enabled:>7}  {'REFUSED' if refused else 'active':<8} "
+                  f"{','.join(t['switches'])}")
+            for switch, reason in sorted(refused.items()):
+                print(f"{'':>10}  refused by {switch}: {reason}")
         return 0
     if args.tap_command == "add":
         intercept = _intercept_from_args(args)
@@ -257,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         return md_cli.run(args)
     try:
         return args.func(args)
-    except (ControlError, ConfigError, InterceptError, OSError, json.JSONDecodeError) as error:
+    except (ControlError, ConfigError, InterceptError, OSError, json.JSONDecodeError, SwitchError, StoreError,
+            AuditError) as error:
         print(f"p4tap: {error}", file=sys.stderr)
         return 1
 

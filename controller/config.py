@@ -24,6 +24,8 @@ credentials, ports, VRFs, forwarding and intercept delivery settings.
             rate_bytes = 125000, burst_bytes = 15000, preemptive = false, priority_queues = 3 }
     routes = [ { prefix = "203.0.113.10/32", port = 4, src_mac = "02:00:00:00:00:fe", dst_mac = "02:00:00:00:00:04" } ]
     # tls = { ca_cert = "ca.pem", client_cert = "c.pem", client_key = "c.key" }
+    # replication_groups = 65536        # the switch's clone sessions + multicast groups (bmv2 --max-mc-groups):
+                                        # a provision needing more is refused before it is committed
 
 Every mistake is reported with the switch and key it concerns.
 """
@@ -148,7 +150,15 @@ def _switch(raw: dict[str, Any], base: Path) -> SwitchConfig:
         device_id=_get(raw, "device_id", int, where, 0),
         election_id=(0, _get(raw, "election_id", int, where, 1)),
         tls=tls, allow_plaintext=_get(raw, "allow_plaintext", bool, where, None),
+        replication_groups=_replication_groups(raw, where),
     )
+
+
+def _replication_groups(raw: dict[str, Any], where: str) -> int | None:
+    value = _get(raw, "replication_groups", int, where, None)
+    if value is not None and value < 1:
+        raise ConfigError(f"{where}: replication_groups must be at least 1, got {value}")
+    return value
 
 
 def load(path: Path) -> ControllerSettings:

@@ -79,7 +79,9 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def dispatch(self, request: dict[str, Any], actor: str) -> Any:
         c, op = self.controller, request.get("op")
         if op == "list":
-            return [dict(codec.intercept_to_dict(m, s), switches=sw) for m, s, sw in c.intercepts()]
+            refused = c.refusals()
+            return [dict(codec.intercept_to_dict(m, s), switches=sw, refused=refused.get(m.content_id, {}))
+                    for m, s, sw in c.intercepts()]
         if op == "add":
             mediation, streams = codec.intercept_from_dict(request["intercept"])
             c.provision(mediation, streams, actor, request.get("switches"))

@@ -6,7 +6,9 @@ changed) however many taps the switch carries:
 1. `stage`: the incremental planner re-plans what the change touches, and
    the changed plan items become entities (built only for new items; the
    entities of the current plan are kept by item) and a diff against
-   `believed`, the switch's entities as of the last write or read;
+   `believed`, the switch's entities as of the last write or read, checked
+   against what the switch can hold (controller.capacity: InterceptError,
+   before anything is committed, if it cannot);
 2. `apply`: the diff is written make-before-break, and undone on the switch
    if a write fails part-way;
 3. `commit` once every switch of the change took it, or `rollback` (after
@@ -30,10 +32,11 @@ from datetime import datetime
 
 from p4.v1 import p4runtime_pb2 as p4r
 
-from controller import ets
+from controller import crashpoints, ets
+from controller.capacity import REPLICATION, Capacity, slot_of
 from controller.entries import ENCAP_DROPS_COUNTER, ETS_DEMOTED_COUNTER, EntryBuilder, ets_table, rank
 from controller.incremental import Intercept, IncrementalPlanner
-from controller.model import StreamKey
+from controller.model import InterceptError, StreamKey
 from controller.pipeline import Pipeline
 from controller.plan import FilterEntry, IdAllocator, InterceptPlan, PlanItem, plan_intercepts
 from controller.reconcile import Diff, EntityKey, EntityUpdate, diff, inverse, ordered_updates
@@ -57,6 +60,9 @@ class SwitchConfig:
     election_id: tuple[int, int] = (0, 1)
     tls: TlsConfig | None = None
     allow_plaintext: bool | None = None
+    # Clone sessions + multicast groups the switch's replication engine holds
+    # (bmv2's --max-mc-groups); None: unknown, only the switch's refusal tells.
+    replication_groups: int | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class ManagedSwitch:
     believed: dict[EntityKey, WireEntity] = field(default_factory=dict)
     retired: dict[StreamKey, StreamCounters] = field(default_factory=dict)
     stale: bool = True  # contents may differ from the plan until the next reconcile
+    undo_failures: int = 0  # undos that could not be written (each also sets `stale`)
 
     def __post_init__(self) -> None:
         self.builder = EntryBuilder(self.pipeline)
@@ -106,6 +113,7 @@ class ManagedSwitch:
         self.forwarding = self.builder.forwarding_wire(self.config.topology)
         self.built: dict[PlanItem, WireEntity] = {}  # the entity of each item of the plan
         self.filters: dict[EntityKey, FilterEntry] = {}  # which streams each filter entry counts for
+        self.capacity = Capacity.of(self.pipeline, self.config.replication_groups)  # follows `believed`
 
     @property
     def name(self) -> str:
@@ -125,6 +133,7 @@ class ManagedSwitch:
         self.conn = SwitchConnection(cfg.address, device_id=cfg.device_id, election_id=cfg.election_id,
                                      tls=cfg.tls, allow_plaintext=cfg.allow_plaintext, name=cfg.name)
         self.conn.connect(timeout=timeout)
+        self.capacity = Capacity.of(self.pipeline, cfg.replication_groups)  # what was learned may be stale now
         if not self.conn.is_primary:
             raise NotPrimaryError(f"{cfg.name}: another controller is primary for device {cfg.device_id}")
         try:
@@ -180,28 +189,42 @@ class ManagedSwitch:
     def desired(self, plan: InterceptPlan) -> list[WireEntity]:
         return self.forwarding + self.builder.intercept_wire(plan)
 
-    def reconcile(self, intents: Iterable[Intent], now: datetime) -> Diff:
+    def reconcile(self, intents: Iterable[Intent], now: datetime, read: bool = True) -> Diff:
         """Re-plan from the stored intent and make the switch hold exactly that:
-        read it, delete what is not ours or has expired, install what is missing."""
+        read it, delete what is not ours or has expired, install what is missing.
+
+        `read=False` trusts `believed` instead of reading the switch: for the
+        tries of finding what a switch accepts, right after a full read."""
         self.stale = True
         old_filters = self.filters
         self.planner.rebuild([(m, s) for m, s, switches in intents if self.name in switches], now)
         self.built = {item: self.builder.encode(item) for item in self.planner.items()}
         self.filters = {e.key: item for item, e in self.built.items() if isinstance(item, FilterEntry)}
-        actual = self.read_actual()
-        self.believed = {e.key: e for e in actual}
+        if read:
+            actual = self.read_actual()
+            self.believed = {e.key: e for e in actual}
+            self.capacity.recount(actual)
+        else:
+            actual = list(self.believed.values())
         change = SwitchChange(diff(self.forwarding + list(self.built.values()), actual))
         change.retiring = {e.key: old_filters[e.key] for e in change.diff.deletes if e.key in old_filters}
         try:
+            self.capacity.check(self.name, change.diff.inserts, change.diff.deletes, what="the intent")
             if change.diff:
                 self.retire_counters(change)
                 self.apply(change)
-        except SwitchError:
+        except (SwitchError, InterceptError):
             self.rollback()
             raise
         self.commit()
         self.stale = False
         return change.diff
+
+    def held_intercepts(self) -> set[int]:
+        """Content ids with a filter entry of the current plan on the switch
+        (as last read or written): the intercepts that are tapping now."""
+        return {key.content_id for entity_key, entry in self.filters.items() if entity_key in self.believed
+                for key in entry.streams}
 
     # -- incremental changes ------------------------------------------------
 
@@ -233,6 +256,12 @@ class ManagedSwitch:
                 d.deletes.append(self.believed[key])
                 if entry is not None:
                     change.retiring[key] = entry
+        try:
+            self.capacity.check(self.name, d.inserts, d.deletes, what=f"intercept {', '.join(map(str, changes))}"
+                                if len(changes) <= 5 else f"the batch of {len(changes)} intercepts")
+        except InterceptError:
+            self.rollback()
+            raise
         return change
 
     def apply(self, change: SwitchChange, batch_size: int = APPLY_BATCH) -> None:
@@ -250,16 +279,38 @@ class ManagedSwitch:
                 except WriteError as error:
                     failed = {index for index, _, _ in error.errors}
                     change.applied += [u for i, u in enumerate(batch) if i not in failed]
+                    self._learn_replication_limit([batch[i] for i in failed if i < len(batch)], change.applied)
                     raise
                 change.applied += batch
+                if start + batch_size < len(updates):
+                    crashpoints.reached("mid-write")
         except SwitchError:
             self.undo(change)
             raise
+        used = self.capacity.used
         for u in change.applied:
+            slot = slot_of(u.entity)
             if u.type == p4r.Update.DELETE:
-                self.journal.pop(self.believed, u.entity.key)
+                if self.journal.pop(self.believed, u.entity.key) is not None:
+                    self.journal.set(used, slot, used.get(slot, 0) - 1)
             else:
+                if u.entity.key not in self.believed:
+                    self.journal.set(used, slot, used.get(slot, 0) + 1)
                 self.journal.set(self.believed, u.entity.key, u.entity)
+
+    def _learn_replication_limit(self, refused: list[EntityUpdate], applied: list[EntityUpdate]) -> None:
+        """A refused clone session or multicast group insert shows how many
+        groups the switch's replication engine holds: as many as it held then."""
+        if not any(u.type == p4r.Update.INSERT and slot_of(u.entity) == REPLICATION for u in refused):
+            return
+        held = self.capacity.used.get(REPLICATION, 0)
+        for u in applied:
+            if slot_of(u.entity) == REPLICATION and u.type != p4r.Update.MODIFY:
+                known = u.entity.key in self.believed
+                held += 1 if u.type == p4r.Update.INSERT and not known else -1 if known else 0
+        log.warning("%s: the switch refused a replication group while holding %d: taken as its limit",
+                    self.name, held)
+        self.capacity.learn(REPLICATION, held)
 
     def undo(self, change: SwitchChange) -> None:
         """Best-effort reversal on the switch of what `apply` wrote, newest
@@ -272,6 +323,7 @@ class ManagedSwitch:
         except SwitchError as error:
             log.error("%s: rollback incomplete (%s); reconcile will correct it", self.name, error)
             self.stale = True
+            self.undo_failures += 1
 
     def commit(self) -> None:
         self.journal.commit()

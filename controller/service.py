@@ -1,12 +1,22 @@
 """The controller: owns every switch's intercept state and keeps it true.
 
 Intent first: an intercept is validated (planned, incrementally, on every
-switch it goes to), written to the durable store, then carried to each of
-its switches as a small diff. If any write fails part-way, every update
-already applied is undone and the previous intent restored, so no tap is ever
-half installed. A controller restart reads the intent back and reconciles;
-the data plane keeps tapping meanwhile because nothing is removed on the way
-down.
+switch it goes to, and checked against what each switch can hold), announced
+in the audit log (write-ahead: the audit never lags the intent), written to
+the durable store, then carried to each of its switches as a small diff. If
+any write fails part-way, every update already applied is undone and the
+previous intent restored, so no tap is ever half installed. A controller
+restart records what became of a change it died in (controller.recovery),
+reads the intent back and reconciles; the data plane keeps tapping meanwhile
+because nothing is removed on the way down.
+
+Reconcile is not all or nothing: intent a switch refuses (more clone
+sessions than its replication engine holds, say, committed before a crash
+let the switch say so) is marked refused, per intercept and switch, in the
+store and the audit log, and the rest is installed; the controller always
+comes up and keeps serving. A refused intercept stays intent (shown as
+refused by `p4tap tap list` and as notInService by the MIB) and is tried
+again at every reconcile of its switch.
 
 Each change costs O(what it touches), not O(all taps): only the overlap
 groups the changed filters are in are re-planned, only changed plan items
@@ -28,22 +38,25 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from controller.audit import AuditLog
-from controller import ets
+from controller.audit import AuditError, AuditLog
+from controller import crashpoints, ets
 from controller.incremental import Intercept
 from controller.lifetime import ExpirySchedule
 from controller.managed_switch import Intent, ManagedSwitch, StreamCounters, SwitchChange, SwitchConfig
 from controller.model import InterceptError, Mediation, Stream, StreamKey
 from controller.pipeline import Pipeline
 from controller.reconcile import Diff
+from controller.recovery import announce, recover
 from controller.store import IntentStore, StoreError
-from controller.switch import SwitchError
+from controller.switch import SwitchError, WriteError
 
 __all__ = ["Controller", "ManagedSwitch", "ProvisionError", "StreamCounters", "SwitchConfig", "utcnow"]
 
 log = logging.getLogger("p4tap.controller")
 
 ExpiryListener = Callable[[Mediation], None]
+Refusals = dict[int, str]  # content id -> why a switch refused it
+REASON_MAX = 300  # characters of a switch's refusal kept per intercept
 Changes = dict[str, dict[int, Intercept | None]]  # per switch: content id -> new intercept, None to remove
 
 
@@ -67,6 +80,11 @@ class Controller:
         self.audit = AuditLog(audit_path)
         self.clock = clock
         self.switches = {c.name: ManagedSwitch(c, self.pipeline, ids=self.store.load_ids(c.name)) for c in switches}
+        recover(self.audit, self.store)  # before anything new is recorded
+        self.refused: dict[str, Refusals] = {name: {} for name in self.switches}
+        for content_id, by_switch in self.store.refusals().items():
+            for name, reason in by_switch.items():
+                self.refused.setdefault(name, {})[content_id] = reason
         self.lock = threading.RLock()
         self._expiry_listeners: list[ExpiryListener] = []
         self.expiry = ExpirySchedule()  # follows the store: set where an intercept is stored or removed
@@ -117,6 +135,15 @@ class Controller:
     def intercepts(self) -> list[Intent]:
         return self.store.all()
 
+    def refusals(self) -> dict[int, dict[str, str]]:
+        """Intercepts of the intent a switch refused: content id -> switch -> reason."""
+        with self.lock:
+            out: dict[int, dict[str, str]] = {}
+            for name, refused in self.refused.items():
+                for content_id, reason in refused.items():
+                    out.setdefault(content_id, {})[name] = reason
+            return out
+
     def provision(self, mediation: Mediation, streams: Sequence[Stream], actor: str,
                   switches: Sequence[str] | None = None) -> None:
         """Install (or replace) one intercept on its switches, all or nothing."""
@@ -139,22 +166,32 @@ class Controller:
             except InterceptError as error:
                 self.audit.append(actor, "refuse", content_ids=content_ids, reason=str(error))
                 raise
+            put = [(m, s, targets) for m, s in intercepts]
+            seq = self._announce(staged, actor, "provision", put)
             try:
-                self._carry(staged, previous, put=[(m, s, targets) for m, s in intercepts])
+                self._carry(staged, previous, put=put)
             except SwitchError as error:
-                self.audit.append(actor, "refuse", content_ids=content_ids, reason=f"switch: {error}")
+                self.audit.append(actor, "refuse", intent_seq=seq, content_ids=content_ids, reason=f"switch: {error}")
                 raise ProvisionError(f"intercept not installed, nothing changed: {error}") from error
+            except (StoreError, InterceptError) as error:
+                self.audit.append(actor, "refuse", intent_seq=seq, content_ids=content_ids, reason=str(error))
+                raise
+            for name in staged:
+                for content_id in content_ids:  # provisioned anew: any refusal of the old one is moot
+                    self.refused[name].pop(content_id, None)
             sooner = self._sooner_than_scheduled(m.timeout for m, _ in intercepts)
             for mediation, _ in intercepts:
                 self.expiry.set(mediation.content_id, mediation.timeout)
+            crashpoints.reached("after-write")
             if len(intercepts) == 1:
                 mediation, streams = intercepts[0]
-                self.audit.append(actor, "provision", content_id=mediation.content_id, switches=targets,
-                                  md=f"{mediation.dest_address}:{mediation.dest_port}",
+                self.audit.append(actor, "provision", intent_seq=seq, content_id=mediation.content_id,
+                                  switches=targets, md=f"{mediation.dest_address}:{mediation.dest_port}",
                                   timeout=mediation.timeout.isoformat() if mediation.timeout else None,
                                   streams=[s.index for s in streams if s.enabled])
             else:
-                self.audit.append(actor, "provision", content_ids=content_ids, switches=targets)
+                self.audit.append(actor, "provision", intent_seq=seq, content_ids=content_ids, switches=targets)
+            crashpoints.reached("after-audit")
         if sooner:
             self._wake.set()  # the timer sleeps until the next timeout: it may now be sooner
 
@@ -172,15 +209,26 @@ class Controller:
             if old is None:
                 return False
             staged = self._stage({name: {content_id: None} for name in old[2] if name in self.switches})
+            seq = self._announce(staged, actor, action, content_ids=[content_id])
             try:
                 self._carry(staged, {content_id: old}, remove=[content_id], keep_intent=action == "expire")
             except SwitchError as error:
                 if action != "expire":
-                    self.audit.append(actor, "refuse", content_id=content_id, reason=f"removal failed: {error}")
+                    self.audit.append(actor, "refuse", intent_seq=seq, content_id=content_id,
+                                      reason=f"removal failed: {error}")
                     raise ProvisionError(f"intercept {content_id} still installed: {error}") from error
                 log.warning("intercept %d expired; switch update deferred to reconcile: %s", content_id, error)
+            except StoreError as error:
+                self.audit.append(actor, "refuse", intent_seq=seq, content_id=content_id, reason=str(error))
+                raise
             self.expiry.discard(content_id)
-            self.audit.append(actor, action, content_id=content_id)
+            for name, refused in self.refused.items():
+                held_here = refused.pop(content_id, None) is None
+                if held_here and refused and name in staged:
+                    self.switches[name].stale = True  # room freed: the watch loop retries what it refused
+            crashpoints.reached("after-write")
+            self.audit.append(actor, action, intent_seq=seq, content_id=content_id)
+            crashpoints.reached("after-audit")
             return True
 
     def update_timeout(self, content_id: int, timeout: datetime, actor: str) -> None:
@@ -204,7 +252,8 @@ class Controller:
             total = {k: StreamCounters() for k in keys}
             for name in intent[2]:
                 switch = self.switches.get(name)
-                if switch is None or switch.conn is None or not switch.conn.connected:
+                if switch is None or switch.conn is None or not switch.conn.connected or \
+                        content_id in self.refused.get(name, {}):
                     total = {k: c + StreamCounters(held=False) for k, c in total.items()}
                     continue
                 for key, c in switch.stream_counters(content_id, keys).items():
@@ -235,6 +284,19 @@ class Controller:
                 if stream.content_id != mediation.content_id:
                     raise InterceptError(f"stream {stream.key} does not belong to mediation {mediation.content_id}")
 
+    def _announce(self, staged: Mapping[str, SwitchChange], actor: str, op: str, put: Sequence[Intent] = (),
+                  content_ids: Sequence[int] = ()) -> int:
+        """The write-ahead audit record of a change; if it cannot be written,
+        nothing is changed (the staged plans are rolled back) and the caller is told."""
+        try:
+            seq = announce(self.audit, actor, op, put, content_ids)
+        except (AuditError, OSError) as error:
+            for name in staged:
+                self.switches[name].rollback()
+            raise ProvisionError(f"not changed: the audit log cannot record it: {error}") from error
+        crashpoints.reached("before-store")
+        return seq
+
     def _stage(self, changes: Changes) -> dict[str, SwitchChange]:
         """Plan the change on every switch it touches; on InterceptError none keeps it."""
         now = self.clock()
@@ -263,6 +325,7 @@ class Controller:
             for name in staged:
                 self.switches[name].rollback()
             raise
+        crashpoints.reached("after-store")
         done: list[ManagedSwitch] = []
         try:
             for name, change in staged.items():
@@ -283,16 +346,31 @@ class Controller:
             else:
                 fresh = [m.content_id for m, _, _ in put if m.content_id not in previous]
                 self.store.change(put=previous.values(), remove=fresh, ids=ids)
+                for name, refused in self.refused.items():  # putting them back dropped their refusals
+                    if refused.keys() & previous.keys():
+                        self.store.set_refusals(name, refused)
             raise
         for name in staged:
             self.switches[name].commit()
 
     def reconcile(self, name: str, actor: str = "controller") -> Diff:
         """Make one switch hold exactly the intent: read it, delete what is not
-        ours or has expired, install what is missing. Every correction is audited."""
+        ours or has expired, install what is missing. Every correction is audited.
+
+        What the switch refuses (or cannot hold) is found per intercept,
+        marked refused and audited, and the rest installed: a switch that
+        cannot hold all of the intent still gets all it can, and this returns."""
         with self.lock:
             switch = self.switches[name]
-            d = switch.reconcile(self.store.all(), self.clock())
+            now = self.clock()
+            intents = [i for i in self.store.all() if name in i[2]]
+            try:
+                d = switch.reconcile(intents, now)
+                refused: Refusals = {}
+            except (WriteError, InterceptError) as error:
+                log.warning("%s: cannot hold all of the intent (%s); finding what it accepts", name, error)
+                d, refused = self._reconcile_what_fits(switch, intents, now)
+            self._record_refusals(name, refused, actor)
             if d:
                 self.audit.append(actor, "reconcile", switch=name, inserted=len(d.inserts),
                                   modified=len(d.modifies), deleted=len(d.deletes))
@@ -301,6 +379,73 @@ class Controller:
             self.store.save_ids(name, switch.ids)
             switch.ids.take_changes()
             return d
+
+    def _reconcile_what_fits(self, switch: ManagedSwitch, intents: Sequence[Intent],
+                             now: datetime) -> tuple[Diff, Refusals]:
+        """The switch refused the whole intent: install the longest prefix it
+        accepts, found by bisection (each try a full reconcile, so about
+        log2(n) of them), then offer each later intercept on its own as a small
+        incremental change, keeping those it accepts. The order puts the
+        intercepts the switch already holds first (then by content id), so
+        that finding room never takes a working tap off the switch.
+
+        Returns the diff that was finally written and the refused intercepts
+        with the switch's reason. A switch that refuses even no intercept
+        (its forwarding entries) raises."""
+        held = switch.held_intercepts()  # from the failed try's plan and read-back: keep these in place
+        undo_failures = switch.undo_failures  # tries trust `believed`, which a failed undo falsifies
+        ordered = sorted(intents, key=lambda i: (i[0].content_id not in held, i[0].content_id))
+        fits, fails = 0, len(ordered)  # prefix `fits` is accepted, prefix `fails` is not
+        holds: int | None = None  # the prefix the switch and its plan hold now (None: a refused one)
+        result = Diff()
+        while fails - fits > 1:
+            middle = (fits + fails) // 2
+            try:
+                result, holds, fits = switch.reconcile(ordered[:middle], now, read=False), middle, middle
+            except (WriteError, InterceptError):
+                holds, fails = None, middle
+        if holds != fits:
+            result = switch.reconcile(ordered[:fits], now, read=False)  # raises if even that is refused
+        refused: Refusals = {}
+        for mediation, streams, _ in ordered[fits:]:  # each tried alone, so each gets its own reason
+            try:
+                change = switch.stage({mediation.content_id: (mediation, streams)}, now)
+                switch.apply(change)
+            except (WriteError, InterceptError) as refusal:
+                switch.rollback()
+                refused[mediation.content_id] = self._reason(refusal)
+                continue
+            switch.commit()
+            result.inserts += change.diff.inserts
+            result.modifies += change.diff.modifies
+        switch.stale = switch.undo_failures != undo_failures  # if so, the watch loop reads and tries again
+        return result, refused
+
+    @staticmethod
+    def _reason(error: Exception) -> str:
+        text = f"refused by the switch: {error}" if isinstance(error, WriteError) else str(error)
+        return text if len(text) <= REASON_MAX else text[:REASON_MAX - 3] + "..."
+
+    def _record_refusals(self, name: str, refused: Refusals, actor: str) -> None:
+        """Audit (first) and store which intercepts `name` refuses now, where that changed."""
+        before = self.refused.get(name, {})
+        if refused == before:
+            return
+        newly = {c: r for c, r in refused.items() if before.get(c) != r}
+        accepted = sorted(set(before) - set(refused))
+        if newly:
+            by_reason: dict[str, list[int]] = {}
+            for content_id, reason in sorted(newly.items()):
+                by_reason.setdefault(reason, []).append(content_id)
+            self.audit.append(actor, "switch-refuse", switch=name, content_ids=sorted(newly),
+                              reasons=[{"reason": r, "content_ids": ids} for r, ids in by_reason.items()])
+            log.error("%s: refuses %d intercept(s) of the intent (%s): %s", name, len(newly),
+                      ", ".join(map(str, sorted(newly)[:10])) + (" ..." if len(newly) > 10 else ""),
+                      next(iter(by_reason)))
+        if accepted:
+            self.audit.append(actor, "switch-accept", switch=name, content_ids=accepted)
+        self.store.set_refusals(name, refused)
+        self.refused[name] = dict(refused)
 
     # -- ETS (RFC 4190) -----------------------------------------------------
 

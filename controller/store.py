@@ -54,7 +54,7 @@ T = TypeVar("T")
 #: Bump when the tables change, and teach `_migrate` the way up. A store with
 #: a higher version was written by a newer p4tap whose rows this one might
 #: misread, so it is refused rather than guessed at.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Columns per model field. Kept explicit, not derived, so the on-disk format
 # only changes on purpose; tests/test_store.py fails if the model gains a field
@@ -118,6 +118,12 @@ CREATE TABLE replica_ids (
     PRIMARY KEY (switch, content_id),
     UNIQUE (switch, rid)
 );
+CREATE TABLE refusals (
+    content_id INTEGER NOT NULL REFERENCES mediations(content_id) ON DELETE CASCADE,
+    switch     TEXT    NOT NULL,
+    reason     TEXT    NOT NULL,
+    PRIMARY KEY (content_id, switch)
+);
 CREATE TABLE session_ids (
     switch     TEXT    NOT NULL,
     replicas   TEXT    NOT NULL,           -- JSON: sorted list of [port, rid]
@@ -126,6 +132,10 @@ CREATE TABLE session_ids (
     UNIQUE (switch, session_id)
 );
 """
+
+
+# Version 2's addition, also run on its own to migrate a version 1 store.
+_REFUSALS = _SCHEMA[_SCHEMA.index("CREATE TABLE refusals"):_SCHEMA.index("CREATE TABLE session_ids")].strip().rstrip(";")
 
 
 class StoreError(Exception):
@@ -368,7 +378,9 @@ class IntentStore:
                 )
             if version < 1:
                 raise StoreError(f"{self.path}: unknown store schema version {version}")
-            # version < SCHEMA_VERSION: migrations go here when there is a version 2.
+            if version < 2:  # 1 -> 2: intercepts a switch refused (see `refusals`)
+                db.execute(_REFUSALS)
+                db.execute("UPDATE schema_version SET version = 2")
 
         self._write(work)
 
@@ -509,6 +521,34 @@ class IntentStore:
             # InterceptError is a ValueError: a row the model refuses was damaged
             # outside this module; refusing it beats reconciling a wrong tap.
             raise StoreError(f"intent store {self.path} holds an invalid intercept row: {error}") from error
+
+    # -- refusals -------------------------------------------------------------
+
+    def refusals(self) -> dict[int, dict[str, str]]:
+        """Intercepts a switch refused (content id -> switch -> the switch's reason).
+
+        A refused intercept stays intent (it was asked for and is not removed
+        behind the requester's back) but is not planned on that switch until a
+        reconcile finds the switch accepts it. Removing the intercept removes
+        its refusals with it."""
+        def work(db: sqlite3.Connection) -> dict[int, dict[str, str]]:
+            out: dict[int, dict[str, str]] = {}
+            for r in db.execute("SELECT content_id, switch, reason FROM refusals ORDER BY content_id, switch"):
+                out.setdefault(r["content_id"], {})[r["switch"]] = r["reason"]
+            return out
+
+        return self._read(work)
+
+    def set_refusals(self, switch: str, refused: Mapping[int, str]) -> None:
+        """Replace `switch`'s refusals by `refused` (content id -> reason), in one transaction."""
+        rows = [(content_id, switch, reason, content_id) for content_id, reason in refused.items()]
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM refusals WHERE switch = ?", (switch,))
+            db.executemany("INSERT INTO refusals (content_id, switch, reason) SELECT ?, ?, ? "
+                           "WHERE EXISTS (SELECT 1 FROM mediations WHERE content_id = ?)", rows)
+
+        self._write(work)
 
     # -- id allocators --------------------------------------------------------
 

@@ -207,6 +207,7 @@ class Agent:
         if self.fast_path is not None:
             self.fast_path.responder = responder
         self.bridge.sync(force=True)
+        self._report_refusals()
 
     @staticmethod
     def _bind(endpoint: Endpoint) -> socket.socket:
@@ -303,6 +304,16 @@ class Agent:
     def _sync(self) -> None:
         for mediation in self.bridge.sync():
             self._timed_out(mediation.content_id, mediation.notification_enable)
+        self._report_refusals()
+
+    def _report_refusals(self) -> None:
+        """A switch refused an intercept of the intent (its streams read
+        notInService): say why in cTap2DebugTable, once per refusal."""
+        refusals, self.bridge.new_refusals = self.bridge.new_refusals, []
+        for content_id, switch, reason in refusals:
+            index = self.tables.debug.add(content_id, 0, f"refused by switch {switch}: {reason}")
+            if self.tables.mediations.notifies(self.tables.mediations.rows.get((content_id,))):
+                self.notifier.debug(self.tables.debug, index)
 
     def _timed_out(self, content_id: int, notify: bool) -> None:
         log.info("intercept %d ended without its mediation device asking (timeout or removal)", content_id)

@@ -58,6 +58,8 @@ class Bridge:
         self._seen_seq = -1
         self._counters: dict[int, tuple[float, dict[StreamKey, StreamCounters]]] = {}
         self._last_counts: dict[StreamKey, StreamCounters] = {}
+        self._reported: dict[int, dict[str, str]] = {}  # refusals already shown in the debug table
+        self.new_refusals: list[tuple[int, str, str]] = []  # (content id, switch, reason) not yet shown
 
     # -- rows -> intercepts -------------------------------------------------------
 
@@ -142,6 +144,11 @@ class Bridge:
         intents = {m.content_id: Intercept(m, tuple(sorted(s, key=lambda x: x.index)), tuple(sw))
                    for m, s, sw in self.controller.intercepts()}
         self._seen_seq = seq
+        refusals = self.controller.refusals()  # every change of them is audited, so seq tells
+        self.new_refusals += [(c, switch, reason) for c, by_switch in sorted(refusals.items())
+                              for switch, reason in sorted(by_switch.items())
+                              if self._reported.get(c, {}).get(switch) != reason]
+        self._reported = refusals
         gone = []
         for content_id in set(self.installed) - set(intents):
             gone.append(self.installed.pop(content_id).mediation)

@@ -5,6 +5,7 @@ All against real bmv2 with real packets."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import subprocess
 import sys
 import textwrap
@@ -143,20 +144,27 @@ def lab_config(tmp_path: Path, grpc_address: str, extra: str = "") -> Path:
 
 
 @contextmanager
-def controller_daemon(config: Path) -> Iterator[subprocess.Popen]:
-    """`p4tap controller run` on `config`, until its control socket is up;
-    stopped (SIGTERM) on exit. The socket is `control.sock` beside the config."""
-    sock = config.parent / "control.sock"
-    daemon = subprocess.Popen([sys.executable, "-m", "controller.cli", "controller", "run", "--config", str(config)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def controller_daemon(config: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """`p4tap controller run` on `config` (with `env` added to the environment),
+    until its control socket is up; stopped (SIGTERM) on exit unless it died
+    already. The socket is `control.sock` beside the config; one left by a
+    killed controller is removed first, so only the new one's counts."""
+    sock, log_path = config.parent / "control.sock", config.parent / "controller.log"
+    sock.unlink(missing_ok=True)
+    with open(log_path, "ab") as log:  # a file, not a pipe: a chatty daemon must never block on it
+        daemon = subprocess.Popen([sys.executable, "-m", "controller.cli", "controller", "run", "--config", str(config)],
+                                  stdout=log, stderr=subprocess.STDOUT,
+                                  env=None if env is None else {**os.environ, **env})
     try:
-        deadline = time.time() + 20
+        deadline = time.time() + 60
         while not sock.exists() and time.time() < deadline:
-            assert daemon.poll() is None, daemon.stdout.read()
+            assert daemon.poll() is None, log_path.read_text()[-3000:]
             time.sleep(0.1)
+        assert sock.exists(), f"no control socket after 60 s: {log_path.read_text()[-3000:]}"
         yield daemon
     finally:
-        daemon.terminate()
+        if daemon.poll() is None:
+            daemon.terminate()
         daemon.wait(timeout=15)
 
 

@@ -382,6 +382,29 @@ def test_schema_version_is_recorded(path: Path):
         db.close()
 
 
+def test_version_1_store_is_migrated_and_keeps_its_intercepts(path: Path):
+    """A store written before refusals were kept (schema 1) opens, gains the
+    table and keeps every intercept."""
+    with IntentStore(path) as store:
+        store.put_intercept(mediation(1), [])
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE refusals")
+    db.execute("UPDATE schema_version SET version = 1")
+    db.commit()
+    db.close()
+    with IntentStore(path) as store:
+        assert [m.content_id for m, _, _ in store.all()] == [1]
+        store.set_refusals("default", {1: "refused by the switch: full", 2: "no such intercept"})
+        assert store.refusals() == {1: {"default": "refused by the switch: full"}}
+        store.remove_intercept(1)
+        assert store.refusals() == {}
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    finally:
+        db.close()
+
+
 def test_foreign_sqlite_file_is_refused(path: Path):
     fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
     os.close(fd)
