@@ -4,7 +4,7 @@ groups and views, and where notifications go.
     [agent]
     listen = ["127.0.0.1:161", "[::1]:161"]   # UDP, IPv4 and IPv6; port 0 = any free port
     # engine_id = "80001f8804703474617031"      # hex; default: a new one each start
-    sys_name = "p4tap"
+    # sys_name = "iap-1"                        # default: this host's name, as net-snmp's agent says it
     # sys_descr = "..."                         # sysDescr; default a neutral "SNMPv3 agent": an IAP must
     #                                           # not tell anyone it can intercept (RFC 3924 5)
     # sys_object_id = "1.3.6.1.4.1.9.1.516"     # sysObjectID; default 0.0 (none)
@@ -48,6 +48,7 @@ else it is refused. Keys never appear in a log, a repr or an error message.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +126,7 @@ class AgentConfig:
     views: tuple[View, ...]
     notify: tuple[NotifyTarget, ...] = ()
     engine_id: bytes | None = None
-    sys_name: str = "p4tap"
+    sys_name: str = field(default_factory=socket.gethostname)  # a product name would tell what the IAP is
     sys_location: str = ""
     sys_contact: str = ""
     sys_descr: str = DEFAULT_SYS_DESCR
@@ -245,7 +246,7 @@ def parse(raw: dict[str, Any], source: str = "config") -> AgentConfig:
 
     return AgentConfig(
         listen=listen, users=tuple(users), groups=tuple(groups), views=tuple(views), notify=tuple(notify),
-        engine_id=engine_id, sys_name=_get(agent, "sys_name", str, "[agent]", "p4tap"),
+        engine_id=engine_id, sys_name=_get(agent, "sys_name", str, "[agent]", socket.gethostname()),
         sys_location=_get(agent, "sys_location", str, "[agent]", ""),
         sys_contact=_get(agent, "sys_contact", str, "[agent]", ""),
         sys_descr=sys_descr, sys_object_id=sys_object_id,
@@ -255,7 +256,7 @@ def parse(raw: dict[str, Any], source: str = "config") -> AgentConfig:
     )
 
 
-def one_user_toml(listen: Sequence[str], user: str, auth_key: str, priv_key: str, *, sys_name: str = "p4tap",
+def one_user_toml(listen: Sequence[str], user: str, auth_key: str, priv_key: str, *, sys_name: str = "iap-1",
                   notify: Sequence[str] = ()) -> str:
     """The text of an agent config with one lawful-intercept user (SHA-256,
     AES, authPriv) who may read, write and be told about the TAP-MIBs and the

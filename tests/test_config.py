@@ -131,3 +131,14 @@ def test_one_user_agent_config_is_what_the_agent_loads():
     group = cfg.group_of("md1")
     assert group.lawful_intercept and group.security_level == "authPriv"
     assert [(str(n.target), n.user) for n in cfg.notify] == [("203.0.113.10:162", "md1")]
+
+
+def test_agent_sys_name_defaults_to_the_host_name_not_the_product():
+    """RFC 3924 5: nothing an SNMP user can read may say the IAP intercepts;
+    sysName, like net-snmp's, is the host's name unless the config gives one."""
+    import socket
+
+    from mib_bridge.config import parse
+
+    cfg = parse({"agent": {"listen": ["127.0.0.1:0"]}})
+    assert cfg.sys_name == socket.gethostname()
