@@ -27,6 +27,22 @@ needs_p4c = pytest.mark.skipif(P4C is None, reason="p4c-bm2-ss not on PATH: buil
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root to create veth pairs and namespaces")
 
 
+def pipeline_has_issue13_fix() -> bool:
+    """Whether the committed pipeline (build/) was compiled from P4 that fixes
+    issue 13: its filter tables key on the egress port (interface filters see
+    transmitted traffic) and its resubmitted pass keeps the ingress port (ETS
+    conditions it as untapped). Both came in one P4 change."""
+    from controller.entries import filter_table
+    from controller.pipeline import Pipeline, PipelineError
+    from controller.plan import Side
+
+    try:
+        Pipeline.load().match_field(filter_table(4, Side.SRC), "egress_port")
+    except PipelineError:
+        return False
+    return True
+
+
 @contextmanager
 def lab_network(tmp_path, prefix: str = "p4tc", **switch_kw):
     """bmv2 on fresh veth pairs for ptf_tests.base's five ports, and raw
