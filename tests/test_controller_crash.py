@@ -265,13 +265,16 @@ def batch_child(config: Path, n: int, crash_at: str | None = None) -> subprocess
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=env)
 
 
-def _run_batch(config: Path, first: int, kill_after: float | None) -> tuple[float, str]:
+def _run_batch(config: Path, first: int, kill_after: float | None,
+               crash_at: str | None = None) -> tuple[float, str]:
     """Run one batch in a child, SIGKILLed `kill_after` seconds into it (None:
-    let it finish); returns how long the batch ran and what the child said."""
+    let it finish, or the hook kill it at `crash_at`); returns how long the
+    batch ran and what the child said."""
+    env = {**os.environ, CRASH_ENV: crash_at} if crash_at else None
     child = subprocess.Popen(
         [sys.executable, "-c", "import sys; from tests.test_controller_crash import _provision_batch; "
          "_provision_batch(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))", str(config), str(first), str(BATCH)],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
     for line in child.stdout:
         lines.append(line)
@@ -281,6 +284,8 @@ def _run_batch(config: Path, first: int, kill_after: float | None) -> tuple[floa
     if kill_after is not None:
         time.sleep(kill_after)
         child.send_signal(signal.SIGKILL)
+    elif crash_at is not None:
+        child.wait(timeout=300)
     else:
         for line in child.stdout:
             lines.append(line)
@@ -296,25 +301,34 @@ def test_random_sigkills_mid_batch(target, tmp_path, replication_groups):
     """20 batches of 200 intercepts, each killed at a random moment of its
     run (the first is timed, not killed, to know how long one runs). With a
     switch of 1,000 replication groups that the controller is not told of,
-    the later batches overfill it: killed before the switch refused them,
-    their intent is committed, and the restart must install what fits, mark
-    the rest refused and come up."""
+    the later batches overfill it. The batch that first overfills it is
+    killed by the hook right after its intent is committed, before the switch
+    could refuse it (a random kill may miss that window, as it did once in
+    CI): the restart must install what fits, mark the rest refused and come
+    up; the random kills around it go on."""
     rng = random.Random(1303)
     with switch_of(target, tmp_path, replication_groups) as sw:
         config = crash_config(tmp_path, sw)
         duration, output = _run_batch(config, 10_000, kill_after=None)
         assert "done" in output, output[-3000:]
         outcomes = []
+        accepted, overfilled = BATCH, False
         for kill in range(KILLS):
             after = rng.uniform(0.0, duration)
-            ran, output = _run_batch(config, 10_000 * (kill + 2), kill_after=after)
+            if replication_groups is not None and not overfilled and accepted + BATCH > replication_groups:
+                overfilled = True
+                ran, output = _run_batch(config, 10_000 * (kill + 2), kill_after=None, crash_at="after-store")
+            else:
+                ran, output = _run_batch(config, 10_000 * (kill + 2), kill_after=after)
             outcomes.append("finished" if "done" in output else "killed")
             with controller_daemon(config):
                 listed, records = check_recovered(config)
+            accepted = sum(1 for t in listed.values() if not t["refused"])
         assert any(r["action"] == "recover" for r in records)  # kills fell between announcing and concluding
         if replication_groups is None:
             assert outcomes.count("killed") >= KILLS // 2, (duration, outcomes)  # most kills fell inside a batch
         else:
+            assert overfilled, outcomes
             refused = [c for c, t in listed.items() if t["refused"]]
             assert refused and len(listed) - len(refused) <= replication_groups
             assert any(r["action"] == "switch-refuse" for r in records)
