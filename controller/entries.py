@@ -25,7 +25,8 @@ CLASSIFIER = f"{INGRESS}.intercept_classifier"
 GATES = f"{INGRESS}.intercept_gates"
 
 # Field name and width, in the order the filter tables declare them.
-FILTER_TERNARY_FIELDS = ("ingress_port", "src_addr", "dst_addr", "protocol", "tos", "flow_label", "l4_valid")
+FILTER_TERNARY_FIELDS = ("ingress_port", "egress_port", "mcast_grp", "src_addr", "dst_addr", "protocol", "tos",
+                         "flow_label", "l4_valid")
 FILTER_TERNARY_FIELDS_V4 = tuple(name for name in FILTER_TERNARY_FIELDS if name != "flow_label")
 FILTER_RANGE_FIELDS = ("src_port", "dst_port")
 

@@ -31,7 +31,7 @@ from controller.model import Mediation, Stream, StreamKey
 from controller.overlap import PrefixIndex, overlap_groups
 from controller.plan import (CloneSession, EncapEntry, FilterEntry, GateEntry, IdAllocator, InterceptPlan, MergeEntry,
                              PlanItem, Side, address_field, encap_of, gate_of, group_filters, mediation_merges,
-                             route_of, session_for, stream_region)
+                             route_of, session_for, stream_regions)
 from controller.regions import Region
 from controller.topology import NextHop, SwitchTopology
 
@@ -53,7 +53,7 @@ class Wanted:
 
     mediation: Mediation
     next_hop: NextHop
-    streams: Mapping[StreamKey, tuple[Side, Region]]
+    streams: Mapping[StreamKey, tuple[Side, tuple[Region, ...]]]
 
 
 @dataclass
@@ -156,7 +156,7 @@ class IncrementalPlanner:
         mediation, streams = intercept
         if not mediation.active or mediation.expired(now):
             return None
-        planned = {s.key: stream_region(s, self.topology) for s in streams if s.enabled}
+        planned = {s.key: stream_regions(s, self.topology) for s in streams if s.enabled}
         if not planned:
             return None
         return Wanted(mediation, route_of(mediation, self.topology), planned)
@@ -169,10 +169,12 @@ class IncrementalPlanner:
         touched: dict[Side, dict[Region, set[StreamKey]]] = {side: {} for side in Side}
         for cid, want in wanted.items():
             old = self.wanted.get(cid)
-            for side, region in old.streams.values() if old else ():
-                touched[side].setdefault(region, set())
-            for key, (side, region) in want.streams.items() if want else ():
-                touched[side].setdefault(region, set()).add(key)
+            for side, regions in old.streams.values() if old else ():
+                for region in regions:
+                    touched[side].setdefault(region, set())
+            for key, (side, regions) in want.streams.items() if want else ():
+                for region in regions:
+                    touched[side].setdefault(region, set()).add(key)
 
         # Groups to re-plan: those of touched regions, and those a new region overlaps.
         stale: dict[Side, set[int]] = {side: set() for side in Side}

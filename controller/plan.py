@@ -3,7 +3,9 @@
 The planner turns the active mediations and enabled streams into the
 entries of p4tap's pipeline (see p4src/include/intercept.p4):
 
-* every filter becomes a `Region` on one *side* (source or destination);
+* every filter becomes one or more `Region`s on one *side* (source or
+  destination): an interface filter one for what arrives on the interface,
+  one for what is sent out of it, and one for what is flooded out of it;
 * overlapping regions of a side are closed under intersection, each
   intersection installed above its parts and naming the clone session of the
   union of their mediations, so a packet's best match on a side is exactly
@@ -25,7 +27,7 @@ import enum
 import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from controller.journal import Journal
@@ -35,6 +37,7 @@ from controller.regions import ANY, ANY_PORT, Region, Span, Ternary
 from controller.topology import IPNetwork, NextHop, SwitchTopology
 
 PORT_BITS = 9
+MCAST_GRP_BITS = 16
 MAX_REPLICA_ID = 65535  # egress_rid is 16 bits; 0 is a normal packet
 MAX_SESSION_ID = 32767  # bmv2 clone sessions 1..32767
 
@@ -245,8 +248,18 @@ def side_of(f: IpFilter) -> Side:
     return Side.DST
 
 
-def region_of(f: IpFilter, topology: SwitchTopology) -> Region:
-    """The packets a citapStreamEntry matches, as one filter-table region."""
+def regions_of(f: IpFilter, topology: SwitchTopology) -> tuple[Region, ...]:
+    """The packets a citapStreamEntry matches, as filter-table regions.
+
+    citapStreamInterface is "the interface over which traffic to be
+    intercepted is received or transmitted" (CISCO-IP-TAP-MIB), so a filter
+    on port N is three regions: received on N; sent out of N alone
+    (egress_spec N, no flood group); flooded, when N is in the flood group
+    (a flooded packet leaves by every port of the group but its own ingress
+    port, and one from N is received on N anyway). A packet in two of them
+    (in on N and out on N) lies in their intersection, which the planner
+    installs above both with the same mediations: still one copy per MD.
+    """
     if f.interface == Interface.VOIP:
         raise InterceptError("citapStreamInterface -2 (VoIP session) is not supported by this tap")
     if f.interface == Interface.ROUTED:
@@ -255,10 +268,9 @@ def region_of(f: IpFilter, topology: SwitchTopology) -> Region:
         )
     bits = f.address_bits
     ports_narrowed = (f.src_port_min, f.src_port_max) != (0, 65535) or (f.dst_port_min, f.dst_port_max) != (0, 65535)
-    return Region(
+    region = Region(
         family=f.family,
         vrf=topology.vrf_id(f.vrf),
-        ingress_port=ANY if f.interface == Interface.ANY else Ternary.exact(topology.ingress_port(f.interface), PORT_BITS),
         # Host bits beyond the prefix length are ignored, as IpFilter.prefix does.
         src_addr=Ternary.prefix(int(f.src_address or 0), f.src_length, bits),
         dst_addr=Ternary.prefix(int(f.dst_address or 0), f.dst_length, bits),
@@ -270,12 +282,21 @@ def region_of(f: IpFilter, topology: SwitchTopology) -> Region:
         src_port=Span(f.src_port_min, f.src_port_max) if ports_narrowed else ANY_PORT,
         dst_port=Span(f.dst_port_min, f.dst_port_max) if ports_narrowed else ANY_PORT,
     )
+    if f.interface == Interface.ANY:
+        return (region,)
+    port = Ternary.exact(topology.ingress_port(f.interface), PORT_BITS)
+    received = replace(region, ingress_port=port)
+    sent = replace(region, egress_port=port, mcast_grp=Ternary.exact(0, MCAST_GRP_BITS))
+    flood = topology.flood
+    if flood is None or port.value not in flood.ports:
+        return received, sent
+    return received, sent, replace(region, mcast_grp=Ternary.exact(flood.group_id, MCAST_GRP_BITS))
 
 
-def stream_region(stream: Stream, topology: SwitchTopology) -> tuple[Side, Region]:
-    """The side and region a stream's filter is installed as, or an error naming the stream."""
+def stream_regions(stream: Stream, topology: SwitchTopology) -> tuple[Side, tuple[Region, ...]]:
+    """The side and regions a stream's filter is installed as, or an error naming the stream."""
     try:
-        return side_of(stream.filter), region_of(stream.filter, topology)
+        return side_of(stream.filter), regions_of(stream.filter, topology)
     except InterceptError as error:
         raise InterceptError(f"stream {stream.key}: {error}") from None
 
@@ -364,8 +385,9 @@ def plan_intercepts(
     bases: dict[Side, dict[Region, set[StreamKey]]] = {Side.SRC: defaultdict(set), Side.DST: defaultdict(set)}
     for stream in streams:
         if stream.enabled and stream.content_id in live:
-            side, region = stream_region(stream, topology)
-            bases[side][region].add(stream.key)
+            side, regions = stream_regions(stream, topology)
+            for region in regions:
+                bases[side][region].add(stream.key)
 
     content_ids = sorted({k.content_id for side in bases.values() for keys in side.values() for k in keys})
     next_hops = {content_id: route_of(live[content_id], topology) for content_id in content_ids}

@@ -85,12 +85,15 @@ class Region:
     """The packets one filter table entry matches.
 
     `family` (4 or 6) and `vrf` are exact; every other field is a set.
-    `flow_label` is always ANY for IPv4.
+    `flow_label` is always ANY for IPv4. `egress_port` and `mcast_grp` are
+    what forwarding chose for the packet (a port, or a flood group).
     """
 
     family: int
     vrf: int
     ingress_port: Ternary = ANY
+    egress_port: Ternary = ANY
+    mcast_grp: Ternary = ANY
     src_addr: Ternary = ANY
     dst_addr: Ternary = ANY
     protocol: Ternary = ANY
@@ -101,7 +104,7 @@ class Region:
     dst_port: Span = ANY_PORT
 
     def __hash__(self) -> int:
-        # Regions key the planner's dicts and sets; hashing eleven nested
+        # Regions key the planner's dicts and sets; hashing thirteen nested
         # fields on every look-up dominated planning 10,000 taps. Immutable,
         # so the hash is kept.
         cached = self.__dict__.get("_hash")
@@ -119,6 +122,7 @@ class Region:
                 and self.src_addr.meets(other.src_addr) and self.dst_addr.meets(other.dst_addr)
                 and self.dst_port.meets(other.dst_port) and self.src_port.meets(other.src_port)
                 and self.protocol.meets(other.protocol) and self.ingress_port.meets(other.ingress_port)
+                and self.egress_port.meets(other.egress_port) and self.mcast_grp.meets(other.mcast_grp)
                 and self.tos.meets(other.tos) and self.flow_label.meets(other.flow_label)
                 and self.l4_valid.meets(other.l4_valid))
 

@@ -121,7 +121,7 @@ class FlowLabelMinusOneMatchesAll(WildcardCase):
 
 class InterfaceZeroIsAnyElseThatPort(WildcardCase):
     def runTest(self) -> None:
-        # Only what arrives on the subject's port, to the peer.
+        # Only what arrives on (or leaves by) the subject's port, to the peer.
         self.check([ip_filter(dst=PEER.ipv4, interface=SUBJECT.port)],
                    copied=[(SUBJECT, PEER, tcp4(SUBJECT, PEER))],
                    not_copied=[(OTHER, PEER, tcp4(OTHER, PEER))])

@@ -40,7 +40,7 @@ from scapy.layers.l2 import Ether
 from controller import ets
 from controller.model import InetAddressType, InterceptError, IpFilter, Mediation, Stream
 from controller.pipeline import P4TAP, Pipeline
-from controller.plan import IdAllocator, plan_intercepts
+from controller.plan import IdAllocator, Side, plan_intercepts, side_of
 from controller.topology import NextHop, Route, SwitchTopology
 from ptf_tests.base import HOSTS, MD_A, MD_B, OTHER, PEER, ROUTER_MAC, SUBJECT, Host, lab_topology, pcli_copy
 from tests.conftest import pipeline_has_issue13_fix
@@ -132,6 +132,21 @@ def expected_copies(mediations: list[Mediation], streams: list[Stream], topo: Sw
     return out
 
 
+def paths(streams: list[Stream], topo: SwitchTopology, a: Arrival, untrusted_ets: bool) -> list[str]:
+    """The paths of the pipeline the packet takes that the run must cover (for its statistics)."""
+    live = [s for s in streams if s.enabled and selects(s.filter, topo.vrfs, topo.ports, a)]
+    by_side = {side: {s.content_id for s in live if side_of(s.filter) == side} for side in Side}
+    src, dst = by_side[Side.SRC], by_side[Side.DST]
+    out = []
+    if src and dst and src != dst and not src & dst:
+        out.append("resubmitted")
+        if untrusted_ets:
+            out.append("resubmitted untrusted ETS")
+    out += ["interface by transmission"] * any(
+        s.filter.interface and topo.ports[s.filter.interface] != a.port for s in live)
+    return out
+
+
 # -- random intercepts and packets --------------------------------------------------
 
 
@@ -181,6 +196,16 @@ def random_intercepts(rng: random.Random) -> tuple[list[Mediation], list[Stream]
                 streams.append(Stream(cid, index, random_filter(rng), rng.random() < 0.9))
             except InterceptError:
                 pass
+    if len(mediations) > 1 and rng.random() < 0.6:
+        # One host's traffic for one mediation, another's for a second: the
+        # packets between them need two copies and take the resubmitted path.
+        (a, x), (b, y) = rng.sample(list(zip(mediations, HOSTS)), 2)
+        v6 = rng.random() < 0.4
+        family = InetAddressType.IPV6 if v6 else InetAddressType.IPV4
+        streams += [Stream(a.content_id, 9, IpFilter(family, src_address=ipaddress.ip_address(x.ipv6 if v6 else x.ipv4),
+                                                     src_length=128 if v6 else 32), True),
+                    Stream(b.content_id, 9, IpFilter(family, dst_address=ipaddress.ip_address(y.ipv6 if v6 else y.ipv4),
+                                                     dst_length=128 if v6 else 32), True)]
     return mediations, streams
 
 
@@ -234,14 +259,18 @@ def test_forwarding_unchanged_and_copies_as_the_mib_says():
                 want[p] = sorted(want.get(p, []) + copies)
                 stats["copies"] += len(copies)
             stats["packets"] += 1
+            ip = arrival.ip
+            mark = ip is not None and (ip.tos if ip.version == 4 else ip.tc) >> 2 in (ets.EF, ets.AF31)
+            stats.update(paths(streams, topo, arrival, mark and port not in TRUSTED))
             stats["forwarded"] += sum(len(fs) for fs in forwarded.values())
             if got != want:
                 pytest.fail(f"seed {SEED} round {round_} packet {n}: from port {port} {Ether(frame)!r}\n"
                             f"streams {streams}\nmediations {mediations}\n"
                             f"untapped forwarded {_hex(forwarded)}\ntapped sent {_hex(got)}\nexpected {_hex(want)}")
     print(dict(stats))
-    # The run proves something only if it carried both traffic and copies.
+    # The run proves something only if it carried traffic and copies down the paths of issue 13.
     assert stats["forwarded"] > stats["packets"] // 3 and stats["copies"] > ROUNDS
+    assert stats["resubmitted untrusted ETS"] and stats["interface by transmission"], stats
 
 
 def _hex(out: dict[int, list[bytes]]) -> dict[int, list[str]]:

@@ -15,19 +15,22 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from controller.model import InetAddressType, InterceptError, IpFilter, Mediation, Stream, Transport
-from controller.plan import IdAllocator, Side, plan_intercepts, region_of, side_of
+from controller.plan import IdAllocator, Side, plan_intercepts, regions_of, side_of
 from controller.regions import Region, Ternary
-from controller.topology import NextHop, Route, SwitchTopology
+from controller.topology import FloodGroup, NextHop, Route, SwitchTopology
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 LATER = NOW + timedelta(hours=1)
 MD_V4 = ipaddress.ip_address("203.0.113.10")
+FLOOD = 1  # the flood group's multicast group
+DROP = 511  # egress_spec of a dropped packet
 
 
 def topology() -> SwitchTopology:
     return SwitchTopology(
         ports={1: 1, 2: 2, 3: 3, 4: 4},
         vrfs={"": 0, "red": 7},
+        flood=FloodGroup(FLOOD, (1, 2, 3)),
         routes=(
             Route(0, ipaddress.ip_network("203.0.113.0/24"), NextHop(4, "02:00:00:00:00:04", "02:00:00:00:01:04")),
             Route(0, ipaddress.ip_network("2001:db8:ff::/48"), NextHop(4, "02:00:00:00:00:04", "02:00:00:00:01:04")),
@@ -89,9 +92,11 @@ def delivered(p, packet: dict[str, int]) -> list[int]:
     return sorted(rid_to_cid[r.rid] for c in clones for r in sessions[c].replicas)
 
 
-def packet(src: str, dst: str, proto: int = 6, sport: int = 1234, dport: int = 80, tos: int = 0, port: int = 1):
+def packet(src: str, dst: str, proto: int = 6, sport: int = 1234, dport: int = 80, tos: int = 0, port: int = 1,
+           out: int = DROP, mcast_grp: int = 0):
+    """A packet's filter key: arrived on `port`, sent out of `out` (or flooded to `mcast_grp`)."""
     return {
-        "family": 4, "vrf": 0, "ingress_port": port,
+        "family": 4, "vrf": 0, "ingress_port": port, "egress_port": 0 if mcast_grp else out, "mcast_grp": mcast_grp,
         "src_addr": int(ipaddress.ip_address(src)), "dst_addr": int(ipaddress.ip_address(dst)),
         "protocol": proto, "tos": tos, "flow_label": 0, "l4_valid": 1 if proto in (6, 17) else 0,
         "src_port": sport if proto in (6, 17) else 0, "dst_port": dport if proto in (6, 17) else 0,
@@ -198,15 +203,40 @@ def test_unknown_port_vrf_or_unroutable_md_refused_naming_the_row():
 
 def test_wildcards_follow_the_mib():
     topo = topology()
-    everything = region_of(v4(), topo)
+    (everything,) = regions_of(v4(), topo)
     assert everything == Region(4, 0)
     assert side_of(v4()) == Side.SRC and side_of(v4(dst="192.0.2.0/24")) == Side.DST
-    proto0 = region_of(v4(protocol=0), topo)
+    (proto0,) = regions_of(v4(protocol=0), topo)
     assert proto0.protocol == Ternary(0, 0xFF)  # 0 is a protocol, not a wildcard
-    ports = region_of(v4(dst_port_min=1, dst_port_max=1023), topo)
+    (ports,) = regions_of(v4(dst_port_min=1, dst_port_max=1023), topo)
     assert ports.l4_valid == Ternary(1, 1) and everything.l4_valid == Ternary(0, 0)
-    assert region_of(v4(interface=2), topo).ingress_port == Ternary(2, 0x1FF)
-    assert region_of(v4(vrf="red"), topo).vrf == 7
+    (red,) = regions_of(v4(vrf="red"), topo)
+    assert red.vrf == 7
+
+
+def test_an_interface_is_what_it_receives_and_what_it_transmits():
+    """citapStreamInterface: received on it, sent out of it, or flooded out of it."""
+    topo = topology()
+    received, sent, flooded = regions_of(v4(interface=2), topo)
+    assert received.ingress_port == Ternary(2, 0x1FF) and received.egress_port == received.mcast_grp == Ternary(0, 0)
+    assert sent.egress_port == Ternary(2, 0x1FF) and sent.mcast_grp == Ternary(0, 0xFFFF)
+    assert flooded.mcast_grp == Ternary(FLOOD, 0xFFFF) and flooded.egress_port == Ternary(0, 0)
+    assert len(regions_of(v4(interface=4), topo)) == 2  # port 4 is not in the flood group
+
+    p = plan([mediation(1), mediation(2)], [Stream(1, 1, v4(interface=2), True),
+                                            Stream(2, 1, v4(src="192.0.2.10/32"), True)])
+    assert delivered(p, packet("198.51.100.1", "192.0.2.1", port=2, out=1)) == [1]  # received
+    assert delivered(p, packet("198.51.100.1", "192.0.2.1", port=1, out=2)) == [1]  # transmitted
+    assert delivered(p, packet("198.51.100.1", "192.0.2.1", port=2, out=2)) == [1]  # both: one copy
+    assert delivered(p, packet("198.51.100.1", "192.0.2.1", port=1, mcast_grp=FLOOD)) == [1]  # flooded out of 2
+    assert delivered(p, packet("198.51.100.1", "192.0.2.1", port=1, out=3)) == []
+    assert delivered(p, packet("198.51.100.1", "192.0.2.1", port=1)) == []  # dropped
+    assert delivered(p, packet("192.0.2.10", "192.0.2.1", port=3, out=2)) == [1, 2]
+    assert delivered(p, packet("192.0.2.10", "192.0.2.1", port=3, mcast_grp=FLOOD)) == [1, 2]
+
+
+def selected(f: IpFilter, pkt: dict[str, int], topo: SwitchTopology) -> bool:
+    return any(region.matches(pkt) for region in regions_of(f, topo))
 
 
 def test_ids_are_stable_across_replans():
@@ -240,7 +270,7 @@ def random_packet(rng: random.Random) -> dict[str, int]:
     return packet(
         f"{net()}.{octet()}", f"{net()}.{octet()}", proto=rng.choice([6, 17, 1, 0]),
         dport=rng.choice([80, 1000, 1050, 5060, 9999]), tos=rng.choice([0, 0xB8, 0x88, 0xB9]),
-        port=rng.choice([1, 2, 3]),
+        port=rng.choice([1, 2, 3]), out=rng.choice([1, 2, 3, 4, DROP]), mcast_grp=rng.choice([0, 0, 0, FLOOD]),
     )
 
 
@@ -253,5 +283,5 @@ def test_random_taps_every_mediation_once_nothing_else(seed):
     topo = topology()
     for _ in range(300):
         pkt = random_packet(rng)
-        want = sorted({s.content_id for s in streams if region_of(s.filter, topo).matches(pkt)})
+        want = sorted({s.content_id for s in streams if selected(s.filter, pkt, topo)})
         assert delivered(p, pkt) == want, (pkt, streams)

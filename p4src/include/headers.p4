@@ -128,6 +128,11 @@ struct local_metadata_t {
     // The second clone a resubmitted packet owes (see intercept.p4).
     @field_list(FIELD_LIST_RESUBMIT)
     clone_session_t resubmit_session;
+    // Its ingress port: bmv2 zeroes all standard metadata of a resubmitted
+    // packet but its length and instance type, and the second pass must see
+    // the port the first saw (VRF, ETS trust and meter, flood pruning).
+    @field_list(FIELD_LIST_RESUBMIT)
+    port_t resubmit_ingress_port;
 
     bit<16>  inner_len;       // egress: bytes of the intercepted IP packet
 

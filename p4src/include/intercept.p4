@@ -24,9 +24,14 @@
  * One clone per packet is all an ingress pass can make. When both sides
  * match, `merge` names the session of the union if the two sets share a
  * mediation (so each MD gets one copy). Otherwise the packet is cloned for
- * the source side and resubmitted; the second pass clones it for the
- * destination side and forwards it as the first pass would have. Either way
- * each copy is the packet as the subject sent it.
+ * the source side and resubmitted; the second pass, with the first pass's
+ * ingress port, clones it for the destination side and forwards and
+ * conditions (ETS) it as an untapped packet. Either way each copy is the
+ * packet as the subject sent it.
+ *
+ * Filters run after forwarding, so they also key on where the packet goes
+ * (egress port, flood group): an interface filter (citapStreamInterface,
+ * "received or transmitted") matches traffic in on its port or out by it.
  */
 #ifndef P4TAP_INTERCEPT_P4
 #define P4TAP_INTERCEPT_P4
@@ -109,10 +114,15 @@ control Ipv4Filter(inout headers_t hdr,
     // A packet without ports (not TCP or UDP, or a non-first fragment) leaves
     // l4_ports invalid and its fields unspecified: every entry that narrows
     // a port range also asks for l4_valid, and the full range matches any.
+    // egress_port and mcast_grp are what forwarding (which runs first) chose:
+    // an interface filter also matches what leaves by its port, unicast
+    // (egress_spec, mcast_grp 0) or flooded (the flood group's mcast_grp).
     table filter {
         key = {
             meta.vrf:               exact   @name("vrf");
             std_meta.ingress_port:  ternary @name("ingress_port");
+            std_meta.egress_spec:   ternary @name("egress_port");
+            std_meta.mcast_grp:     ternary @name("mcast_grp");
             hdr.ipv4.src_addr:      ternary @name("src_addr");
             hdr.ipv4.dst_addr:      ternary @name("dst_addr");
             hdr.ipv4.protocol:      ternary @name("protocol");
@@ -152,6 +162,8 @@ control Ipv6Filter(inout headers_t hdr,
         key = {
             meta.vrf:               exact   @name("vrf");
             std_meta.ingress_port:  ternary @name("ingress_port");
+            std_meta.egress_spec:   ternary @name("egress_port");
+            std_meta.mcast_grp:     ternary @name("mcast_grp");
             hdr.ipv6.src_addr:      ternary @name("src_addr");
             hdr.ipv6.dst_addr:      ternary @name("dst_addr");
             hdr.ipv6.next_hdr:      ternary @name("protocol");
@@ -244,6 +256,7 @@ control InterceptClassifier(inout headers_t hdr,
             if (!merge.apply().hit) {
                 intercept(meta.src_session);
                 meta.resubmit_session = meta.dst_session;
+                meta.resubmit_ingress_port = std_meta.ingress_port;
                 resubmit_preserving_field_list(FIELD_LIST_RESUBMIT);
             }
         } else if (meta.src_session != 0) {
@@ -255,9 +268,14 @@ control InterceptClassifier(inout headers_t hdr,
 }
 
 // The second pass of a resubmitted packet: the copy the first pass could
-// not make (the packet is forwarded as the first pass would have).
-control InterceptResubmitted(inout local_metadata_t meta) {
+// not make (the packet is forwarded as the first pass would have). Its
+// ingress port comes back first: bmv2 resubmits with standard metadata
+// zeroed, and without it the pass would take port 0's VRF, ETS trust and
+// meter, and flood back out of the port the packet came from.
+control InterceptResubmitted(inout local_metadata_t meta,
+                             inout standard_metadata_t std_meta) {
     apply {
+        std_meta.ingress_port = meta.resubmit_ingress_port;
         meta.intercept_session = meta.resubmit_session;
         clone_preserving_field_list(CloneType.I2E, meta.resubmit_session,
                                     FIELD_LIST_INTERCEPT);

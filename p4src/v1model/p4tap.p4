@@ -37,7 +37,7 @@ control P4tapIngress(inout headers_t hdr,
         bridging.apply(hdr, meta, std_meta);
         if (std_meta.instance_type == INSTANCE_TYPE_RESUBMIT) {
             // Its gates stay shut: the first pass classified it already.
-            intercept_resubmitted.apply(meta);
+            intercept_resubmitted.apply(meta, std_meta);
         } else {
             intercept_gates.apply(hdr, meta, std_meta);
         }
@@ -51,7 +51,8 @@ control P4tapIngress(inout headers_t hdr,
             intercept_classifier.apply(hdr, meta, std_meta);
         }
         // After the intercept filters (they match the DSCP as sent). A first
-        // pass that resubmits is never forwarded: its second pass meters it.
+        // pass that resubmits is never forwarded: its second pass, with the
+        // same ingress port, conditions and meters it as if untapped.
         if (meta.ip_version != 0
                 && (meta.resubmit_session == 0 || std_meta.instance_type == INSTANCE_TYPE_RESUBMIT)) {
             ets_conditioner.apply(hdr, meta, std_meta);
