@@ -49,7 +49,8 @@ def assert_refused(config: Path, before: tuple[str, list[dict]], *, audited: boo
 def one_line_error(result, code: int) -> str:
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("usage:")]
+    # argparse's usage (its first line and indented continuations) may precede the one error line
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(("usage:", " "))]
     assert len(lines) == 1, result.stderr
     return lines[0]
 
@@ -69,14 +70,14 @@ def test_bad_tap_add_option_is_a_usage_error(running, option, value):
 
 def test_existing_content_id_is_refused_unless_replace(running):
     before = state_of(running)
-    result = p4tap("--config", str(running), "tap", "add", "--content-id", "42", "--md", "203.0.113.20:7001",
+    result = p4tap("--config", str(running), "tap", "add", "--content-id", "42", "--md", "203.0.113.10:7001",
                    "--subject", "192.0.2.11", check=False)
     assert result.returncode != 0 and "exists" in one_line_error(result, result.returncode)
     assert_refused(running, before)
-    p4tap("--config", str(running), "tap", "add", "--replace", "--content-id", "42", "--md", "203.0.113.20:7001",
+    p4tap("--config", str(running), "tap", "add", "--replace", "--content-id", "42", "--md", "203.0.113.10:7001",
           "--subject", "192.0.2.11")
     taps = json.loads(state_of(running)[0])
-    assert [t["mediation"]["dest_address"] for t in taps] == ["203.0.113.20"]
+    assert [t["mediation"]["dest_port"] for t in taps] == [7001]
     assert state_of(running)[1][-1]["action"] != "refuse"
 
 
