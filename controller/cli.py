@@ -2,6 +2,7 @@
 
     p4tap controller run --config p4tap.toml
     p4tap tap add --content-id 42 --md 203.0.113.10:7000 --subject 192.0.2.10 --lifetime 3600
+    p4tap tap add --replace --content-id 42 ...   # an installed CCCID is refused without --replace
     p4tap tap list
     p4tap tap counters 42
     p4tap tap remove 42
