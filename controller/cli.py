@@ -2,6 +2,7 @@
 
     p4tap controller run --config p4tap.toml
     p4tap tap add --content-id 42 --md 203.0.113.10:7000 --subject 192.0.2.10 --lifetime 3600
+    p4tap tap add --replace --content-id 42 ...   # an installed CCCID is refused without --replace
     p4tap tap list
     p4tap tap counters 42
     p4tap tap remove 42
@@ -15,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import signal
@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from controller import codec
+from controller.cli_args import lifetime_seconds, md_endpoint, subject_address
 from controller.config import DEFAULT_CONTROL_SOCKET, ConfigError, load
 from controller.control import ControlError, ControlServer, request
 from controller.audit import AuditError
@@ -67,12 +68,11 @@ def cmd_controller_run(args: argparse.Namespace) -> int:
 def _intercept_from_args(args: argparse.Namespace) -> dict:
     if args.json:
         return json.loads(Path(args.json).read_text() if args.json != "-" else sys.stdin.read())
-    host, _, port = args.md.rpartition(":")
-    md = ipaddress.ip_address(host.strip("[]"))
-    subject = ipaddress.ip_address(args.subject)
+    md, port = args.md.address, args.md.port
+    subject = args.subject
     addr_type = InetAddressType.IPV4 if subject.version == 4 else InetAddressType.IPV6
     timeout = datetime.now(timezone.utc) + timedelta(seconds=args.lifetime)
-    mediation = Mediation(args.content_id, md, int(port), dscp=args.dscp, timeout=timeout)
+    mediation = Mediation(args.content_id, md, port, dscp=args.dscp, timeout=timeout)
     bits = 32 if subject.version == 4 else 128
     streams = [Stream(args.content_id, 1, IpFilter(addr_type, src_address=subject, src_length=bits), True),
                Stream(args.content_id, 2, IpFilter(addr_type, dst_address=subject, dst_length=bits), True)]
@@ -99,7 +99,8 @@ def cmd_tap(args: argparse.Namespace) -> int:
         return 0
     if args.tap_command == "add":
         intercept = _intercept_from_args(args)
-        result = request(path, {"op": "add", "intercept": intercept, "switches": args.switch or None})
+        result = request(path, {"op": "add", "intercept": intercept, "switches": args.switch or None,
+                                 "replace": args.replace})
         print(f"intercept {result['content_id']} installed")
         return 0
     if args.tap_command == "remove":
@@ -188,12 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Install an intercept. The simple form taps all traffic from and to "
                                          "--subject; --json takes a full intercept (as `tap list --json` prints).")
     add.add_argument("--content-id", type=int, help="CCCID (1..2147483647)")
-    add.add_argument("--md", help="mediation device ADDRESS:PORT ([v6]:port for IPv6)")
-    add.add_argument("--subject", help="the subject's IPv4 or IPv6 address")
-    add.add_argument("--lifetime", type=float, default=3600, help="seconds until the intercept ends (default 3600)")
+    add.add_argument("--md", type=md_endpoint, help="mediation device ADDRESS:PORT ([v6]:port for IPv6)")
+    add.add_argument("--subject", type=subject_address, help="the subject's IPv4 or IPv6 address")
+    add.add_argument("--lifetime", type=lifetime_seconds, default=3600, help="seconds until the intercept ends (default 3600)")
     add.add_argument("--dscp", type=int, default=34, help="DSCP of the copies (default 34)")
     add.add_argument("--switch", action="append", help="switch to place it on (repeat; default: all)")
     add.add_argument("--json", help="intercept JSON file, or - for stdin")
+    add.add_argument("--replace", action="store_true", help="modify the intercept if its CCCID is installed "
+                                                            "(refused without it)")
     rm = tap_sub.add_parser("remove", help="remove an intercept")
     rm.add_argument("content_id", type=int)
     cnt = tap_sub.add_parser("counters", help="intercepted packets and drops per stream")

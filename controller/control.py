@@ -24,6 +24,10 @@ from controller.service import Controller, ProvisionError
 from controller.switch import SwitchError
 
 
+#: the longest request line the server reads (1 MiB)
+MAX_REQUEST = 1 << 20
+
+
 class ControlError(Exception):
     """The controller refused a request, or could not be reached."""
 
@@ -42,14 +46,40 @@ class _Handler(socketserver.StreamRequestHandler):
     server: ControlServer
 
     def handle(self) -> None:
-        line = self.rfile.readline(1 << 20)
+        actor = _peer(self.request)
         try:
-            request = json.loads(line)
-            result = self.server.dispatch(request, _peer(self.request))
+            request = self._read_request(actor)
+            result = self.server.dispatch(request, actor)
             reply = {"ok": True, "result": result}
-        except (InterceptError, ProvisionError, SwitchError, ControlError, KeyError, ValueError) as error:
+        except KeyError as error:
+            reply = {"ok": False, "error": f"request lacks field {error}"}
+        except (InterceptError, ProvisionError, SwitchError, ControlError, ValueError) as error:
             reply = {"ok": False, "error": str(error) or type(error).__name__}
         self.wfile.write(json.dumps(reply).encode() + b"\n")
+
+    def _read_request(self, actor: str) -> dict[str, Any]:
+        """One line of JSON naming an object; anything else is refused, and the
+        refusal audited, before it can reach the controller."""
+        line = self.rfile.readline(MAX_REQUEST + 1)
+        reason = None
+        if len(line) > MAX_REQUEST:
+            reason = f"request longer than {MAX_REQUEST} bytes"
+            while line and not line.endswith(b"\n"):  # discard the rest, so the sender reads the answer
+                line = self.rfile.readline(1 << 16)
+        else:
+            try:
+                request = json.loads(line)
+            except ValueError as error:
+                reason = f"request is not JSON: {error}"
+            else:
+                if not isinstance(request, dict):
+                    reason = f"request is a JSON {type(request).__name__}, not an object"
+                elif request.get("op") == "add" and not isinstance(request.get("intercept"), dict):
+                    reason = "add request lacks an intercept object"
+        if reason is not None:
+            self.server.controller.audit.append(actor, "refuse", reason=reason)
+            raise ControlError(reason)
+        return request
 
 
 class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -76,6 +106,20 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.server_close()
         self.path.unlink(missing_ok=True)
 
+    def _check_add(self, content_id: int, streams: list, replace: bool, actor: str) -> None:
+        """Refuse (and audit) an add that would install nothing on the switch, or
+        silently replace another intercept: the socket's operator must say so
+        (`replace`); the SNMP agent, which builds intercepts row by row, does not
+        come this way."""
+        reason = None
+        if not any(s.enabled for s in streams):
+            reason = f"intercept {content_id} has no enabled stream: nothing would be intercepted"
+        elif not replace and self.controller.store.get(content_id) is not None:
+            reason = f"intercept {content_id} exists: give replace (tap add --replace) to modify it"
+        if reason is not None:
+            self.controller.audit.append(actor, "refuse", content_ids=[content_id], reason=reason)
+            raise ControlError(reason)
+
     def dispatch(self, request: dict[str, Any], actor: str) -> Any:
         c, op = self.controller, request.get("op")
         if op == "list":
@@ -84,7 +128,9 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                     for m, s, sw in c.intercepts()]
         if op == "add":
             mediation, streams = codec.intercept_from_dict(request["intercept"])
-            c.provision(mediation, streams, actor, request.get("switches"))
+            with c.lock:
+                self._check_add(mediation.content_id, streams, bool(request.get("replace")), actor)
+                c.provision(mediation, streams, actor, request.get("switches"))
             return {"content_id": mediation.content_id}
         if op == "remove":
             if not c.remove(int(request["content_id"]), actor):
@@ -92,6 +138,8 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             return {"content_id": request["content_id"]}
         if op == "counters":
             counters = c.counters(int(request["content_id"]))
+            if not counters:
+                raise ControlError(f"no intercept {request['content_id']}")
             return {str(k): vars(v) for k, v in counters.items()}
         if op == "reconcile":
             return {name: c.reconcile(name, actor).summary() for name in c.switches}
