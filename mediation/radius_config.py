@@ -45,4 +45,7 @@ def identity_target(raw: dict[str, Any], i: int) -> IdentityTarget:
     for key, value in (("radius_username", user), ("calling_station_id", station)):
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigError(f"{where}: {key} must be a non-empty string")
-    return IdentityTarget(cccid, user, station)
+    lifetime = raw.get("lifetime")
+    if lifetime is not None and (not isinstance(lifetime, (int, float)) or lifetime < 10):
+        raise ConfigError(f"{where}: lifetime must be at least 10 seconds")
+    return IdentityTarget(cccid, user, station, lifetime)

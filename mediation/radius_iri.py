@@ -33,6 +33,7 @@ class IdentityTarget:
     cccid: int
     radius_username: str | None = None
     calling_station_id: str | None = None
+    lifetime: float | None = None  # seconds; bounds every tap derived from this warrant
 
     def matches(self, event: RadiusEvent) -> bool:
         if self.radius_username is not None and event.username != self.radius_username:

@@ -19,7 +19,8 @@ def test_bad_server(raw, key):
 
 
 @pytest.mark.parametrize("raw,key", [({"radius_username": "a"}, "content_id"), ({"content_id": 3}, "radius_username"),
-                                     ({"content_id": 3, "calling_station_id": ""}, "calling_station_id")])
+                                     ({"content_id": 3, "calling_station_id": ""}, "calling_station_id"),
+                                     ({"content_id": 3, "radius_username": "a", "lifetime": 1}, "lifetime")])
 def test_bad_target(raw, key):
     with pytest.raises(ConfigError, match=key):
         identity_target(raw, 0)
