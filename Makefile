@@ -15,10 +15,10 @@ help:  ## this list
 	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 # Debian tools the tests and the demo drive: tshark reads captures, net-snmp's
-# tools play the mediation device, Mininet builds the demo's hosts. Installed
+# tools play the mediation device, radclient (freeradius-utils) plays a NAS, Mininet builds the demo's hosts. Installed
 # only when missing, and only as root. Mininet comes without its recommended
 # Open vSwitch: the demo's switch is bmv2, and only Mininet's hosts and links are used.
-APT_PACKAGES := iproute2 ethtool iputils-ping tshark snmp snmptrapd
+APT_PACKAGES := iproute2 ethtool iputils-ping tshark snmp snmptrapd freeradius-utils
 APT_NO_RECOMMENDS := mininet
 
 apt-deps:

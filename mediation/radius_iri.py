@@ -1,0 +1,85 @@
+"""RADIUS decoding and identity matching for the MD's IRI function (issue 15).
+
+Why its own module: the signalling tap hands us raw RADIUS payloads of every
+subscriber; this module turns one into a small `RadiusEvent` and says whether
+it names a target, so non-targets' data is dropped here and never stored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyrad.dictionary import Dictionary
+from pyrad.packet import AccessAccept, AccountingRequest, Packet
+
+DICTIONARY = Path(__file__).with_name("radius.dictionary")
+
+
+@dataclass(frozen=True)
+class RadiusEvent:
+    """What one RADIUS message says about a subscriber's session."""
+
+    kind: str                      # "start", "interim", "stop", "accept"
+    username: str | None
+    calling_station_id: str | None
+    framed_ip: str | None
+    session_id: str | None
+
+
+@dataclass(frozen=True)
+class IdentityTarget:
+    """A warrant's identity: either key, or both, must match."""
+
+    cccid: int
+    radius_username: str | None = None
+    calling_station_id: str | None = None
+    lifetime: float | None = None  # seconds; bounds every tap derived from this warrant
+
+    def matches(self, event: RadiusEvent) -> bool:
+        if self.radius_username is not None and event.username != self.radius_username:
+            return False
+        if self.calling_station_id is not None and event.calling_station_id != self.calling_station_id:
+            return False
+        return self.radius_username is not None or self.calling_station_id is not None
+
+
+_STATUS = {1: "start", 2: "stop", 3: "interim"}
+_dictionary: Dictionary | None = None
+
+
+def _dict() -> Dictionary:
+    global _dictionary
+    if _dictionary is None:
+        _dictionary = Dictionary(str(DICTIONARY))
+    return _dictionary
+
+
+def _first(pkt: Packet, name: str) -> str | None:
+    values = pkt.get(name) if name in pkt else None
+    return str(values[0]) if values else None
+
+
+def decode(payload: bytes) -> RadiusEvent | None:
+    """The event in one RADIUS payload, or None for what carries no session."""
+    try:
+        pkt = Packet(packet=payload, dict=_dict())
+    except Exception:  # pyrad raises PacketError, KeyError, struct.error...: junk is no event
+        return None
+    if pkt.code == AccountingRequest:
+        status = pkt.get("Acct-Status-Type", [None])[0] if "Acct-Status-Type" in pkt else None
+        if isinstance(status, str):
+            status = {"Start": 1, "Stop": 2, "Interim-Update": 3}.get(status)
+        kind = _STATUS.get(status)
+    elif pkt.code == AccessAccept:
+        kind = "accept"
+    else:
+        kind = None
+    if kind is None:
+        return None
+    return RadiusEvent(kind, _first(pkt, "User-Name"), _first(pkt, "Calling-Station-Id"),
+                       _first(pkt, "Framed-IP-Address"), _first(pkt, "Acct-Session-Id"))
+
+
+def target_of(event: RadiusEvent, targets: list[IdentityTarget]) -> IdentityTarget | None:
+    """The warrant the event names, or None: a non-target's event is discarded."""
+    return next((t for t in targets if t.matches(event)), None)
