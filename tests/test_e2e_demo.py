@@ -122,10 +122,15 @@ def test_multihomed_subject_is_captured_on_both_paths(tmp_path):
 
 @contextlib.contextmanager
 def demo_process(out: Path) -> Iterator[subprocess.Popen]:
-    """`python -m bmv2_topo.demo` as a user starts it; killed if a test leaves it running."""
+    """`python -m bmv2_topo.demo` as a user starts it from a terminal; killed if a test leaves it running.
+
+    Ctrl-C is given back its default: a suite started in the background by a
+    non-interactive shell (`cmd &`) inherits SIGINT ignored, and a Python
+    started so never turns it into KeyboardInterrupt."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
     proc = subprocess.Popen([sys.executable, "-u", "-m", "bmv2_topo.demo", "--hosts", "netns", "--out-dir", str(out)],
-                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         yield proc
     finally:
