@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -265,11 +266,55 @@ def batch_child(config: Path, n: int, crash_at: str | None = None) -> subprocess
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=env)
 
 
-def _run_batch(config: Path, first: int, kill_after: float | None,
-               crash_at: str | None = None) -> tuple[float, str]:
-    """Run one batch in a child, SIGKILLed `kill_after` seconds into it (None:
-    let it finish, or the hook kill it at `crash_at`); returns how long the
-    batch ran and what the child said."""
+def _audit_size(audit: Path) -> int:
+    try:
+        return audit.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _audited(audit: Path, since: int, what: bytes) -> bool:
+    """Whether the audit log gained a record holding `what` past offset `since`."""
+    with audit.open("rb") as f:
+        f.seek(since)
+        return what in f.read()
+
+
+ANNOUNCED = b'"action":"provision-intent"'
+CONCLUDED = b'"intent_seq":'  # an outcome record names the intent it concludes
+
+
+@dataclass
+class Batch:
+    """What one batch's child did: seconds from starting to provision to its
+    write-ahead record (None: none was written) and from there to the record
+    of its outcome (None: killed before it), what it said, and whether it ran
+    to the end."""
+
+    staging: float | None
+    writing: float | None
+    output: str
+    finished: bool
+
+
+@dataclass(frozen=True)
+class Kill:
+    """When to SIGKILL a batch: `after` seconds past its write-ahead record,
+    or, if `before_announce`, that many seconds after it starts to provision."""
+
+    after: float
+    before_announce: bool = False
+
+
+def _run_batch(config: Path, first: int, kill: Kill | None, crash_at: str | None = None) -> Batch:
+    """Run one batch in a child and SIGKILL it as `kill` says (None: let it
+    finish, or the hook kill it at `crash_at`).
+
+    Kills are timed from the batch's own write-ahead audit record, read as it
+    appears, not from a clock measured on an earlier batch: on a loaded
+    machine staging alone can outlast a whole earlier batch, and every kill
+    would fall before anything was announced (as happened once under load)."""
+    audit = config.parent / "state" / "audit.jsonl"
     env = {**os.environ, CRASH_ENV: crash_at} if crash_at else None
     child = subprocess.Popen(
         [sys.executable, "-c", "import sys; from tests.test_controller_crash import _provision_batch; "
@@ -280,53 +325,65 @@ def _run_batch(config: Path, first: int, kill_after: float | None,
         lines.append(line)
         if line.startswith("provisioning"):
             break
+    since = _audit_size(audit)
     started = time.monotonic()
-    if kill_after is not None:
-        time.sleep(kill_after)
+    staging = writing = None
+    if kill is not None and kill.before_announce:
+        time.sleep(kill.after)
         child.send_signal(signal.SIGKILL)
-    elif crash_at is not None:
-        child.wait(timeout=300)
     else:
-        for line in child.stdout:
-            lines.append(line)
-            if line.startswith("done"):
-                break
-    ran = time.monotonic() - started  # the batch, without the child's shutdown
-    rest = child.communicate(timeout=300)[0]
-    return ran, "".join(lines) + rest
+        while child.poll() is None and not _audited(audit, since, ANNOUNCED):
+            time.sleep(0.002)
+        if _audited(audit, since, ANNOUNCED):
+            staging = time.monotonic() - started
+        if kill is not None:
+            time.sleep(kill.after)
+            child.send_signal(signal.SIGKILL)
+        else:
+            while child.poll() is None and not _audited(audit, since, CONCLUDED):
+                time.sleep(0.002)
+            if staging is not None and _audited(audit, since, CONCLUDED):
+                writing = time.monotonic() - started - staging
+        child.wait(timeout=300)
+    output = "".join(lines) + child.communicate(timeout=300)[0]
+    return Batch(staging, writing, output, "done" in output)
 
 
 @pytest.mark.parametrize("replication_groups", [None, 1000], ids=["room", "switch-fills-up"])
 def test_random_sigkills_mid_batch(target, tmp_path, replication_groups):
     """20 batches of 200 intercepts, each killed at a random moment of its
-    run (the first is timed, not killed, to know how long one runs). With a
-    switch of 1,000 replication groups that the controller is not told of,
-    the later batches overfill it. The batch that first overfills it is
-    killed by the hook right after its intent is committed, before the switch
-    could refuse it (a random kill may miss that window, as it did once in
-    CI): the restart must install what fits, mark the rest refused and come
-    up; the random kills around it go on."""
+    run (the first is timed, not killed, to know how long one runs): one in
+    five while it stages, before it announces anything, the rest at a random
+    moment after its write-ahead record. With a switch of 1,000 replication
+    groups that the controller is not told of, the later batches overfill
+    it. The batch that first overfills it is killed by the hook right after
+    its intent is committed, before the switch could refuse it (a random kill
+    may miss that window, as it did once in CI): the restart must install
+    what fits, mark the rest refused and come up; the random kills around it
+    go on."""
     rng = random.Random(1303)
     with switch_of(target, tmp_path, replication_groups) as sw:
         config = crash_config(tmp_path, sw)
-        duration, output = _run_batch(config, 10_000, kill_after=None)
-        assert "done" in output, output[-3000:]
+        timed = _run_batch(config, 10_000, kill=None)
+        assert timed.finished and timed.staging is not None and timed.writing is not None, timed.output[-3000:]
         outcomes = []
         accepted, overfilled = BATCH, False
-        for kill in range(KILLS):
-            after = rng.uniform(0.0, duration)
+        for n in range(KILLS):
+            first = 10_000 * (n + 2)
             if replication_groups is not None and not overfilled and accepted + BATCH > replication_groups:
                 overfilled = True
-                ran, output = _run_batch(config, 10_000 * (kill + 2), kill_after=None, crash_at="after-store")
+                batch = _run_batch(config, first, kill=None, crash_at="after-store")
+            elif rng.random() < 0.2:
+                batch = _run_batch(config, first, Kill(rng.uniform(0.0, timed.staging), before_announce=True))
             else:
-                ran, output = _run_batch(config, 10_000 * (kill + 2), kill_after=after)
-            outcomes.append("finished" if "done" in output else "killed")
+                batch = _run_batch(config, first, Kill(rng.uniform(0.0, timed.writing)))
+            outcomes.append("finished" if batch.finished else "killed")
             with controller_daemon(config):
                 listed, records = check_recovered(config)
             accepted = sum(1 for t in listed.values() if not t["refused"])
         assert any(r["action"] == "recover" for r in records)  # kills fell between announcing and concluding
         if replication_groups is None:
-            assert outcomes.count("killed") >= KILLS // 2, (duration, outcomes)  # most kills fell inside a batch
+            assert outcomes.count("killed") >= KILLS // 2, (timed, outcomes)  # most kills fell inside a batch
         else:
             assert overfilled, outcomes
             refused = [c for c, t in listed.items() if t["refused"]]
