@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import signal
@@ -68,7 +69,7 @@ def cmd_controller_run(args: argparse.Namespace) -> int:
 def _intercept_from_args(args: argparse.Namespace) -> dict:
     if args.json:
         return json.loads(Path(args.json).read_text() if args.json != "-" else sys.stdin.read())
-    md, port = args.md.address, args.md.port
+    md, port = ipaddress.ip_address(args.md.host), args.md.port
     subject = args.subject
     addr_type = InetAddressType.IPV4 if subject.version == 4 else InetAddressType.IPV6
     timeout = datetime.now(timezone.utc) + timedelta(seconds=args.lifetime)

@@ -7,17 +7,11 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import math
-from dataclasses import dataclass
+
+from controller.toml_fields import ConfigError, Endpoint, endpoint
 
 #: the longest lifetime accepted: ten years, far inside datetime's range
 MAX_LIFETIME_S = 10 * 366 * 24 * 3600.0
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A mediation device's address and UDP port, as `--md` gives them."""
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address
-    port: int
 
 
 def subject_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -29,16 +23,17 @@ def subject_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 
 
 def md_endpoint(text: str) -> Endpoint:
-    """ADDRESS:PORT, [v6]:PORT for IPv6, port 1..65535."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected ADDRESS:PORT ([v6]:PORT), port 1..65535")
-    if ":" in host and not (host.startswith("[") and host.endswith("]")):
-        raise argparse.ArgumentTypeError(f"{text!r}: an IPv6 address goes in brackets: [v6]:PORT")
+    """ADDRESS:PORT, [v6]:PORT for IPv6, port 1..65535: the config's endpoint,
+    stricter where a typed option can be (port 0 and a bare IPv6 are typos)."""
     try:
-        return Endpoint(ipaddress.ip_address(host.strip("[]")), int(port))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: {host!r} is not an IPv4 or IPv6 address") from None
+        md = endpoint(text, "--md")
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if md.port == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected ADDRESS:PORT ([v6]:PORT), port 1..65535")
+    if md.family == 6 and not text.rpartition(":")[0].startswith("["):
+        raise argparse.ArgumentTypeError(f"{text!r}: an IPv6 address goes in brackets: [v6]:PORT")
+    return md
 
 
 def lifetime_seconds(text: str) -> float:

@@ -6,6 +6,7 @@ it names a target, so non-targets' data is dropped here and never stored.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,15 +44,13 @@ class IdentityTarget:
         return self.radius_username is not None or self.calling_station_id is not None
 
 
-_STATUS = {1: "start", 2: "stop", 3: "interim"}
-_dictionary: Dictionary | None = None
+# Acct-Status-Type, as pyrad gives it: the dictionary's value name, or the number it does not name
+_KIND = {1: "start", 2: "stop", 3: "interim", "Start": "start", "Stop": "stop", "Interim-Update": "interim"}
 
 
+@functools.cache
 def _dict() -> Dictionary:
-    global _dictionary
-    if _dictionary is None:
-        _dictionary = Dictionary(str(DICTIONARY))
-    return _dictionary
+    return Dictionary(str(DICTIONARY))
 
 
 def _first(pkt: Packet, name: str) -> str | None:
@@ -67,9 +66,7 @@ def decode(payload: bytes) -> RadiusEvent | None:
         return None
     if pkt.code == AccountingRequest:
         status = pkt.get("Acct-Status-Type", [None])[0] if "Acct-Status-Type" in pkt else None
-        if isinstance(status, str):
-            status = {"Start": 1, "Stop": 2, "Interim-Update": 3}.get(status)
-        kind = _STATUS.get(status)
+        kind = _KIND.get(status)
     elif pkt.code == AccessAccept:
         kind = "accept"
     else:
