@@ -9,7 +9,7 @@ P4C_FLAGS := --arch v1model --std p4-16
 P4TAP_SRC := p4src/v1model/p4tap.p4 $(wildcard p4src/include/*.p4)
 MINIMAL_SRC := bench/p4src/l2_minimal.p4
 
-.PHONY: help setup apt-deps p4 test ptf run bench clean
+.PHONY: help setup apt-deps p4 test soak ptf run bench clean
 
 help:  ## this list
 	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -59,8 +59,16 @@ build/bench/l2_minimal.json build/bench/l2_minimal.p4info.txtpb &: $(MINIMAL_SRC
 
 p4: build/v1model/p4tap.json build/bench/l2_minimal.json  ## compile p4src/ with p4c into build/ (commit the result)
 
+# Tests run side by side: most of a test's time is spent waiting on a switch,
+# a socket or a packet, not computing, so a 2-core machine keeps 4 busy. Each
+# worker tags its veth and namespace names (tests/conftest.py); `TEST_JOBS=1`
+# runs them one at a time.
+TEST_JOBS ?= 4
 test: setup  ## run every test (bmv2/p4c tests skip, saying why, where those are absent)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal --durations=10
+
+soak: setup  ## the long random campaigns (fixed seeds): random kills across large batches, the IAP soak on bmv2
+	$(PY) -m pytest -v -m soak --durations=0
 
 ptf: setup  ## run only the PTF data-plane suite (on bmv2 and on the softswitch)
 	$(PY) -m pytest -v tests/test_ptf.py

@@ -68,15 +68,17 @@ def delete_pair(pair: VethPair) -> None:
 
 
 def tagged(prefix: str) -> str:
-    """`prefix` plus $P4TAP_NET_TAG (up to 2 lowercase letters or digits).
+    """`prefix` plus $P4TAP_NET_TAG (up to 3 lowercase letters or digits).
 
     Interface and namespace names are global to the machine: two runs that
-    share it (two developers' test runs, a benchmark beside a test) each set
-    their own tag so that neither deletes the other's veths.
+    share it (two developers' test runs, a benchmark beside a test, the
+    workers of one parallel test run) each set their own tag so that neither
+    deletes the other's veths. Three characters keep the longest name the
+    project makes within Linux's 15.
     """
     tag = os.environ.get("P4TAP_NET_TAG", "")
-    if not re.fullmatch(r"[a-z0-9]{0,2}", tag):
-        raise VethError(f"P4TAP_NET_TAG={tag!r}: want at most 2 lowercase letters or digits")
+    if not re.fullmatch(r"[a-z0-9]{0,3}", tag):
+        raise VethError(f"P4TAP_NET_TAG={tag!r}: want at most 3 lowercase letters or digits")
     return prefix + tag
 
 

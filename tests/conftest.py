@@ -14,6 +14,22 @@ SIMPLE_SWITCH_GRPC = shutil.which("simple_switch_grpc")
 P4C = shutil.which("p4c-bm2-ss")
 IS_ROOT = os.geteuid() == 0
 
+
+def _tag_this_worker() -> None:
+    """Under pytest-xdist each worker gets its own $P4TAP_NET_TAG (the run's
+    own tag, if any, then the worker's number), so that workers running
+    tests side by side never create, or delete, each other's veth pairs and
+    namespaces; switches, agents and MDs already take free ports and
+    temporary directories of their own. Child processes (the demo, the
+    controller) inherit the tag."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw"):
+        number = worker[2:]
+        os.environ["P4TAP_NET_TAG"] = os.environ.get("P4TAP_NET_TAG", "")[: 3 - len(number)] + number
+
+
+_tag_this_worker()
+
 # "Needs a switch target": bmv2 where simple_switch_grpc is installed, else
 # p4tap's softswitch; $P4TAP_TARGET=bmv2|softswitch chooses explicitly.
 SWITCH_SKIP_REASON = target_skip_reason()

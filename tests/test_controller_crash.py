@@ -235,8 +235,26 @@ def test_sigkill_during_a_removal_is_recorded_either_way(target, tmp_path):
 
 # -- SIGKILL at random moments of large batches --------------------------------------------
 
-BATCH = 200
-KILLS = 20
+@dataclass(frozen=True)
+class Campaign:
+    """How many batches of how many intercepts a random-kill campaign runs,
+    the size of the replication engine in its filling-up case, and the
+    share of a timed batch's writing time its kills are drawn from (a small
+    batch writes in about a tenth of a second, so scheduling jitter alone
+    would let a kill drawn from the whole of it land after the batch). The
+    per-commit run keeps every path the soak takes (a kill while staging,
+    kills between announcing and concluding, the batch that overfills the
+    switch) at a scale that costs minutes, not a quarter of an hour; `make
+    soak` runs the full campaign."""
+
+    batch: int
+    kills: int
+    replication_groups: int
+    kill_window: float = 1.0
+
+
+QUICK = Campaign(batch=50, kills=8, replication_groups=120, kill_window=0.6)
+SOAK = Campaign(batch=200, kills=20, replication_groups=1000)
 
 
 def _provision_batch(config: str, first: int, n: int) -> None:
@@ -306,7 +324,7 @@ class Kill:
     before_announce: bool = False
 
 
-def _run_batch(config: Path, first: int, kill: Kill | None, crash_at: str | None = None) -> Batch:
+def _run_batch(config: Path, first: int, size: int, kill: Kill | None, crash_at: str | None = None) -> Batch:
     """Run one batch in a child and SIGKILL it as `kill` says (None: let it
     finish, or the hook kill it at `crash_at`).
 
@@ -318,7 +336,7 @@ def _run_batch(config: Path, first: int, kill: Kill | None, crash_at: str | None
     env = {**os.environ, CRASH_ENV: crash_at} if crash_at else None
     child = subprocess.Popen(
         [sys.executable, "-c", "import sys; from tests.test_controller_crash import _provision_batch; "
-         "_provision_batch(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))", str(config), str(first), str(BATCH)],
+         "_provision_batch(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))", str(config), str(first), str(size)],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
     for line in child.stdout:
@@ -349,41 +367,46 @@ def _run_batch(config: Path, first: int, kill: Kill | None, crash_at: str | None
     return Batch(staging, writing, output, "done" in output)
 
 
-@pytest.mark.parametrize("replication_groups", [None, 1000], ids=["room", "switch-fills-up"])
-def test_random_sigkills_mid_batch(target, tmp_path, replication_groups):
-    """20 batches of 200 intercepts, each killed at a random moment of its
-    run (the first is timed, not killed, to know how long one runs): one in
-    five while it stages, before it announces anything, the rest at a random
-    moment after its write-ahead record. With a switch of 1,000 replication
-    groups that the controller is not told of, the later batches overfill
+@pytest.mark.parametrize("campaign", [QUICK, pytest.param(SOAK, marks=pytest.mark.soak)], ids=["quick", "soak"])
+@pytest.mark.parametrize("fills_up", [False, True], ids=["room", "switch-fills-up"])
+def test_random_sigkills_mid_batch(target, tmp_path, campaign, fills_up):
+    """Batches of intercepts, each killed at a random moment of its run (the
+    first is timed, not killed, to know how long one runs): one in five
+    while it stages, before it announces anything, the rest at a random
+    moment after its write-ahead record. With a switch of fewer replication
+    groups than the controller is not told of, the later batches overfill
     it. The batch that first overfills it is killed by the hook right after
     its intent is committed, before the switch could refuse it (a random kill
     may miss that window, as it did once in CI): the restart must install
     what fits, mark the rest refused and come up; the random kills around it
-    go on."""
+    go on. The seed is fixed, so a failure replays."""
     rng = random.Random(1303)
+    replication_groups = campaign.replication_groups if fills_up else None
+    batch_size = campaign.batch
     with switch_of(target, tmp_path, replication_groups) as sw:
         config = crash_config(tmp_path, sw)
-        timed = _run_batch(config, 10_000, kill=None)
+        timed = _run_batch(config, 10_000, batch_size, kill=None)
         assert timed.finished and timed.staging is not None and timed.writing is not None, timed.output[-3000:]
         outcomes = []
-        accepted, overfilled = BATCH, False
-        for n in range(KILLS):
+        accepted, overfilled = batch_size, False
+        for n in range(campaign.kills):
             first = 10_000 * (n + 2)
-            if replication_groups is not None and not overfilled and accepted + BATCH > replication_groups:
+            if replication_groups is not None and not overfilled and accepted + batch_size > replication_groups:
                 overfilled = True
-                batch = _run_batch(config, first, kill=None, crash_at="after-store")
+                batch = _run_batch(config, first, batch_size, kill=None, crash_at="after-store")
             elif rng.random() < 0.2:
-                batch = _run_batch(config, first, Kill(rng.uniform(0.0, timed.staging), before_announce=True))
+                batch = _run_batch(config, first, batch_size,
+                                   Kill(rng.uniform(0.0, timed.staging), before_announce=True))
             else:
-                batch = _run_batch(config, first, Kill(rng.uniform(0.0, timed.writing)))
+                batch = _run_batch(config, first, batch_size,
+                                   Kill(rng.uniform(0.0, campaign.kill_window * timed.writing)))
             outcomes.append("finished" if batch.finished else "killed")
             with controller_daemon(config):
                 listed, records = check_recovered(config)
             accepted = sum(1 for t in listed.values() if not t["refused"])
         assert any(r["action"] == "recover" for r in records)  # kills fell between announcing and concluding
         if replication_groups is None:
-            assert outcomes.count("killed") >= KILLS // 2, (timed, outcomes)  # most kills fell inside a batch
+            assert outcomes.count("killed") >= campaign.kills // 2, (timed, outcomes)  # most kills fell inside a batch
         else:
             assert overfilled, outcomes
             refused = [c for c, t in listed.items() if t["refused"]]
