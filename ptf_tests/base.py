@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+import time
 from datetime import datetime, timedelta, timezone
 
 import ptf.testutils as tu
@@ -138,6 +139,20 @@ def routed(pkt: Packet, to: Host) -> bytes:
     return bytes(out)
 
 
+_last_election = 0
+
+
+def next_election_id() -> tuple[int, int]:
+    """A higher election id than any test case before, in this process or an
+    earlier one (microseconds of the clock): each case becomes primary at
+    once, even while the switch has not yet noticed that the previous case's
+    stream ended, which on a busy machine it may not have (a reused id is
+    then refused as "Election id already exists")."""
+    global _last_election
+    _last_election = max(_last_election + 1, time.time_ns() // 1000)
+    return (0, _last_election)
+
+
 class P4tapTest(BaseTest):
     """A P4Runtime session with empty intercept state and the test forwarding."""
 
@@ -149,7 +164,7 @@ class P4tapTest(BaseTest):
         device_id = int(tu.test_param_get("device_id", 0))
         self.pipeline = Pipeline.load()
         self.builder = EntryBuilder(self.pipeline)
-        self.switch = SwitchConnection(grpc_addr, device_id=device_id, election_id=(0, 10))
+        self.switch = SwitchConnection(grpc_addr, device_id=device_id, election_id=next_election_id())
         self.switch.connect()
         try:
             self.topology = lab_topology()
