@@ -87,13 +87,18 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def __init__(self, path: Path, controller: Controller) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if path.exists():
-            path.unlink()
+        # Bound and listening under a name of its own, then renamed into
+        # place: a client that sees the socket can connect to it (between
+        # bind and listen it would be refused, which a busy machine makes
+        # last long enough for a client to meet).
+        pending = path.with_name(f".{path.name}.{os.getpid()}")
+        pending.unlink(missing_ok=True)
         old_umask = os.umask(0o177)
         try:
-            super().__init__(str(path), _Handler)
+            super().__init__(str(pending), _Handler)
         finally:
             os.umask(old_umask)
+        os.replace(pending, path)
         self.path = path
         self.controller = controller
         self._thread = threading.Thread(target=self.serve_forever, name="p4tap-control", daemon=True)
