@@ -43,22 +43,20 @@ class Reads(Session):
 
     def read_clone_sessions(self, session_id: int = 0) -> list[p4runtime_pb2.CloneSessionEntry]:
         """Clone sessions (``session_id=0``: all)."""
-        ent = p4runtime_pb2.Entity()
-        ent.packet_replication_engine_entry.clone_session_entry.session_id = session_id
-        return [
-            e.packet_replication_engine_entry.clone_session_entry
-            for e in self.read([ent])
-            if e.packet_replication_engine_entry.HasField("clone_session_entry")
-        ]
+        return self._read_pre("clone_session_entry", "session_id", session_id)
 
     def read_multicast_groups(self, group_id: int = 0) -> list[p4runtime_pb2.MulticastGroupEntry]:
         """Multicast groups (``group_id=0``: all)."""
+        return self._read_pre("multicast_group_entry", "multicast_group_id", group_id)
+
+    def _read_pre(self, kind: str, id_field: str, value: int) -> list:
+        """Packet replication entries of one ``kind`` whose ``id_field`` is ``value`` (0: all of them)."""
         ent = p4runtime_pb2.Entity()
-        ent.packet_replication_engine_entry.multicast_group_entry.multicast_group_id = group_id
+        setattr(getattr(ent.packet_replication_engine_entry, kind), id_field, value)
         return [
-            e.packet_replication_engine_entry.multicast_group_entry
+            getattr(e.packet_replication_engine_entry, kind)
             for e in self.read([ent])
-            if e.packet_replication_engine_entry.HasField("multicast_group_entry")
+            if e.packet_replication_engine_entry.HasField(kind)
         ]
 
     def read_counter(self, counter_id: int, index: int | None = None) -> list[p4runtime_pb2.CounterEntry]:

@@ -12,8 +12,11 @@ from typing import Any
 
 from ..errors import LoadError, Unsupported
 from .codegen import _hex
-from .model import FieldInfo, HeaderInfo
+from .model import FieldInfo, HeaderInfo, StackInfo
 from .symbols import Symbols
+
+# Operators compiled to a call of one of the run-time helpers (codegen) on two data operands.
+_CALLS = {"/": "_tdiv", "%": "_tmod", "two_comp_mod": "_tcm", "usat_cast": "_usat", "sat_cast": "_sat"}
 
 
 class Expressions(Symbols):
@@ -116,10 +119,8 @@ class Expressions(Symbols):
         if op in arith:
             a, b = self._data(left, where, ctx), self._data(right, where, ctx)
             return f"({a} {arith[op]} {b})", "d"
-        if op == "/":
-            return f"_tdiv({self._data(left, where, ctx)}, {self._data(right, where, ctx)})", "d"
-        if op == "%":
-            return f"_tmod({self._data(left, where, ctx)}, {self._data(right, where, ctx)})", "d"
+        if op in _CALLS:
+            return f"{_CALLS[op]}({self._data(left, where, ctx)}, {self._data(right, where, ctx)})", "d"
         if op in cmp_:
             a, b = self._data(left, where, ctx), self._data(right, where, ctx)
             return f"({a} {cmp_[op]} {b})", "b"
@@ -154,33 +155,18 @@ class Expressions(Symbols):
             if ka != kb:
                 a, b, ka = self._data(left, where, ctx), self._data(right, where, ctx), "d"
             return f"({a} if {c} else {b})", ka
-        if op == "two_comp_mod":
-            return f"_tcm({self._data(left, where, ctx)}, {self._data(right, where, ctx)})", "d"
-        if op == "usat_cast":
-            return f"_usat({self._data(left, where, ctx)}, {self._data(right, where, ctx)})", "d"
-        if op == "sat_cast":
-            return f"_sat({self._data(left, where, ctx)}, {self._data(right, where, ctx)})", "d"
         if op == "d2b":
             return f"({self._data(right, where, ctx)} != 0)", "b"
         if op == "b2d":
             return f"(1 if {self._bool(right, where, ctx)} else 0)", "d"
         if op in ("dereference_header_stack", "dereference_stack"):
-            s, ks = self._expr(left, where, ctx)
-            if ks != "s":
-                raise LoadError(f"{op} needs a header stack (in {where})")
-            st = self.stacks[eval(s)]
+            st = self._stack_operand(left, op, where, ctx)
             tup = self.g.const(tuple(h.idx for h in st.headers), "stk")
             return f"{tup}[{self._data(right, where, ctx)}]", "h"
         if op == "last_stack_index":
-            s, ks = self._expr(right, where, ctx)
-            if ks != "s":
-                raise LoadError(f"{op} needs a header stack (in {where})")
-            return f"(F[{self.stacks[eval(s)].next_slot}] - 1)", "d"
+            return f"(F[{self._stack_operand(right, op, where, ctx).next_slot}] - 1)", "d"
         if op == "size_stack":
-            s, ks = self._expr(right, where, ctx)
-            if ks != "s":
-                raise LoadError(f"{op} needs a header stack (in {where})")
-            return f"F[{self.stacks[eval(s)].next_slot}]", "d"
+            return f"F[{self._stack_operand(right, op, where, ctx).next_slot}]", "d"
         if op == "access_field":
             h, kh = self._expr(left, where, ctx)
             if kh != "h" or not isinstance(right, int):
@@ -190,6 +176,13 @@ class Expressions(Symbols):
                 return f"F[{hi.fields[right].slot}]", "d"
             return f"F[HB[{h}] + {right}]", "d"
         raise Unsupported(f"expression operator {op!r}", where)
+
+    def _stack_operand(self, e: Any, op: str, where: str, ctx: dict) -> StackInfo:
+        """The header stack operand ``e`` of the stack operator ``op`` (one check for all of them)."""
+        s, ks = self._expr(e, where, ctx)
+        if ks != "s":
+            raise LoadError(f"{op} needs a header stack (in {where})")
+        return self.stacks[eval(s)]
 
     def _hdr_eq(self, F: list, V: list, a: int, b: int) -> bool:
         if V[a] != V[b]:

@@ -9,6 +9,9 @@ Each entity kind (:mod:`.table_entries`, :mod:`.counters`, :mod:`.meters`,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from google.rpc import code_pb2, status_pb2
 from p4.v1 import p4runtime_pb2 as p4v1
 
@@ -60,6 +63,21 @@ def _padded(nbits: int) -> int:
     return (nbits + 7) // 8 * 8
 
 
+def _cells(entry: Any, size: int, unknown: str) -> Sequence[int]:
+    """The cells a read of an indirect counter or meter names: the one indexed, or all.
+
+    One place for PI's checks, which the two kinds share but for ``unknown``,
+    the message of an index past the end."""
+    if entry.HasField("index"):
+        i = entry.index.index
+        if i < 0:
+            raise _err(C.INVALID_ARGUMENT, "A negative number is not a valid index value")
+        if i >= size:
+            raise _err(C.UNKNOWN, unknown)
+        return [i]
+    return range(size)
+
+
 class DeviceBase:
     """The state of one P4Runtime device, shared by every entity kind."""
 
@@ -81,3 +99,21 @@ class DeviceBase:
             raise _err(C.INVALID_ARGUMENT, "Update type is not set")
         if t not in (p4v1.Update.INSERT, p4v1.Update.MODIFY, p4v1.Update.DELETE):
             raise _err(C.INVALID_ARGUMENT, "Invalid update type")
+
+    def _check_cell_write(self, obj_id: int, entry: Any, kind: str) -> None:
+        """PI's first checks of a write to an indirect ``kind`` (counter or meter): the array
+        exists, one cell is named (wildcard writes are not supported), its index is not negative."""
+        if not self.index.valid_id(obj_id, kind):
+            raise _err(C.INVALID_ARGUMENT, INVALID_ID)
+        if not entry.HasField("index"):
+            raise _err(C.UNIMPLEMENTED, f"Wildcard write is not supported for indirect {kind}s yet")
+        if entry.index.index < 0:
+            raise _err(C.INVALID_ARGUMENT, "A negative number is not a valid index value")
+
+    def _read_ids(self, obj_id: int, kind: str, order: list[int]) -> list[int]:
+        """The ids of ``kind`` a read names: all of them, in P4Info ``order``, for id 0, else the one given,
+        which must exist (counters, meters and registers read alike)."""
+        ids = order if obj_id == 0 else [obj_id]
+        if obj_id != 0 and not self.index.valid_id(obj_id, kind):
+            raise _err(C.INVALID_ARGUMENT, INVALID_ID)
+        return ids

@@ -6,19 +6,14 @@ from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2 as p4v1
 
 from ..externs import CounterArray
-from .base import INVALID_ID, C, DeviceBase, _err
+from .base import C, DeviceBase, _cells, _err
 
 
 class Counters(DeviceBase):
     """CounterEntry writes and reads; the unit merge direct counters share."""
 
     def _counter_write(self, utype: int, ce: p4v1.CounterEntry) -> None:
-        if not self.index.valid_id(ce.counter_id, "counter"):
-            raise _err(C.INVALID_ARGUMENT, INVALID_ID)
-        if not ce.HasField("index"):
-            raise _err(C.UNIMPLEMENTED, "Wildcard write is not supported for indirect counters yet")
-        if ce.index.index < 0:
-            raise _err(C.INVALID_ARGUMENT, "A negative number is not a valid index value")
+        self._check_cell_write(ce.counter_id, ce, "counter")
         self._check_update_type(utype)
         if utype == p4v1.Update.INSERT:
             raise _err(C.INVALID_ARGUMENT, "INSERT update type not supported for counters")
@@ -44,21 +39,9 @@ class Counters(DeviceBase):
         return data.packet_count, data.byte_count
 
     def _counter_read(self, ce: p4v1.CounterEntry, out: list) -> None:
-        ids = self.index.counter_order if ce.counter_id == 0 else [ce.counter_id]
-        if ce.counter_id != 0 and not self.index.valid_id(ce.counter_id, "counter"):
-            raise _err(C.INVALID_ARGUMENT, INVALID_ID)
-        for cid in ids:
+        for cid in self._read_ids(ce.counter_id, "counter", self.index.counter_order):
             arr: CounterArray = self.index.counters[cid]
-            if ce.HasField("index"):
-                i = ce.index.index
-                if i < 0:
-                    raise _err(C.INVALID_ARGUMENT, "A negative number is not a valid index value")
-                if i >= arr.size:
-                    raise _err(C.UNKNOWN, "Error when reading counter from target")
-                cells = [i]
-            else:
-                cells = range(arr.size)
-            for i in cells:
+            for i in _cells(ce, arr.size, "Error when reading counter from target"):
                 e = p4v1.CounterEntry(counter_id=cid)
                 e.index.index = i
                 e.data.packet_count = arr.packets[i]

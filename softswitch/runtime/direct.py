@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from p4.v1 import p4runtime_pb2 as p4v1
 
+from ..p4info import TableInfo
+from ..tables import Entry
 from .base import C, _err
 from .table_entries import TableEntries
 
@@ -40,18 +42,18 @@ class DirectResources(TableEntries):
         e = self._entry_for(ti, dme.table_entry)
         if not ti.direct_meter:
             raise _err(C.INVALID_ARGUMENT, "Table has no direct meters")
-        self._check_update_type(utype)
-        if utype == p4v1.Update.INSERT:
-            raise _err(C.INVALID_ARGUMENT, "INSERT update type not supported for meters")
-        if utype == p4v1.Update.DELETE:
-            raise _err(C.INVALID_ARGUMENT, "DELETE update type not supported for meters")
-        cfg = None
-        if dme.HasField("config"):
-            self._validate_meter(dme.config)
-            cfg = dme.config
+        cfg = self._meter_update_config(utype, dme)
         if e.meter is None or dme.table_entry.is_default_action:
             raise _err(C.UNKNOWN, "Error when writing direct meter spec")
         self._set_meter(e.meter, cfg)
+
+    def _key_only(self, ti: TableInfo, e: Entry) -> p4v1.TableEntry:
+        """Entry ``e`` as a direct resource read names it: table and key, no action, no metadata."""
+        t = self.entry_to_proto(ti, e, None)
+        t.ClearField("action")
+        t.ClearField("controller_metadata")
+        t.ClearField("metadata")
+        return t
 
     def _direct_counter_read(self, dce: p4v1.DirectCounterEntry, out: list) -> None:
         if not dce.HasField("table_entry"):
@@ -73,11 +75,7 @@ class DirectResources(TableEntries):
             return
         for e in ti.table.sorted_entries():
             r = p4v1.DirectCounterEntry()
-            t = self.entry_to_proto(ti, e, None)
-            t.ClearField("action")
-            t.ClearField("controller_metadata")
-            t.ClearField("metadata")
-            r.table_entry.CopyFrom(t)
+            r.table_entry.CopyFrom(self._key_only(ti, e))
             r.data.packet_count, r.data.byte_count = e.counter
             out.append(p4v1.Entity(direct_counter_entry=r))
 
@@ -103,11 +101,7 @@ class DirectResources(TableEntries):
             return
         for e in ti.table.sorted_entries():
             r = p4v1.DirectMeterEntry()
-            t = self.entry_to_proto(ti, e, None)
-            t.ClearField("action")
-            t.ClearField("controller_metadata")
-            t.ClearField("metadata")
-            r.table_entry.CopyFrom(t)
+            r.table_entry.CopyFrom(self._key_only(ti, e))
             cfg = self._meter_config(e.meter)
             if cfg is not None:
                 r.config.CopyFrom(cfg)

@@ -7,7 +7,7 @@ from typing import Any
 from p4.v1 import p4runtime_pb2 as p4v1
 
 from ..externs import MeterArray
-from .base import INVALID_ID, U32, U64, C, _err
+from .base import U32, U64, C, _cells, _err
 from .counters import Counters
 
 
@@ -50,43 +50,32 @@ class Meters(Counters):
         cfg.pburst = -1 if pb == U32 else pb
         return cfg
 
-    def _meter_write(self, utype: int, me: p4v1.MeterEntry) -> None:
-        if not self.index.valid_id(me.meter_id, "meter"):
-            raise _err(C.INVALID_ARGUMENT, INVALID_ID)
-        if not me.HasField("index"):
-            raise _err(C.UNIMPLEMENTED, "Wildcard write is not supported for indirect meters yet")
-        if me.index.index < 0:
-            raise _err(C.INVALID_ARGUMENT, "A negative number is not a valid index value")
+    def _meter_update_config(self, utype: int, entry: p4v1.MeterEntry | p4v1.DirectMeterEntry) -> p4v1.MeterConfig | None:
+        """The config a meter write sets (None: unconfigured), checked as PI does for indirect
+        and direct meters alike: a meter is only ever modified."""
         self._check_update_type(utype)
         if utype == p4v1.Update.INSERT:
             raise _err(C.INVALID_ARGUMENT, "INSERT update type not supported for meters")
         if utype == p4v1.Update.DELETE:
             raise _err(C.INVALID_ARGUMENT, "DELETE update type not supported for meters")
-        arr: MeterArray = self.index.meters[me.meter_id]
         cfg = None
-        if me.HasField("config"):
-            self._validate_meter(me.config)
-            cfg = me.config
+        if entry.HasField("config"):
+            self._validate_meter(entry.config)
+            cfg = entry.config
+        return cfg
+
+    def _meter_write(self, utype: int, me: p4v1.MeterEntry) -> None:
+        self._check_cell_write(me.meter_id, me, "meter")
+        cfg = self._meter_update_config(utype, me)
+        arr: MeterArray = self.index.meters[me.meter_id]
         if me.index.index >= arr.size:
             raise _err(C.UNKNOWN, "Error when writing meter spec")
         self._set_meter(arr.meters[me.index.index], cfg)
 
     def _meter_read(self, me: p4v1.MeterEntry, out: list) -> None:
-        ids = self.index.meter_order if me.meter_id == 0 else [me.meter_id]
-        if me.meter_id != 0 and not self.index.valid_id(me.meter_id, "meter"):
-            raise _err(C.INVALID_ARGUMENT, INVALID_ID)
-        for mid in ids:
+        for mid in self._read_ids(me.meter_id, "meter", self.index.meter_order):
             arr: MeterArray = self.index.meters[mid]
-            if me.HasField("index"):
-                i = me.index.index
-                if i < 0:
-                    raise _err(C.INVALID_ARGUMENT, "A negative number is not a valid index value")
-                if i >= arr.size:
-                    raise _err(C.UNKNOWN, "Error when reading meter spec from target")
-                cells = [i]
-            else:
-                cells = range(arr.size)
-            for i in cells:
+            for i in _cells(me, arr.size, "Error when reading meter spec from target"):
                 e = p4v1.MeterEntry(meter_id=mid)
                 e.index.index = i
                 cfg = self._meter_config(arr.meters[i])

@@ -31,10 +31,7 @@ class Registers(DeviceBase):
             arr.values = [value] * arr.size
 
     def _register_read(self, re_: p4v1.RegisterEntry, out: list) -> None:
-        ids = self.index.register_order if re_.register_id == 0 else [re_.register_id]
-        if re_.register_id != 0 and not self.index.valid_id(re_.register_id, "register"):
-            raise _err(C.INVALID_ARGUMENT, INVALID_ID)
-        for rid in ids:
+        for rid in self._read_ids(re_.register_id, "register", self.index.register_order):
             arr = self.index.registers[rid]
             if re_.HasField("index"):
                 i = re_.index.index
