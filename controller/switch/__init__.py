@@ -34,6 +34,8 @@ arbitration, reader thread, packet-out), :mod:`.pipeline_config`,
 
 from __future__ import annotations
 
+# Everything the single module exported is still importable from controller.switch
+# (decode_write_errors, StateCallback and Atomicity included).
 from .errors import NotPrimaryError, SwitchError, SwitchUnavailableError, WriteError, decode_write_errors
 from .pipeline_config import PipelineConfig
 from .reads import Reads
