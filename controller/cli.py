@@ -19,9 +19,7 @@ import argparse
 import ipaddress
 import json
 import logging
-import signal
 import sys
-import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from controller.audit import AuditError
 from controller.model import InetAddressType, InterceptError, IpFilter, Mediation, Stream
 from controller.store import StoreError
 from controller.switch import SwitchError
+from controller.stop_signal import wait_for_stop
 
 
 def _socket_path(args: argparse.Namespace) -> Path:
@@ -56,10 +55,7 @@ def cmd_controller_run(args: argparse.Namespace) -> int:
     server = ControlServer(settings.control_socket, controller)
     server.start()
     log.info("controller running; control socket %s", settings.control_socket)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
+    wait_for_stop()
     log.info("stopping (switches keep their state)")
     server.close()
     controller.stop()

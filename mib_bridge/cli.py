@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 
+from controller.stop_signal import wait_for_stop
 from mib_bridge.config import ConfigError, load
 
 
@@ -80,10 +79,7 @@ def run(args: argparse.Namespace) -> int:
         server.close()
         controller.stop()
         return 1
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
+    wait_for_stop()
     log.info("stopping (switches keep their intercepts)")
     agent.stop()
     server.close()
