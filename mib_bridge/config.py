@@ -33,6 +33,7 @@ groups and views, and where notifications go.
     priv_protocol = "AES"          # AES (128), AES-192, AES-256 (net-snmp's AES192/AES256),
     priv_key = "at least 8 characters"   # AES-192-C, AES-256-C (Cisco's key extension); DES, 3DES (weak)
     # allow_weak_protocols = true  # needed to name MD5, DES or 3DES; the agent warns at start
+    # net-snmp's and Cisco's spellings are taken too (SHA1, SHA-1, usmHMACSHAAuthProtocol, AES128, 3DES-EDE...)
 
     [[notify]]
     target = "127.0.0.1:162"       # or "[2001:db8::1]:162"
@@ -160,6 +161,7 @@ def _user(raw: dict[str, Any], i: int) -> User:
     refused = protocols.check(auth, priv, allow_weak, where)
     if refused is not None:
         raise ConfigError(refused)
+    auth, priv = protocols.names(auth, priv)
     auth_key = _get(raw, "auth_key", str, where)
     priv_key = _get(raw, "priv_key", str, where, None)
     if (priv is None) != (priv_key is None):
