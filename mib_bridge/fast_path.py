@@ -24,7 +24,9 @@ loop from the mediation device. So, from the first octets on:
   budget per source host and overall (mib_bridge/budget.py); over it,
   dropped and counted in the usmStats* counter pysnmp would have used;
 - authenticated with a user's keys: a second copy of a message seen inside
-  the time window is a replay, dropped (mib_bridge/replay.py); a scoped
+  the time window is a replay, dropped (mib_bridge/replay.py: exact over
+  the window at any rate; past its memory's cap, new messages of that user
+  are dropped, never old ones forgotten); a scoped
   PDU the strict reader refuses is dropped, snmpInASNParseErrs; a
   request is served as pysnmp would serve it (RFC 3412/3414: for this
   engine, boots and time in the window, the default context, GET,
@@ -46,7 +48,7 @@ import time
 
 from pysnmp.entity import engine as snmp_engine
 
-from mib_bridge import responder as responder_module
+from mib_bridge import replay, responder as responder_module
 from mib_bridge.budget import Budget
 from mib_bridge.config import AgentConfig
 from mib_bridge.counters import (BAD_VERSIONS, DECRYPTION_ERRORS, IN_PKTS, INVALID_MSGS, NOT_IN_TIME, PARSE_ERRS, UNKNOWN_ENGINES,
@@ -138,8 +140,13 @@ class FastPath:
         now = self.engine_time()
         if not self._timely(message, now):
             return self._to_pysnmp(address, user, "not in time window", NOT_IN_TIME)
-        if not self.replays.first_copy(message, now):
+        refused = self.replays.refusal(message, now)
+        if refused == replay.REPLAY:
             return self._drop("replay", name, address, "v3", "replay of an authenticated message inside the time window")
+        if refused is not None:
+            return self._drop("replay memory full", name, address, "v3",
+                              f"over {replay.CAPACITY} authenticated messages of this user in the time window "
+                              "(the replay memory forgets none early)")
         try:
             admitted = self._admit(message, name, keys, address)
         except ber.Malformed as error:
