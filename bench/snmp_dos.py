@@ -50,6 +50,7 @@ MIX = (("random bytes", 30), ("broken digest", 20), ("unknown user", 20), ("othe
        ("SNMPv1/v2c", 19), ("oversized SNMPv2c", 1))  # per 100; oversized: 1 in 500 (see junk_pool)
 TICK = 0.01  # the junk sender's pacing
 HEAVY = ("heavy-noAuthNoPriv", "heavy-v2c", "heavy-wrong-digest")
+CONTROL = "control"  # 1-octet datagrams at the same pace: what the sender's pacing alone does to the figures
 HEAVY_VARBINDS = 8000  # 56 KB
 AFTER = 1.0  # seconds the LI user goes on after a flood stops
 
@@ -199,7 +200,8 @@ def run(seconds: float, repeats: int, rate: float, switch: str, workdir: Path, k
             boots, engine_time = agent.engine.get_mib_builder().import_symbols(
                 "__SNMP-FRAMEWORK-MIB", "snmpEngineBoots", "snmpEngineTime")
             clock = (bytes(agent.engine.snmpEngineID), int(boots.syntax), int(engine_time.syntax.clone()))
-            pool = junk_pool(*clock) if kind == "mix" else heavy_pool(kind, *clock)
+            pool = (junk_pool(*clock) if kind == "mix" else [(CONTROL, b"\x00")] if kind == CONTROL
+                    else heavy_pool(kind, *clock))
             li_cmd, li_out, junk_cmd, junk_out = (context.Queue() for _ in range(4))
             procs = [context.Process(target=_li_user, args=(port, li_cmd, li_out)),
                      context.Process(target=_junk_sender, args=(port, pool, rate, junk_cmd, junk_out))]
@@ -242,7 +244,8 @@ def run(seconds: float, repeats: int, rate: float, switch: str, workdir: Path, k
                      "bench_process_cpu": time.process_time() - cpu_before,
                      "counters": {name: agent.counters.value(name) for name in
                                   ("snmpInPkts", "snmpInASNParseErrs", "snmpInBadVersions", "usmStatsWrongDigests",
-                                   "usmStatsUnknownUserNames", "usmStatsUnknownEngineIDs")}}
+                                   "usmStatsUnknownUserNames", "usmStatsUnknownEngineIDs",
+                                   "usmStatsUnsupportedSecLevels")}}
         finally:
             for q in (li_cmd, junk_cmd):
                 q.put(None)
@@ -261,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each sample (default 5 s)")
     parser.add_argument("--repeats", type=int, default=5, help="samples per mode; the median is reported")
-    parser.add_argument("--kind", choices=["mix", *HEAVY], default="mix",
-                        help="mix: the junk mix (default); or one kind of costly 56 KB message")
+    parser.add_argument("--kind", choices=["mix", *HEAVY, CONTROL], default="mix",
+                        help="mix: the junk mix (default); or one kind of costly 56 KB message; or control: "
+                             "1-octet datagrams (nearly free to refuse) at the same pace")
     parser.add_argument("--rate", type=float, default=None,
                         help="junk datagrams per second (default 5,000 for the mix, 20 for a heavy kind)")
     parser.add_argument("--switch", choices=["bmv2", "softswitch"],
@@ -299,8 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if args.record:
         mix = ", ".join(f"{name} {share}%" if name != "oversized SNMPv2c" else f"{name} 0.2%" for name, share in MIX)
-        if args.kind != "mix":
+        if args.kind in HEAVY:
             mix = f"only {args.kind} (56 KB, {HEAVY_VARBINDS:,} varbinds each, 100 distinct)"
+        elif args.kind == CONTROL:
+            mix = "only 1-octet datagrams (a control: the sender's pacing without a cost to the agent)"
         record.append(
             f"snmp_dos: the LI user's GET rate under {args.rate:,.0f} {'junk' if args.kind == 'mix' else args.kind} "
             f"datagrams/s, on {args.switch}",

@@ -117,7 +117,8 @@ class FastPath:
 
     def screen(self, datagram: bytes, address):
         """What to do with a datagram: (the admitted request to `respond` to),
-        HANDOFF (pysnmp's), or None (dropped: counted, audited, maybe logged)."""
+        HANDOFF (pysnmp's), bytes (a Report made from the header, to send as
+        is), or None (dropped: counted, audited, maybe logged)."""
         if len(datagram) < 2 or datagram[0] != ber.SEQUENCE:
             return self._drop("undecodable", "?", address, "?", "not an SNMP message", PARSE_ERRS)
         try:
