@@ -20,12 +20,17 @@ Format: JSON Lines, one record per line, each line the canonical JSON of the
 record (keys sorted, separators ``,`` and ``:``, ASCII only):
 ``{"action", "actor", "detail", "hash", "prev", "seq", "time"}``.
 
-Writes are crash-safe in the only way an append-only text file can be: one
-``write`` of a whole line, then ``fsync`` before `append` returns. A crash
-mid-write leaves a torn last line; the next open does not chain onto it: it
-ends it with a newline (leaving it in place, as evidence), continues after
-the last valid record and records the recovery in the log itself. `verify`
-keeps reporting the torn line, so the crash stays visible.
+Records are written whole or not at all: one ``write`` of whole lines, then
+``fsync`` before `append` returns; if either fails (ENOSPC, EIO), the file
+is cut back to its size before the write, so a full disk never leaves a torn
+line (issue 26). A crash mid-write can still leave a torn last line (bytes
+without a newline); the next open cuts it off and records that in the log
+itself ("audit-recover", with the cut bytes' length, SHA-256 and start), so
+the log verifies intact again and the crash stays visible. Whole lines after
+the last valid record (damage, or the newline-ended torn lines of older
+versions) are left in place, as evidence, and named in that record; `verify`
+keeps reporting them. A recovery record that cannot be written at once (the
+disk is still full) is written ahead of the next record that can.
 """
 
 from __future__ import annotations
@@ -238,8 +243,14 @@ class AuditLog:
         self._fd: int | None = fd
         self._seq, self._prev = 0, GENESIS
         self._needs_resync = False
+        self._owed: list[tuple[str, str, dict[str, Any]]] = []  # recovery records not yet written
         try:
-            self._resync(on_open=True)
+            self._resync()
+            if self._owed:
+                try:
+                    self._append_locked_many([])
+                except OSError as error:  # the disk is still full: written ahead of the next record
+                    log.warning("audit log %s: cannot record its recovery yet: %s", self.path, error)
         except BaseException:
             self.close()
             raise
@@ -256,43 +267,45 @@ class AuditLog:
         """The hash the next record's prev will carry."""
         return self._prev
 
-    def _resync(self, on_open: bool) -> None:
-        """Take seq/prev from the last valid record on disk; end a torn tail.
+    def _resync(self) -> None:
+        """Take seq/prev from the last valid record on disk, after cutting off a
+        torn tail (bytes after the last newline); what was found is owed to the
+        log as an "audit-recover" record.
 
-        Used on open and after a failed append, when memory may not match
-        the file (a failed fsync may or may not have kept the line). On open
-        the recovery is also recorded in the log; after a failed append it is
-        not (the disk is likely still failing), but verify reports the line.
+        Used on open and after an append whose cut-back failed, when memory
+        may not match the file.
         """
         fd = self._require_open()
         size = os.fstat(fd).st_size
-        invalid = 0  # lines after the last valid record, the torn one included
-        torn = False
+        invalid = 0  # whole lines after the last valid record
+        tail = b""
         last: tuple[dict[str, Any], bytes] | None = None
         for index, piece in enumerate(_lines_backwards(fd, size)):
             if index == 0:
-                torn = piece != b""
-                if torn:
-                    invalid += 1
+                tail = piece
                 continue
             record = _valid_record(piece)
             if record is not None:
                 last = (record, piece)
                 break
             invalid += 1
-        if torn:
-            self._write_all(b"\n")  # end the fragment: no record may be glued onto it
+        if tail:  # a write cut off: no record may be glued onto it, and the log must verify again
+            os.ftruncate(fd, size - len(tail))
             os.fsync(fd)
         self._seq, self._prev = (last[0]["seq"], line_hash(last[1])) if last else (0, GENESIS)
         self._needs_resync = False
-        if invalid:
+        if invalid or tail:
             total = self._count_lines()
             bad = list(range(total - invalid + 1, total + 1))
-            log.warning("audit log %s: line(s) %s after seq %d are not valid records (torn write?); "
-                        "continuing after seq %d", self.path, bad, self._seq, self._seq)
-            if on_open:
-                self._append_locked("controller", "audit-recover",
-                                    {"invalid_lines": bad, "torn": torn, "continues_after_seq": self._seq})
+            detail: dict[str, Any] = {"invalid_lines": bad, "torn": bool(tail), "continues_after_seq": self._seq}
+            if tail:
+                detail["cut"] = {"bytes": len(tail), "sha256": hashlib.sha256(tail).hexdigest(),
+                                 "start": tail[:200].decode("ascii", "backslashreplace")}
+            log.warning("audit log %s: %s after seq %d; continuing after seq %d", self.path,
+                        ", ".join(filter(None, (f"line(s) {bad} are not valid records" if bad else "",
+                                                f"a torn tail of {len(tail)} bytes was cut off" if tail else ""))),
+                        self._seq, self._seq)
+            self._owed.append(("controller", "audit-recover", detail))
 
     def _count_lines(self) -> int:
         fd = self._require_open()
@@ -348,7 +361,8 @@ class AuditLog:
     def _append_locked_many(self, entries: Sequence[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
         fd = self._require_open()
         if self._needs_resync:
-            self._resync(on_open=False)
+            self._resync()
+        entries = [*self._owed, *entries]
         now = self._clock()
         if now.utcoffset() is None:
             raise ValueError("the audit clock must return timezone-aware datetimes")
@@ -367,17 +381,23 @@ class AuditLog:
             line = canonical(record)
             lines.append(line)
             prev = line_hash(line)
+        size = os.fstat(fd).st_size
         try:
             self._write_all(b"".join(line + b"\n" for line in lines))
             os.fsync(fd)
         except BaseException:
-            # Memory may no longer match the file (part of the lines, or all of
-            # them, may be there): the next append first re-reads the state from
-            # disk and ends any torn line, rather than chain onto garbage.
-            self._needs_resync = True
+            # Whole or not at all: cut the file back to where this write began
+            # (shrinking needs no free space). If even that fails, memory may
+            # not match the file: the next append re-reads it first.
+            try:
+                os.ftruncate(fd, size)
+                os.fsync(fd)
+            except OSError:
+                self._needs_resync = True
             raise
         self._seq, self._prev = seq, prev
-        return [json.loads(line) for line in lines]
+        owed, self._owed = len(self._owed), []
+        return [json.loads(line) for line in lines][owed:]
 
     def last(self, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
         """The newest valid record for which `wanted` holds, read from the end

@@ -27,8 +27,8 @@ def md_endpoint(text: str) -> Endpoint:
     stricter where a typed option can be (port 0 and a bare IPv6 are typos)."""
     try:
         md = endpoint(text, "--md")
-    except ConfigError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    except ConfigError:  # argparse names the option itself: its message would say "--md: --md: ..."
+        raise argparse.ArgumentTypeError(f"{text!r} is not ADDRESS:PORT ([v6]:PORT for IPv6)") from None
     if md.port == 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected ADDRESS:PORT ([v6]:PORT), port 1..65535")
     if md.family == 6 and not text.rpartition(":")[0].startswith("["):

@@ -9,6 +9,7 @@ caller in the audit log.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pwd
 import socket
@@ -19,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from controller import codec, ets
+from controller.audit import AuditError
 from controller.model import InterceptError
 from controller.service import Controller, ProvisionError
+from controller.store import StoreError
 from controller.switch import SwitchError
+
+log = logging.getLogger("p4tap.control")
 
 
 #: the longest request line the server reads (1 MiB)
@@ -55,6 +60,12 @@ class _Handler(socketserver.StreamRequestHandler):
             reply = {"ok": False, "error": f"request lacks field {error}"}
         except (InterceptError, ProvisionError, SwitchError, ControlError, ValueError) as error:
             reply = {"ok": False, "error": str(error) or type(error).__name__}
+        except (StoreError, AuditError, OSError) as error:  # a full or failing disk: say so, no traceback
+            log.error("request of %s failed: %s", actor, error)
+            reply = {"ok": False, "error": f"the controller's state could not be written: {error}"}
+        except Exception as error:  # every request gets an answer, whatever went wrong
+            log.exception("request of %s failed", actor)
+            reply = {"ok": False, "error": f"internal error: {type(error).__name__}: {error}"}
         self.wfile.write(json.dumps(reply).encode() + b"\n")
 
     def _read_request(self, actor: str) -> dict[str, Any]:
@@ -77,9 +88,13 @@ class _Handler(socketserver.StreamRequestHandler):
                 elif request.get("op") == "add" and not isinstance(request.get("intercept"), dict):
                     reason = "add request lacks an intercept object"
         if reason is not None:
-            self.server.controller.audit.append(actor, "refuse", reason=reason)
-            raise ControlError(reason)
+            self._refuse(actor, reason)
         return request
+
+    def _refuse(self, actor: str, reason: str, **detail: Any) -> None:
+        """Audit the refusal (if the disk lets it) and refuse: the requester is told either way."""
+        unrecorded = self.server.controller.record_refusal(actor, reason, **detail)
+        raise ControlError(reason if unrecorded is None else f"{reason} ({unrecorded})")
 
 
 class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -122,8 +137,8 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         elif not replace and self.controller.store.get(content_id) is not None:
             reason = f"intercept {content_id} exists: give replace (tap add --replace) to modify it"
         if reason is not None:
-            self.controller.audit.append(actor, "refuse", content_ids=[content_id], reason=reason)
-            raise ControlError(reason)
+            unrecorded = self.controller.record_refusal(actor, reason, content_ids=[content_id])
+            raise ControlError(reason if unrecorded is None else f"{reason} ({unrecorded})")
 
     def dispatch(self, request: dict[str, Any], actor: str) -> Any:
         c, op = self.controller, request.get("op")

@@ -86,6 +86,10 @@ class Controller:
             for name, reason in by_switch.items():
                 self.refused.setdefault(name, {})[content_id] = reason
         self.lock = threading.RLock()
+        # Outcome records of finished changes the audit log could not take yet
+        # (a full disk): written ahead of the next change's intent record, which
+        # cannot be written without them, or found by `recover` at the next start.
+        self._owed: list[tuple[str, str, dict]] = []
         self._expiry_listeners: list[ExpiryListener] = []
         self.expiry = ExpirySchedule()  # follows the store: set where an intercept is stored or removed
         self.expiry.reset((m.content_id, m.timeout) for m, _, _ in self.store.all())
@@ -118,6 +122,14 @@ class Controller:
         for switch in self.switches.values():
             if switch.conn is not None:
                 switch.conn.close()
+        with self.lock:
+            if self._owed:
+                try:
+                    self.audit.append_many(self._owed)
+                    self._owed = []
+                except (AuditError, OSError) as error:  # the next start's recover records it
+                    log.error("stopping with %d outcome record(s) unwritten (%s); the next start recovers them",
+                              len(self._owed), error)
         self.store.close()
         self.audit.close()
 
@@ -164,17 +176,19 @@ class Controller:
                         per_switch[mediation.content_id] = (mediation, streams) if name in targets else None
                 staged = self._stage(changes)
             except InterceptError as error:
-                self.audit.append(actor, "refuse", content_ids=content_ids, reason=str(error))
+                unrecorded = self.record_refusal(actor, str(error), content_ids=content_ids)
+                if unrecorded:
+                    raise InterceptError(f"{error} ({unrecorded})") from error
                 raise
             put = [(m, s, targets) for m, s in intercepts]
             seq = self._announce(staged, actor, "provision", put)
             try:
                 self._carry(staged, previous, put=put)
             except SwitchError as error:
-                self.audit.append(actor, "refuse", intent_seq=seq, content_ids=content_ids, reason=f"switch: {error}")
+                self._conclude(actor, "refuse", intent_seq=seq, content_ids=content_ids, reason=f"switch: {error}")
                 raise ProvisionError(f"intercept not installed, nothing changed: {error}") from error
             except (StoreError, InterceptError) as error:
-                self.audit.append(actor, "refuse", intent_seq=seq, content_ids=content_ids, reason=str(error))
+                self._conclude(actor, "refuse", intent_seq=seq, content_ids=content_ids, reason=str(error))
                 raise
             for name in staged:
                 for content_id in content_ids:  # provisioned anew: any refusal of the old one is moot
@@ -185,12 +199,12 @@ class Controller:
             crashpoints.reached("after-write")
             if len(intercepts) == 1:
                 mediation, streams = intercepts[0]
-                self.audit.append(actor, "provision", intent_seq=seq, content_id=mediation.content_id,
-                                  switches=targets, md=f"{mediation.dest_address}:{mediation.dest_port}",
-                                  timeout=mediation.timeout.isoformat() if mediation.timeout else None,
-                                  streams=[s.index for s in streams if s.enabled])
+                self._conclude(actor, "provision", intent_seq=seq, content_id=mediation.content_id,
+                               switches=targets, md=f"{mediation.dest_address}:{mediation.dest_port}",
+                               timeout=mediation.timeout.isoformat() if mediation.timeout else None,
+                               streams=[s.index for s in streams if s.enabled])
             else:
-                self.audit.append(actor, "provision", intent_seq=seq, content_ids=content_ids, switches=targets)
+                self._conclude(actor, "provision", intent_seq=seq, content_ids=content_ids, switches=targets)
             crashpoints.reached("after-audit")
         if sooner:
             self._wake.set()  # the timer sleeps until the next timeout: it may now be sooner
@@ -214,12 +228,12 @@ class Controller:
                 self._carry(staged, {content_id: old}, remove=[content_id], keep_intent=action == "expire")
             except SwitchError as error:
                 if action != "expire":
-                    self.audit.append(actor, "refuse", intent_seq=seq, content_id=content_id,
-                                      reason=f"removal failed: {error}")
+                    self._conclude(actor, "refuse", intent_seq=seq, content_id=content_id,
+                                   reason=f"removal failed: {error}")
                     raise ProvisionError(f"intercept {content_id} still installed: {error}") from error
                 log.warning("intercept %d expired; switch update deferred to reconcile: %s", content_id, error)
             except StoreError as error:
-                self.audit.append(actor, "refuse", intent_seq=seq, content_id=content_id, reason=str(error))
+                self._conclude(actor, "refuse", intent_seq=seq, content_id=content_id, reason=str(error))
                 raise
             self.expiry.discard(content_id)
             for name, refused in self.refused.items():
@@ -227,7 +241,7 @@ class Controller:
                 if held_here and refused and name in staged:
                     self.switches[name].stale = True  # room freed: the watch loop retries what it refused
             crashpoints.reached("after-write")
-            self.audit.append(actor, action, intent_seq=seq, content_id=content_id)
+            self._conclude(actor, action, intent_seq=seq, content_id=content_id)
             crashpoints.reached("after-audit")
             return True
 
@@ -289,6 +303,9 @@ class Controller:
         """The write-ahead audit record of a change; if it cannot be written,
         nothing is changed (the staged plans are rolled back) and the caller is told."""
         try:
+            if self._owed:  # the log must conclude the changes before this one first
+                self.audit.append_many(self._owed)
+                self._owed = []
             seq = announce(self.audit, actor, op, put, content_ids)
         except (AuditError, OSError) as error:
             for name in staged:
@@ -296,6 +313,33 @@ class Controller:
             raise ProvisionError(f"not changed: the audit log cannot record it: {error}") from error
         crashpoints.reached("before-store")
         return seq
+
+    def _conclude(self, actor: str, action: str, **detail) -> None:
+        """Append the outcome record of an announced change. Never raises: the
+        change is done (or undone) whatever the disk says, and the requester
+        must hear which; an outcome the log cannot take now (ENOSPC) is owed,
+        kept in memory and written ahead of the next intent record, or, if the
+        controller stops first, found by `recover` at the next start (the
+        change's intent record is then the newest without an outcome)."""
+        self._owed.append((actor, action, detail))
+        try:
+            self.audit.append_many(self._owed)
+        except (AuditError, OSError) as error:
+            log.error("audit log cannot record the outcome of change %s (%s): %s; owed until it can",
+                      detail.get("intent_seq"), action, error)
+            return
+        self._owed = []
+
+    def record_refusal(self, actor: str, reason: str, **detail) -> str | None:
+        """Audit a refused request; None if recorded, else a note for the
+        requester saying it could not be (a refusal changes nothing, so it is
+        not owed like an outcome; the requester is told instead)."""
+        try:
+            self.audit.append(actor, "refuse", **detail, reason=reason)
+        except (AuditError, OSError) as error:
+            log.error("audit log cannot record a refusal (%s): %s", reason, error)
+            return f"the refusal could not be audited: {error}"
+        return None
 
     def _stage(self, changes: Changes) -> dict[str, SwitchChange]:
         """Plan the change on every switch it touches; on InterceptError none keeps it."""
@@ -505,9 +549,14 @@ class Controller:
     def _lifetime_loop(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
+            wait: float | None = 1.0
             with self.lock:
-                self.expire_due()
-                wait = self._next_timeout()
+                try:
+                    self.expire_due()
+                except (ProvisionError, StoreError, AuditError, OSError) as error:  # a full disk: try again
+                    log.error("expiry deferred: %s", error)
+                else:
+                    wait = self._next_timeout()
             # Sleep until the next timeout, but never more than a second, so an
             # intercept stops delivering within 1 s of its timeout.
             self._wake.wait(timeout=1.0 if wait is None else min(max(wait, 0.01), 1.0))

@@ -16,6 +16,7 @@ and the agencies it hands content over to.
     priv_protocol = "AES"                # AES, AES-192, AES-256, AES-192-C, AES-256-C; DES, 3DES (weak)
     priv_key = "at least 8 characters"
     # allow_weak_protocols = true        # needed to name MD5, DES or 3DES (as in the agent's snmp.toml)
+    # net-snmp's and Cisco's spellings are taken too (SHA1, SHA-1, usmHMACSHAAuthProtocol, AES128, 3DES-EDE...)
     timeout = 2.0                        # seconds per SNMP request
     retries = 1
     audit_interval = 5.0                 # seconds between audits of the IAP's stream table
@@ -195,6 +196,7 @@ def _iap(raw: dict[str, Any]) -> IapSettings:
     refused = protocols.check(auth, priv, _get(raw, protocols.OPT_IN, bool, where, False), where)
     if refused is not None:
         raise ConfigError(refused)
+    auth, priv = protocols.names(auth, priv)
     for label, key in (("auth_key", auth_key), ("priv_key", priv_key)):
         if key is not None and len(key.encode()) < MIN_KEY:
             raise ConfigError(f"{where}: {label} is shorter than {MIN_KEY} characters")

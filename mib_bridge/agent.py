@@ -171,7 +171,7 @@ class Agent:
     def _setup(self, loop: asyncio.AbstractEventLoop) -> None:
         cfg = self.config
         engine_id = rfc1902.OctetString(cfg.engine_id) if cfg.engine_id else None
-        self.engine = snmp_engine.SnmpEngine(snmpEngineID=engine_id)
+        self.engine = snmp_engine.SnmpEngine(snmpEngineID=engine_id, maxMessageSize=cfg.max_message_size)
         self.engine.register_transport_dispatcher(AsyncioDispatcher(loop=loop))
         self.counters = Counters(self.engine)
         if self.use_fast_path:

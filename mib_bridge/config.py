@@ -11,6 +11,8 @@ groups and views, and where notifications go.
     debug_age_minutes = 1440                    # cTap2DebugAge
     debug_max_entries = 256                     # cTap2DebugMaxEntries
     # switches = ["access1"]                    # where new intercepts go (default: every switch)
+    # max_message_size = 65507                  # snmpEngineMaxMessageSize, 484..65507: larger datagrams
+    #                                           # are dropped unread (RFC 3417 3.2), and answers fit it
 
     [[view]]
     name = "tap"
@@ -33,6 +35,7 @@ groups and views, and where notifications go.
     priv_protocol = "AES"          # AES (128), AES-192, AES-256 (net-snmp's AES192/AES256),
     priv_key = "at least 8 characters"   # AES-192-C, AES-256-C (Cisco's key extension); DES, 3DES (weak)
     # allow_weak_protocols = true  # needed to name MD5, DES or 3DES; the agent warns at start
+    # net-snmp's and Cisco's spellings are taken too (SHA1, SHA-1, usmHMACSHAAuthProtocol, AES128, 3DES-EDE...)
 
     [[notify]]
     target = "127.0.0.1:162"       # or "[2001:db8::1]:162"
@@ -134,6 +137,7 @@ class AgentConfig:
     debug_age_minutes: int = 1440
     debug_max_entries: int = 256
     switches: tuple[str, ...] | None = None
+    max_message_size: int = 65507
 
     def group_of(self, user: str) -> Group | None:
         for u in self.users:
@@ -160,6 +164,7 @@ def _user(raw: dict[str, Any], i: int) -> User:
     refused = protocols.check(auth, priv, allow_weak, where)
     if refused is not None:
         raise ConfigError(refused)
+    auth, priv = protocols.names(auth, priv)
     auth_key = _get(raw, "auth_key", str, where)
     priv_key = _get(raw, "priv_key", str, where, None)
     if (priv is None) != (priv_key is None):
@@ -174,7 +179,7 @@ def parse(raw: dict[str, Any], source: str = "config") -> AgentConfig:
     _only(raw, {"agent", "view", "group", "user", "notify"}, source)
     agent = _get(raw, "agent", dict, source, {})
     _only(agent, {"listen", "engine_id", "sys_name", "sys_location", "sys_contact", "sys_descr", "sys_object_id",
-                  "debug_age_minutes", "debug_max_entries", "switches"}, "[agent]")
+                  "debug_age_minutes", "debug_max_entries", "switches", "max_message_size"}, "[agent]")
     listen = tuple(endpoint(str(e), "[agent] listen")
                    for e in _get(agent, "listen", list, "[agent]", ["127.0.0.1:161", "[::1]:161"]))
     if not listen:
@@ -191,6 +196,9 @@ def parse(raw: dict[str, Any], source: str = "config") -> AgentConfig:
         if not 1 <= _get(agent, key, int, "[agent]", 1) <= 2**31 - 1:
             raise ConfigError(f"[agent] {key} must be at least 1")
     switches = _get(agent, "switches", list, "[agent]", None)
+    max_message_size = _get(agent, "max_message_size", int, "[agent]", 65507)
+    if not 484 <= max_message_size <= 65507:  # RFC 3417 3.2: at least 484; a UDP datagram holds at most 65507
+        raise ConfigError("[agent] max_message_size must be 484 to 65507 octets")
     sys_descr = _get(agent, "sys_descr", str, "[agent]", DEFAULT_SYS_DESCR)
     if len(sys_descr.encode()) > 255:
         raise ConfigError("[agent] sys_descr: at most 255 octets (DisplayString)")
@@ -252,7 +260,7 @@ def parse(raw: dict[str, Any], source: str = "config") -> AgentConfig:
         sys_descr=sys_descr, sys_object_id=sys_object_id,
         debug_age_minutes=_get(agent, "debug_age_minutes", int, "[agent]", 1440),
         debug_max_entries=_get(agent, "debug_max_entries", int, "[agent]", 256),
-        switches=tuple(str(s) for s in switches) if switches else None,
+        switches=tuple(str(s) for s in switches) if switches else None, max_message_size=max_message_size,
     )
 
 

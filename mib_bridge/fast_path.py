@@ -15,16 +15,31 @@ its per-request state), and a few hundred junk datagrams a second kept its
 loop from the mediation device. So, from the first octets on:
 - not BER, or not an SNMP message: dropped, snmpInASNParseErrs;
 - SNMPv1/v2c or another version: dropped, snmpInBadVersions;
-- SNMPv3 whose header, or plaintext scoped PDU, the strict reader
-  (snmpv3.ber: definite lengths, minimal integers, values in range)
-  refuses: dropped, snmpInASNParseErrs. pysnmp only ever sees messages
-  that reader accepts;
-- an unknown engine ID or user, no or a wrong digest, a stale time: these
-  need pysnmp's Report (usmStats*, RFC 3414 3.2), and get it within a
-  budget per source host and overall (mib_bridge/budget.py); over it,
+- larger than the agent's maximum message size ([agent] max_message_size,
+  snmpEngineMaxMessageSize): dropped unread, snmpInASNParseErrs (RFC 3417
+  3.2: an entity need not take more than it says it accepts);
+- SNMPv3 whose header the strict reader (snmpv3.ber: definite lengths,
+  minimal integers, values in range) refuses: dropped, snmpInASNParseErrs.
+  pysnmp only ever sees messages that reader accepts, plaintext scoped PDU
+  included;
+- what cannot be authenticated is never decoded past its header (issue
+  26: 56 KB of varbinds cost pysnmp up to 0.7 s each): an unknown user,
+  too low a security level (noAuthNoPriv for a configured user), a wrong
+  digest get, from the header alone, the Report pysnmp's USM sends
+  (RFC 3414 3.2: usmStatsUnknownUserNames, usmStatsUnsupportedSecLevels,
+  usmStatsWrongDigests; request-id 0, field for field pysnmp's), counted,
+  audited, within a budget of Reports per host; engine ID discovery (RFC
+  3414 4) gets its usmStatsUnknownEngineIDs Report likewise, its scoped
+  PDU read only when it is as small as a discovery is;
+- what pysnmp must still answer unauthenticated (another engine's ID, a
+  stale time, a decryption error) goes to it within a budget of pysnmp's
+  time per source host and overall (mib_bridge/budget.py), charged by the
+  message's size up front and by the time pysnmp took after; over it,
   dropped and counted in the usmStats* counter pysnmp would have used;
 - authenticated with a user's keys: a second copy of a message seen inside
-  the time window is a replay, dropped (mib_bridge/replay.py); a scoped
+  the time window is a replay, dropped (mib_bridge/replay.py: exact over
+  the window at any rate; past its memory's cap, new messages of that user
+  are dropped, never old ones forgotten); a scoped
   PDU the strict reader refuses is dropped, snmpInASNParseErrs; a
   request is served as pysnmp would serve it (RFC 3412/3414: for this
   engine, boots and time in the window, the default context, GET,
@@ -46,10 +61,10 @@ import time
 
 from pysnmp.entity import engine as snmp_engine
 
-from mib_bridge import responder as responder_module
+from mib_bridge import budget, replay, responder as responder_module
 from mib_bridge.budget import Budget
 from mib_bridge.config import AgentConfig
-from mib_bridge.counters import (BAD_VERSIONS, DECRYPTION_ERRORS, IN_PKTS, INVALID_MSGS, NOT_IN_TIME, PARSE_ERRS, UNKNOWN_ENGINES,
+from mib_bridge.counters import (ARCS, BAD_VERSIONS, DECRYPTION_ERRORS, IN_PKTS, INVALID_MSGS, NOT_IN_TIME, PARSE_ERRS, UNKNOWN_ENGINES,
                                  UNKNOWN_USERS, UNSUPPORTED_LEVELS, WRONG_DIGESTS, Counters)
 from mib_bridge.refusals import Refusals
 from mib_bridge.replay import ReplayMemory
@@ -66,6 +81,9 @@ PRIV_FLAG = 0x02
 MAX_BOOTS = 2**31 - 1
 HEADER_ROOM = 48  # RFC 3414 3.2.9: what a response's header may take besides its security parameters
 VERSIONS = {0: "v1", 1: "v2c"}
+CONFIRMED = (usm.GET, usm.NEXT, usm.SET, usm.BULK, 0xA6)  # RFC 3411 2.8: Confirmed Class (0xA6: Inform)
+DISCOVERY_MAX = 1024  # octets of a discovery's scoped PDU read at most (net-snmp's and pysnmp's: ~30)
+REPORTABLE_IF_AUTH = usm.REPORTABLE  # msgFlags of pysnmp's Report to a request that was authenticated
 HANDOFF = object()  # screen(): pysnmp's to handle
 
 
@@ -90,6 +108,8 @@ class FastPath:
         self.refusals = refusals
         self.counters = counters
         self.budget = Budget()
+        self.reports = Budget(budget.REPORTS_PER_HOST, budget.REPORTS_GLOBAL)
+        self.charged: tuple[str, float] | None = None  # the last handoff's host and estimate
         self.replays = ReplayMemory()
 
     def engine_time(self) -> int:
@@ -97,7 +117,8 @@ class FastPath:
 
     def screen(self, datagram: bytes, address):
         """What to do with a datagram: (the admitted request to `respond` to),
-        HANDOFF (pysnmp's), or None (dropped: counted, audited, maybe logged)."""
+        HANDOFF (pysnmp's), bytes (a Report made from the header, to send as
+        is), or None (dropped: counted, audited, maybe logged)."""
         if len(datagram) < 2 or datagram[0] != ber.SEQUENCE:
             return self._drop("undecodable", "?", address, "?", "not an SNMP message", PARSE_ERRS)
         try:
@@ -111,41 +132,56 @@ class FastPath:
                                   "SNMPv1/v2c: only SNMPv3 is served", BAD_VERSIONS)
             return self._drop("unsupported version", "?", address, str(version), "unsupported SNMP version",
                               BAD_VERSIONS)
+        if len(datagram) > self.max_size:  # RFC 3417 3.2, RFC 3412 6: larger than this engine accepts
+            return self._drop("too big", "?", address, "v3",
+                              f"larger than the agent's maximum message size ({self.max_size})", PARSE_ERRS)
         try:
-            message = usm.parse(datagram)
-            if not message.flags & PRIV_FLAG:
-                usm.parse_scoped(message.data)  # plaintext: pysnmp must not see what the strict reader refuses
+            message = usm.parse(datagram)  # the header: nothing of the scoped PDU is decoded yet
         except ber.Malformed as error:
             return self._drop("malformed", "?", address, "v3", f"malformed SNMPv3 message: {error}", PARSE_ERRS)
         user = message.user
         if message.flags & usm.AUTH_PRIV == PRIV_FLAG:  # RFC 3412 7.2 5: privacy without authentication
             return self._drop("invalid flags", user, address, "v3", "privacy without authentication", INVALID_MSGS)
+        # What cannot be authenticated is answered from its header alone,
+        # as pysnmp's USM answers it (RFC 3414 3.2 3-6), never decoded further
         if message.engine_id != self.engine_id:
-            return self._to_pysnmp(address, user, "unknown engine ID",
+            if not 4 < len(message.engine_id) < 33:  # RFC 3414 3.2 3b, 4: engine ID discovery
+                return self._discovery(message, address)
+            return self._to_pysnmp(message, address, "unknown engine ID",
                                    UNKNOWN_ENGINES if message.flags & usm.REPORTABLE else None)
         known = self.keys.get(message.user)
         if known is None:
-            unknown = message.user not in self.users
-            return self._to_pysnmp(address, user, "unknown user" if unknown else "user not on the fast path",
-                                   UNKNOWN_USERS if unknown else None)
+            if message.user not in self.users and message.user:
+                return self._report(message, address, "unknown user", UNKNOWN_USERS)
+            return self._to_pysnmp(message, address, "user not on the fast path", None)
         name, keys = known
         if not message.flags & usm.AUTH:
-            return self._to_pysnmp(address, user, "unsupported security level", UNSUPPORTED_LEVELS)
+            return self._report(message, address, "unsupported security level", UNSUPPORTED_LEVELS)
         try:
             usm.authenticate(message, keys)
         except usm.Rejected:
-            return self._to_pysnmp(address, user, "wrong digest", WRONG_DIGESTS)
+            return self._report(message, address, "wrong digest", WRONG_DIGESTS)
+        if not message.flags & PRIV_FLAG:  # authNoPriv: its plaintext goes to pysnmp only if the strict reader takes it
+            try:
+                usm.parse_scoped(message.data)
+            except ber.Malformed as error:
+                return self._drop("malformed", name, address, "v3", f"malformed scoped PDU: {error}", PARSE_ERRS)
         now = self.engine_time()
         if not self._timely(message, now):
-            return self._to_pysnmp(address, user, "not in time window", NOT_IN_TIME)
-        if not self.replays.first_copy(message, now):
+            return self._to_pysnmp(message, address, "not in time window", NOT_IN_TIME)
+        refused = self.replays.refusal(message, now)
+        if refused == replay.REPLAY:
             return self._drop("replay", name, address, "v3", "replay of an authenticated message inside the time window")
+        if refused is not None:
+            return self._drop("replay memory full", name, address, "v3",
+                              f"over {replay.CAPACITY} authenticated messages of this user in the time window "
+                              "(the replay memory forgets none early)")
         try:
             admitted = self._admit(message, name, keys, address)
         except ber.Malformed as error:
             return self._drop("malformed", name, address, "v3", f"malformed scoped PDU: {error}", PARSE_ERRS)
         except usm.Rejected:
-            return self._to_pysnmp(address, user, "decryption error", DECRYPTION_ERRORS)
+            return self._to_pysnmp(message, address, "decryption error", DECRYPTION_ERRORS)
         if admitted is None:
             self.counters.sync()
             return HANDOFF
@@ -186,14 +222,77 @@ class FastPath:
             return None
         return message, keys, Requester(USM, name, 3, b"", address_text(address)), kind, pdu
 
-    def _to_pysnmp(self, address, user: bytes, what: str, counter: str | None):
-        """HANDOFF within the budget; else a counted, audited drop."""
-        host = address[0] if isinstance(address, tuple) and address else str(address)
-        if self.budget.take(host):
-            self.counters.sync()
-            return HANDOFF
-        return self._drop("over budget", user, address, "v3", f"{what}; over the budget of messages for pysnmp",
-                          counter)
+    def _to_pysnmp(self, message: usm.Message, address, what: str, counter: str | None):
+        """HANDOFF within the budget of pysnmp's time, charged by the message's
+        size (and, once pysnmp is done, `handed_back`, by its time); else a
+        counted, audited drop. A plaintext scoped PDU goes only if the strict
+        reader takes it, and is read only once the budget let it go."""
+        host = _host(address)
+        if not self.budget.take(host, budget.estimate(len(message.whole))):
+            return self._drop("over budget", message.user, address, "v3",
+                              f"{what}; over the budget of pysnmp's time", counter)
+        if not message.flags & PRIV_FLAG:
+            try:
+                usm.parse_scoped(message.data)
+            except ber.Malformed as error:
+                return self._drop("malformed", message.user, address, "v3", f"malformed scoped PDU: {error}",
+                                  PARSE_ERRS)
+        self.charged = (host, budget.estimate(len(message.whole)))
+        self.counters.sync()
+        return HANDOFF
+
+    def handed_back(self, seconds: float) -> None:
+        """pysnmp took `seconds` over the message `screen` last handed it:
+        charge what it took beyond the estimate to its host and overall."""
+        if self.charged is not None:
+            host, estimated = self.charged
+            self.charged = None
+            self.budget.charge(host, seconds - estimated)
+
+    def _report(self, message: usm.Message, address, what: str, counter: str) -> bytes | None:
+        """RFC 3414 3.2 refusals of a message that cannot be authenticated
+        (unknown user, too low a security level, wrong digest): counted in
+        `counter`, audited, and answered with the Report pysnmp's USM sends
+        (request-id 0, the agent's engine ID, boots and time, the user's name
+        echoed, msgFlags as pysnmp sets them), if the message asks for one,
+        within the budget of Reports; built from the header alone."""
+        self._drop(what, message.user, address, "v3", what, counter)
+        if not message.flags & usm.REPORTABLE:
+            return None  # RFC 3412 7.1 3b
+        if not self.reports.count(_host(address)):
+            return None
+        return usm.report(message.msg_id, self.max_size, REPORTABLE_IF_AUTH if message.flags & usm.AUTH else 0,
+                          self.engine_id, self.boots, self.engine_time(), message.user, 0, self.engine_id, b"",
+                          ARCS[counter] + (0,), self.counters.value(counter))
+
+    def _discovery(self, message: usm.Message, address) -> bytes | None:
+        """Engine ID discovery (RFC 3414 4): usmStatsUnknownEngineIDs, in a
+        Report carrying the request's request-id and context, as pysnmp's.
+        Managers discover with an empty varbind list: a plaintext scoped PDU
+        of up to DISCOVERY_MAX octets is read (strictly, as pysnmp would
+        have), a longer one is dropped unread. Discovery is not a refusal:
+        counted, not audited (pysnmp's path did not audit it either)."""
+        head = None
+        if not message.flags & PRIV_FLAG:
+            if len(message.data) > DISCOVERY_MAX:
+                self.counters.count(IN_PKTS, UNKNOWN_ENGINES)
+                self.refusals.add("discovery too big", message.user, address, "v3",
+                                  f"engine ID discovery with a scoped PDU over {DISCOVERY_MAX} octets: not read")
+                return None
+            try:
+                head = usm.parse_scoped(message.data)
+            except ber.Malformed as error:
+                return self._drop("malformed", message.user, address, "v3", f"malformed scoped PDU: {error}",
+                                  PARSE_ERRS)
+        self.counters.count(IN_PKTS, UNKNOWN_ENGINES)
+        if head is None or not message.flags & usm.REPORTABLE:
+            return None  # RFC 3412 7.1 3b; an enciphered one pysnmp does not answer either
+        if head.kind not in CONFIRMED or not self.reports.count(_host(address)):
+            return None
+        return usm.report(message.msg_id, self.max_size, message.flags & usm.AUTH and REPORTABLE_IF_AUTH,
+                          self.engine_id, self.boots, self.engine_time(), message.user, head.request_id,
+                          head.context_engine_id or self.engine_id, head.context_name, ARCS[UNKNOWN_ENGINES] + (0,),
+                          self.counters.value(UNKNOWN_ENGINES))
 
     def _drop(self, kind: str, user: str | bytes, address, version: str, reason: str,
               counter: str | None = None) -> None:
@@ -226,6 +325,10 @@ class FastPath:
         self.served += 1
         return usm.seal(keys, message.msg_id, self.max_size, usm.AUTH_PRIV, self.engine_id, self.boots,
                         self.engine_time(), scoped)
+
+
+def _host(address) -> str:
+    return str(address[0]) if isinstance(address, tuple) and address else str(address)
 
 
 def _framed(scoped: bytes) -> bool:
@@ -283,14 +386,25 @@ def transport(base: type, fast_path: FastPath) -> type:
             except Exception as error:  # a fault of ours: pysnmp still answers, within its budget
                 fast_path.refusals.add("fast path fault", "?", address, "?",
                                        f"the fast path failed on it: {type(error).__name__}: {error}")
-                screened = HANDOFF if fast_path.budget.take(str(address[0])) else None
+                cost = budget.estimate(len(datagram))
+                screened = HANDOFF if fast_path.budget.take(_host(address), cost) else None
+                fast_path.charged = (_host(address), cost) if screened is HANDOFF else None
             if screened is HANDOFF:
+                started = time.perf_counter()
                 try:
                     self._callback_function(self, address, datagram)
                 except Exception as error:  # input pysnmp chokes on: a counted drop, never a traceback
                     fast_path.pysnmp_failed(error, address)
+                finally:
+                    fast_path.handed_back(time.perf_counter() - started)
                 return
             if screened is None:
+                return
+            if isinstance(screened, bytes):  # a Report made from the header
+                try:
+                    self.transport.sendto(screened, address)
+                except OSError:
+                    pass  # an unreachable requester: as lost as any datagram
                 return
             try:
                 self.transport.sendto(fast_path.respond(*screened), address)

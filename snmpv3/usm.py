@@ -53,6 +53,7 @@ AUTH, AUTH_PRIV, REPORTABLE = 0x01, 0x03, 0x04
 MAX_SIZE = (484, 2**31 - 1)
 UNSIGNED31 = (0, 2**31 - 1)
 TIME_WINDOW = 150  # seconds, RFC 3414 3.2.7
+COUNTER32 = 0x41
 GET, NEXT, RESPONSE, SET, BULK, REPORT = 0xA0, 0xA1, 0xA2, 0xA3, 0xA5, 0xA8
 ERROR_NAMES = ("noError", "tooBig", "noSuchName", "badValue", "readOnly", "genErr", "noAccess", "wrongType",
                "wrongLength", "wrongEncoding", "wrongValue", "noCreation", "inconsistentValue",
@@ -308,6 +309,16 @@ def plain(msg_id: int, max_size: int, flags: int, scoped: bytes, engine_id: byte
     params = _params_head(engine_id, boots, time, user) + ber.tlv(OCTET_STRING, b"") + ber.tlv(OCTET_STRING, b"")
     return ber.tlv(SEQUENCE, _header(msg_id, max_size, flags) + ber.tlv(OCTET_STRING, ber.tlv(SEQUENCE, params))
                    + scoped)
+
+
+def report(msg_id: int, max_size: int, flags: int, engine_id: bytes, boots: int, time: int, user: bytes,
+           request_id: int, context_engine_id: bytes, context_name: bytes, counter: tuple[int, ...],
+           value: int) -> bytes:
+    """An unauthenticated Report (RFC 3412 7.1.3, RFC 3414 3.2): one varbind,
+    the usmStats counter the refusal incremented, with its new value."""
+    varbind = ber.tlv(SEQUENCE, ber.encode_oid(counter) + ber.encode_integer(value, COUNTER32))
+    scoped = scoped_pdu(context_engine_id, context_name, REPORT, request_id, 0, 0, ber.tlv(SEQUENCE, varbind))
+    return plain(msg_id, max_size, flags, scoped, engine_id, boots, time, user)
 
 
 def _header(msg_id: int, max_size: int, flags: int) -> bytes:

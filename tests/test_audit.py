@@ -257,32 +257,49 @@ def test_torn_last_line_is_reported(path: Path):
                                "(a write was cut off)"]
 
 
-def test_reopen_after_torn_line_continues_after_the_last_valid_record(path: Path):
+def test_reopen_after_torn_line_cuts_it_and_says_so(path: Path):
     write_log(path, 3)
     head = verify(path).head
+    torn = b'{"action":"provision","actor":"cli:root","det'
     with open(path, "ab") as f:
-        f.write(b'{"action":"provision","actor":"cli:root","det')
+        f.write(torn)
     with AuditLog(path) as log:
-        recover = json.loads(lines(path)[4])
+        recover = json.loads(lines(path)[3])
         record = log.append("cli:root", "remove", content_id=1)
-    # The torn bytes stay, ended by a newline; nothing was glued onto them.
-    assert lines(path)[3] == b'{"action":"provision","actor":"cli:root","det'
+    # The torn bytes are cut off (the log verifies intact again) and the cut is recorded.
     assert recover["action"] == "audit-recover" and recover["seq"] == 4 and recover["prev"] == head
-    assert recover["detail"] == {"invalid_lines": [4], "torn": True, "continues_after_seq": 3}
+    assert recover["detail"] == {"invalid_lines": [], "torn": True, "continues_after_seq": 3,
+                                 "cut": {"bytes": len(torn), "sha256": hashlib.sha256(torn).hexdigest(),
+                                         "start": torn.decode()}}
     assert record["seq"] == 5
     result = verify(path)
-    assert result.records == 5
-    assert len(result.problems) == 1 and result.problems[0].startswith("line 4: bad JSON")
+    assert result.ok and result.records == 5, result.problems
     # A later restart has nothing more to recover.
     with AuditLog(path) as log:
         assert log.seq == 5
-    assert len(lines(path)) == 6
+    assert len(lines(path)) == 5
 
 
-def test_failed_append_does_not_chain_onto_its_own_torn_line(path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_newline_ended_damage_after_the_last_record_stays_as_evidence(path: Path):
+    write_log(path, 3)
+    with open(path, "ab") as f:
+        f.write(b'{"action":"provision","actor":"cli:root","det\n')
+    with AuditLog(path) as log:
+        log.append("cli:root", "remove", content_id=1)
+    recover = json.loads(lines(path)[4])
+    assert recover["action"] == "audit-recover" and recover["detail"] == {
+        "invalid_lines": [4], "torn": False, "continues_after_seq": 3}
+    problems = verify(path).problems
+    assert len(problems) == 1 and problems[0].startswith("line 4: bad JSON")
+
+
+def test_failed_append_leaves_no_torn_line(path: Path, monkeypatch: pytest.MonkeyPatch):
+    """ENOSPC part-way through a write (a short write, then the error): the
+    file is cut back, so the log stays intact and the next append chains on."""
     real_write = os.write
     with AuditLog(path) as log:
         log.append("cli:root", "provision", content_id=1)
+        size = path.stat().st_size
 
         def half_then_fail(fd: int, data: bytes) -> int:
             real_write(fd, bytes(data[: len(data) // 2]))
@@ -291,12 +308,53 @@ def test_failed_append_does_not_chain_onto_its_own_torn_line(path: Path, monkeyp
         monkeypatch.setattr(audit.os, "write", half_then_fail)
         with pytest.raises(OSError, match="No space"):
             log.append("cli:root", "provision", content_id=2)
+        assert path.stat().st_size == size and verify(path).ok
         monkeypatch.setattr(audit.os, "write", real_write)
         record = log.append("cli:root", "provision", content_id=2)
     assert record["seq"] == 2
     result = verify(path)
-    assert result.records == 2
-    assert len(result.problems) == 1 and result.problems[0].startswith("line 2: bad JSON"), result.problems
+    assert result.ok and result.records == 2, result.problems
+
+
+def test_failed_fsync_takes_the_records_back(path: Path, monkeypatch: pytest.MonkeyPatch):
+    real_fsync = os.fsync
+    with AuditLog(path) as log:
+        log.append("cli:root", "provision", content_id=1)
+        size = path.stat().st_size
+        calls = []
+
+        def fail_once(fd: int) -> None:
+            calls.append(fd)
+            if len(calls) == 1:
+                raise OSError(5, "Input/output error")
+            real_fsync(fd)
+
+        monkeypatch.setattr(audit.os, "fsync", fail_once)
+        with pytest.raises(OSError, match="Input/output"):
+            log.append_many([("cli:root", "provision", {"content_id": 2}), ("cli:root", "remove", {"content_id": 2})])
+        assert path.stat().st_size == size
+        assert log.append("cli:root", "provision", content_id=3)["seq"] == 2
+    assert verify(path).ok
+
+
+def test_recovery_record_that_cannot_be_written_at_open_goes_ahead_of_the_next(path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch):
+    write_log(path, 2)
+    with open(path, "ab") as f:
+        f.write(b'{"seq":3,"ha')
+    real_write = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(audit.os, "write", full)
+    with AuditLog(path) as log:  # opens all the same: the torn tail is cut, the record owed
+        assert verify(path).ok and log.seq == 2
+        monkeypatch.setattr(audit.os, "write", real_write)
+        record = log.append("cli:root", "remove", content_id=1)
+    assert record["seq"] == 4 and record["action"] == "remove"
+    assert [json.loads(line)["action"] for line in lines(path)[2:]] == ["audit-recover", "remove"]
+    assert verify(path).ok
 
 
 # -- concurrency and restarts -----------------------------------------------------

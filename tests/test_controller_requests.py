@@ -65,6 +65,7 @@ def test_bad_tap_add_option_is_a_usage_error(running, option, value):
     result = p4tap("--config", str(running), "tap", "add", *[x for kv in args.items() for x in kv], check=False)
     line = one_line_error(result, 2)
     assert option in line
+    assert line.count(option) == 1, line  # not "argument --md: --md: ..."
     assert_refused(running, before, audited=False)
 
 

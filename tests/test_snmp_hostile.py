@@ -254,3 +254,38 @@ def test_a_replayed_set_inside_the_time_window_is_refused_and_audited(hostile: H
     assert timeout_of(hostile) == changed
     replays = [r for r in hostile.running.audit()[since:] if "replay" in r["detail"].get("reason", "")]
     assert sum(r["detail"]["count"] for r in replays) == 1 and replays[0]["actor"] == "snmp:md1 from 127.0.0.1"
+
+
+def test_a_replay_is_refused_after_more_messages_than_the_old_memory_held(hostile: Hostile) -> None:
+    """Issue 26: the memory held 200,000 messages and forgot the oldest past
+    that, so at the agent's full rate a SET captured 105 s before could be
+    sent again. The SET goes over the wire, then 250,000 other authenticated
+    messages of md1 claiming the same seconds are remembered (in process:
+    over the wire that is two minutes at full rate; the fast path hands the
+    memory exactly these), then the captured SET again: refused."""
+    fast_path = hostile.running.agent.fast_path
+    now = datetime.now(timezone.utc)
+    first, second = timeout_set(hostile, now + timedelta(hours=4)), timeout_set(hostile, now + timedelta(hours=5))
+    assert send(hostile, first, wait=2.0) is not None
+    assert send(hostile, second, wait=2.0) is not None
+    changed = timeout_of(hostile)
+    claimed = usm.parse(first).time
+    rng = random.Random(26)
+    for i in range(250_000):
+        fast_path.replays.first_copy(SentLike(b"md1", claimed + 1 + i % 3, rng.randbytes(24)), fast_path.engine_time())
+    since = len(hostile.running.audit())
+    assert send(hostile, first, wait=1.0) is None
+    assert timeout_of(hostile) == changed
+    replays = [r for r in hostile.running.audit()[since:] if "replay" in r["detail"].get("reason", "")]
+    assert sum(r["detail"]["count"] for r in replays) == 1
+
+
+@dataclass(frozen=True)
+class SentLike:
+    """What the replay memory reads of an authenticated message."""
+
+    user: bytes
+    time: int
+    auth_params: bytes
+    boots: int = 1
+    msg_id: int = 0

@@ -306,6 +306,48 @@ def test_sha1_and_aes_need_no_opt_in(tmp_path: Path) -> None:
     assert (user.auth_protocol, user.priv_protocol, user.weak_protocols) == ("SHA", "AES", ())
 
 
+# (auth spelling, priv spelling, the names the config keeps, opted in): net-snmp's
+# -a/-x and createUser names, Cisco's `auth sha` / `priv aes 128`, the MIBs' object names
+SPELLINGS = [
+    ("SHA1", "AES128", "SHA", "AES", False), ("SHA-1", "AES-128", "SHA", "AES", False),
+    ("sha", "aes", "SHA", "AES", False), ("usmHMACSHAAuthProtocol", "usmAesCfb128Protocol", "SHA", "AES", False),
+    ("HMAC-SHA-96", "AES192", "SHA", "AES-192", False), ("SHA224", "AES256", "SHA-224", "AES-256", False),
+    ("SHA-224", "AES192C", "SHA-224", "AES-192-C", False), ("SHA256", "AES-256-C", "SHA-256", "AES-256-C", False),
+    ("usmHMAC192SHA256AuthProtocol", "AES", "SHA-256", "AES", False), ("SHA384", "AES", "SHA-384", "AES", False),
+    ("sha-512", "AES-CFB-256", "SHA-512", "AES-256", False), ("SHA512", "AES", "SHA-512", "AES", False),
+    ("md5", "DES", "MD5", "DES", True), ("HMAC-MD5-96", "3DES-EDE", "MD5", "3DES", True),
+    ("usmHMACMD5AuthProtocol", "usmDESPrivProtocol", "MD5", "DES", True), ("SHA", "3des", "SHA", "3DES", True),
+    ("SHA", "usm3DESEDEPrivProtocol", "SHA", "3DES", True),
+]
+
+
+@pytest.mark.parametrize("auth, priv, auth_name, priv_name, weak", SPELLINGS)
+def test_agent_and_md_take_net_snmp_and_cisco_spellings(tmp_path: Path, auth: str, priv: str, auth_name: str,
+                                                        priv_name: str, weak: bool) -> None:
+    """Both configs read one table (snmpv3.protocols): what one takes the other takes, under the same name."""
+    user = {"alias": (auth, priv, None, None)}
+    agent = load(agent_config(tmp_path / "snmp.toml", extra_users=user_tables(user, opt_in={"alias"} if weak else ())))
+    kept = next(u for u in agent.users if u.name == "alias")
+    iap = md_config.load(md_toml(tmp_path, f'auth_protocol = "{auth}"\npriv_protocol = "{priv}"\n'
+                                           + ("allow_weak_protocols = true\n" if weak else ""))).iap
+    assert (kept.auth_protocol, kept.priv_protocol) == (iap.auth_protocol, iap.priv_protocol) == (auth_name, priv_name)
+    if weak:  # another spelling of a weak protocol still needs the opt-in
+        with pytest.raises(ConfigError, match="weak; set allow_weak_protocols"):
+            load(agent_config(tmp_path / "weak.toml", extra_users=user_tables(user, opt_in=())))
+        with pytest.raises(md_config.ConfigError, match="weak; set allow_weak_protocols"):
+            md_config.load(md_toml(tmp_path, f'auth_protocol = "{auth}"\npriv_protocol = "{priv}"\n'))
+
+
+@pytest.mark.parametrize("auth, priv, named", [("SHA-2", "AES", "auth_protocol"), ("SHA1-96x", "AES", "auth_protocol"),
+                                               ("SHA", "AES-512", "priv_protocol"), ("SHA", "blowfish", "priv_protocol")])
+def test_unknown_protocol_spellings_are_refused_alike(tmp_path: Path, auth: str, priv: str, named: str) -> None:
+    user = {"alias": (auth, priv, None, None)}
+    with pytest.raises(ConfigError, match=f"{named} must be one of"):
+        load(agent_config(tmp_path / "snmp.toml", extra_users=user_tables(user, opt_in=())))
+    with pytest.raises(md_config.ConfigError, match=f"{named} must be one of"):
+        md_config.load(md_toml(tmp_path, f'auth_protocol = "{auth}"\npriv_protocol = "{priv}"\n'))
+
+
 def md_toml(tmp_path: Path, iap: str) -> Path:
     path = tmp_path / "md.toml"
     path.write_text(textwrap.dedent(f"""\
