@@ -9,7 +9,7 @@ P4C_FLAGS := --arch v1model --std p4-16
 P4TAP_SRC := p4src/v1model/p4tap.p4 $(wildcard p4src/include/*.p4)
 MINIMAL_SRC := bench/p4src/l2_minimal.p4
 
-.PHONY: help setup apt-deps p4 test ptf run bench clean
+.PHONY: help setup apt-deps p4 test ptf run bench soak soak-iap clean
 
 help:  ## this list
 	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -72,6 +72,12 @@ run: setup  ## the demo: tap a subject (bmv2, or the softswitch without bmv2) an
 bench: setup  ## run the benchmarks and append their figures to BENCHMARKS.md
 	$(PY) -m bench.tap_scale
 	$(PY) -m bench.controller_install
+
+SOAK_MINUTES ?= 10
+soak: soak-iap  ## soak tests (as root): fail if the switch dies or forwarding stops
+
+soak-iap: setup  ## the IAP driven as an MD drives it, on bmv2, for SOAK_MINUTES (default 10; issue 27)
+	nice -n 5 $(PY) -m bench.iap_soak --minutes $(SOAK_MINUTES)
 
 clean:  ## remove the venv and caches (build/ is source-controlled)
 	rm -rf $(VENV) .pytest_cache *.egg-info
