@@ -20,6 +20,14 @@ Design notes:
   :meth:`SwitchConnection.on_state_change` callbacks or the
   :attr:`SwitchConnection.state_changed` event, so they can back off and
   reconcile instead of writing into a switch that no longer accepts them.
+* One unary RPC at a time per connection (`_rpc_lock`), beside the stream,
+  and the stream ended by half-closing it (the server then ends it) rather
+  than by cancelling it while the server may be writing on it. bmv2's P4Runtime
+  server (PI's sync gRPC server) died under the IAP in a sync-server worker
+  (issue 27; README, Toolchain); nothing shows that the calls' pattern causes
+  it, but a controller needs no concurrency on one switch, and a client that
+  keeps to what every server handles (no parallel unary calls, no cancelled
+  stream writes) is not the one exercising a server's rarest paths.
 * Plaintext gRPC is only allowed to loopback (or when explicitly asked for):
   RFC 3924 §2.2 wants the intercept configuration to travel over an
   authenticated, encrypted link, and the intercept tables are exactly the
@@ -62,6 +70,11 @@ __all__ = [
 #: bmv2 handles thousands of updates per RPC; 1000 keeps each message well under
 #: gRPC's size limits even for wide ternary keys.
 DEFAULT_BATCH_SIZE = 1000
+
+#: Seconds `close` waits for the switch to end a half-closed stream before cancelling it.
+CLOSE_GRACE = 2.0
+#: Seconds `close` lets a unary RPC in flight finish before the channel (and the RPC) is closed.
+RPC_DRAIN = 5.0
 
 # A bmv2 JSON for a real program is a few MB; GetForwardingPipelineConfig with
 # ALL returns it back, which would trip gRPC's 4 MB default receive limit.
@@ -247,7 +260,8 @@ class SwitchConnection:
             sw.set_pipeline(p4info, bmv2_json)
             sw.write([update, ...])
 
-    Thread-safety: unary RPCs may be issued from several threads; the stream is
+    Thread-safety: unary RPCs may be issued from several threads; they are sent
+    one at a time (the next waits for the previous to finish). The stream is
     owned by an internal reader thread.  Callbacks registered with
     :meth:`on_state_change` run on that reader thread and must not block.
     """
@@ -302,6 +316,7 @@ class SwitchConnection:
         self._req_q: queue.Queue[p4runtime_pb2.StreamMessageRequest | None] = queue.Queue()
         self._reader: threading.Thread | None = None
         self._cond = threading.Condition()
+        self._rpc_lock = threading.Lock()  # one unary RPC in flight per connection
         self._arb_seq = 0
         self._state = StreamState.DISCONNECTED
         self._connected = False
@@ -619,19 +634,30 @@ class SwitchConnection:
     # ------------------------------------------------------------------ close
 
     def close(self) -> None:
-        """End the stream and the channel.  Safe to call more than once."""
+        """End the stream and the channel.  Safe to call more than once.
+
+        The stream is half-closed and the switch left to end it (PI returns
+        from StreamChannel once its Read sees the end); it is cancelled only
+        if the switch does not within CLOSE_GRACE seconds. A unary RPC in
+        flight is let finish (up to RPC_DRAIN seconds) before the channel goes."""
         self._closing = True
         self._req_q.put(None)
         call, self._stream_call = self._stream_call, None
-        if call is not None:
-            call.cancel()
         reader, self._reader = self._reader, None
-        if reader is not None and reader is not threading.current_thread():
+        on_reader = reader is threading.current_thread()
+        if reader is not None and not on_reader:
+            reader.join(timeout=CLOSE_GRACE)
+        if call is not None and (on_reader or reader is None or reader.is_alive()):
+            call.cancel()
+        if reader is not None and not on_reader:
             reader.join(timeout=5)
+        finished = self._rpc_lock.acquire(timeout=RPC_DRAIN)
         channel, self._channel = self._channel, None
         self._stub = None
         if channel is not None:
             channel.close()
+        if finished:
+            self._rpc_lock.release()
         with self._cond:
             was = self._connected
             self._connected = False
@@ -671,7 +697,8 @@ class SwitchConnection:
         if cookie is not None:
             req.config.cookie.cookie = cookie
         try:
-            stub.SetForwardingPipelineConfig(req, timeout=self.rpc_timeout)
+            with self._rpc_lock:
+                stub.SetForwardingPipelineConfig(req, timeout=self.rpc_timeout)
         except grpc.RpcError as e:
             raise self._rpc_error("SetForwardingPipelineConfig", e) from None
 
@@ -683,7 +710,8 @@ class SwitchConnection:
         stub = self._require_stub("GetForwardingPipelineConfig")
         req = p4runtime_pb2.GetForwardingPipelineConfigRequest(device_id=self.device_id, response_type=response_type)
         try:
-            return stub.GetForwardingPipelineConfig(req, timeout=self.rpc_timeout).config
+            with self._rpc_lock:
+                return stub.GetForwardingPipelineConfig(req, timeout=self.rpc_timeout).config
         except grpc.RpcError as e:
             raise self._rpc_error("GetForwardingPipelineConfig", e) from None
 
@@ -691,7 +719,9 @@ class SwitchConnection:
         """The P4Runtime API version the switch implements (e.g. '1.3.0')."""
         stub = self._require_stub("Capabilities")
         try:
-            return stub.Capabilities(p4runtime_pb2.CapabilitiesRequest(), timeout=self.rpc_timeout).p4runtime_api_version
+            with self._rpc_lock:
+                return stub.Capabilities(p4runtime_pb2.CapabilitiesRequest(),
+                                         timeout=self.rpc_timeout).p4runtime_api_version
         except grpc.RpcError as e:
             raise self._rpc_error("Capabilities", e) from None
 
@@ -738,7 +768,8 @@ class SwitchConnection:
 
     def _send_write(self, call: Callable, request: p4runtime_pb2.WriteRequest | bytes, n_updates: int) -> None:
         try:
-            call(request, timeout=self.rpc_timeout)
+            with self._rpc_lock:
+                call(request, timeout=self.rpc_timeout)
         except grpc.RpcError as e:
             code = e.code()
             if code in (
@@ -822,8 +853,9 @@ class SwitchConnection:
         req.entities.extend(entities)
         out: list[p4runtime_pb2.Entity] = []
         try:
-            for resp in stub.Read(req, timeout=self.rpc_timeout):
-                out.extend(resp.entities)
+            with self._rpc_lock:  # the whole streamed reply: the next RPC waits for its end
+                for resp in stub.Read(req, timeout=self.rpc_timeout):
+                    out.extend(resp.entities)
         except grpc.RpcError as e:
             raise self._rpc_error("Read", e) from None
         return out
