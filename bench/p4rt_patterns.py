@@ -153,6 +153,32 @@ def closed_mid_read(address: str, stop: threading.Event, counts: dict) -> None:
             conn.close()
 
 
+def same_id_reconnect(address: str, stop: threading.Event, counts: dict) -> None:
+    """A controller that restarts or reconnects: its stream cancelled abruptly
+    (as a killed process, or p4tap before issue 27, ended it) with a Read in
+    flight, then the same election id arbitrating again at once, while the old
+    stream may still be registered at the switch."""
+    election = (0, next(_ids))
+    while not stop.is_set():
+        conn = SwitchConnection(address, election_id=election, name="restarting")
+        try:
+            conn.connect(timeout=5)
+        except SwitchError as error:  # e.g. "Election id already exists": the old stream not yet gone
+            counts[type(error).__name__] = counts.get(type(error).__name__, 0) + 1
+            conn.close()
+            continue
+        reader = threading.Thread(target=lambda: _swallow(conn.read_table_entries, with_counters=True))
+        reader.start()
+        call, channel = conn._stream_call, conn._channel
+        if call is not None:
+            call.cancel()
+        if channel is not None:
+            channel.close()
+        reader.join()
+        conn.close()
+        counts["completed"] = counts.get("completed", 0) + 1
+
+
 def _count_error(counts: dict, error: grpc.RpcError) -> None:
     """Count a failed RPC by its code; keep the first details of each code."""
     key = error.code().name
@@ -174,6 +200,7 @@ PATTERNS: dict[str, tuple[Callable, int]] = {  # name -> (worker, how many threa
     "stream-churn": (stream_churn, 2),
     "rearbitration": (rearbitration, 1),
     "closed-mid-read": (closed_mid_read, 2),
+    "same-id-reconnect": (same_id_reconnect, 1),
 }
 
 
