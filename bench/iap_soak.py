@@ -79,6 +79,7 @@ class Figures:
     audits: int = 0
     snmp_errors: int = 0
     frames_sent: int = 0
+    sent_to_peer: int = 0
     forwarded_to_peer: int = 0
     copies_to_md: int = 0
     switch_deaths: list[str] = field(default_factory=list)
@@ -312,6 +313,7 @@ def _drive(minutes: float, switch: Bmv2Switch, iap: subprocess.Popen, ifaces: di
     counts = meter.snapshot()
     figures.seconds = round(time.monotonic() - started, 1)
     figures.frames_sent = sender.sent
+    figures.sent_to_peer = sender.sent_to_peer
     figures.forwarded_to_peer = counts[PEER.port].frames
     figures.copies_to_md = counts[MD_A.port].frames
     if md.errors:

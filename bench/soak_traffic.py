@@ -47,6 +47,8 @@ class Sender:
 
     def __init__(self, ifaces: Mapping[int, str], pps: float) -> None:
         self.frames = [(ifaces[host.port], bytes(make())) for host, make in FLOWS]
+        self.to_peer = [host is not PEER for host, _ in FLOWS]  # every flow but the peer's own goes to the peer
+        self.sent_to_peer = 0
         self.socks = {name: _raw(name) for name in {iface for iface, _ in self.frames}}
         self.pps = pps
         self.sent = 0
@@ -62,6 +64,7 @@ class Sender:
             try:
                 self.socks[iface].send(frame)
                 self.sent += 1
+                self.sent_to_peer += self.to_peer[i % len(self.frames)]
             except OSError:
                 self.errors += 1
             i += 1
