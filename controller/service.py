@@ -532,7 +532,10 @@ class Controller:
             self._down_since[switch.name] = time.monotonic()
             self.outages[switch.name] += 1
             number = self.outages[switch.name]
-            why = switch.conn.stream_error if switch.conn is not None else None
+            conn = switch.conn
+            why = conn.stream_error if conn is not None else None
+            if conn is not None and conn.connected and not conn.is_primary:
+                why = f"another controller is primary (election id {conn.primary_election_id})"
             held = sorted(i[0].content_id for i in self.store.all() if switch.name in i[2])
             log.error("%s: switch lost (outage %d): %s; intercepts not delivered meanwhile: %s", switch.name, number,
                       why or "not connected", ", ".join(map(str, held)) or "none")
