@@ -91,6 +91,7 @@ class SwitchKeeper:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._by_name: dict[str, threading.Thread] = {}
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -101,6 +102,7 @@ class SwitchKeeper:
             thread = threading.Thread(target=self._keep, args=(name, switch), name=f"keeper-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+            self._by_name[name] = thread
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -137,6 +139,13 @@ class SwitchKeeper:
         with self._cond:
             return self._cond.wait_for(lambda: self._stop.is_set() or self.restarts(name) >= count, timeout) \
                 and self.restarts(name) >= count
+
+    def wait_let_go(self, name: str, timeout: float | None = None) -> bool:
+        """Until the keeper stopped watching `name` of its own accord (its
+        owner stopped it); False on timeout."""
+        thread = self._by_name[name]
+        thread.join(timeout)
+        return not thread.is_alive()
 
     def wait_died(self, name: str, count: int = 1, timeout: float | None = None) -> bool:
         with self._cond:

@@ -192,3 +192,17 @@ def test_switch_killed_mid_traffic_comes_back_with_live_intercepts_only(target: 
             assert down["detail"]["content_ids"] == [21, 22] and down["detail"]["outage"] == 1
         finally:
             switch.stop()
+
+
+def test_a_switch_its_owner_stops_is_left_stopped(target: str, tmp_path: Path) -> None:
+    """The keeper restarts deaths, not the owner's stop: it lets go of the switch."""
+    switch = Bmv2Switch(ports={}, target=target, name=target, workdir=tmp_path / "switch")
+    switch.start()
+    keeper = SwitchKeeper({"s1": switch}).start()
+    try:
+        switch.stop()
+        assert keeper.wait_let_go("s1", timeout=WAIT), "the keeper still watches a switch its owner stopped"
+        assert keeper.outages == [] and not switch.alive
+    finally:
+        keeper.stop()
+        switch.stop()
