@@ -60,7 +60,7 @@ USER = "md1"
 # copies flow and counters move) and a few that do not.
 SUBJECTS = [SUBJECT.ipv4, OTHER.ipv4, PEER.ipv4, SUBJECT.ipv6, OTHER.ipv6, PEER.ipv6,
             "192.0.2.77", "198.51.100.77", "2001:db8:1::77"]
-ROUND_SECONDS = 5.0  # one provisioning round every this many seconds
+ROUND_SECONDS = 5.0  # one provisioning round every this many seconds (--round)
 
 
 @dataclass
@@ -136,8 +136,10 @@ def random_filters(rng: random.Random) -> list[Filter]:
 class Md:
     """The mediation device's two activities, each on a thread of its own with its own SNMP session."""
 
-    def __init__(self, port: int, auth: str, priv: str, figures: Figures, seed: int) -> None:
+    def __init__(self, port: int, auth: str, priv: str, figures: Figures, seed: int,
+                 round_seconds: float = ROUND_SECONDS) -> None:
         self.port, self.auth, self.priv, self.figures = port, auth, priv, figures
+        self.round_seconds = round_seconds
         self.rng = random.Random(seed)
         self.live: dict[int, tuple[int, datetime]] = {}  # content id -> (streams, timeout)
         self.next_id = 1000
@@ -158,7 +160,7 @@ class Md:
                     self.errors.append(f"round {self.figures.rounds}: {error}")
                     log.warning("SNMP: %s", error)
                 self.figures.rounds += 1
-                self.stop.wait(max(0.0, ROUND_SECONDS - (time.monotonic() - started)))
+                self.stop.wait(max(0.0, self.round_seconds - (time.monotonic() - started)))
 
     def _round(self, md: TapClient) -> None:
         now = datetime.now(timezone.utc)
@@ -216,7 +218,8 @@ def wait_for_agent(port: int, auth: str, priv: str, iap: subprocess.Popen, limit
     raise RuntimeError(f"the IAP's agent did not answer within {limit:.0f}s")
 
 
-def soak(minutes: float, target: str, pps: float, stall: float, out: Path, seed: int) -> Figures:
+def soak(minutes: float, target: str, pps: float, stall: float, out: Path, seed: int,
+         round_seconds: float = ROUND_SECONDS) -> Figures:
     figures = Figures(target=target)
     out.mkdir(parents=True, exist_ok=True)
     auth, priv = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
@@ -238,7 +241,8 @@ def soak(minutes: float, target: str, pps: float, stall: float, out: Path, seed:
                                        cwd=REPO_ROOT, env=env, stdout=iap_log, stderr=subprocess.STDOUT,
                                        start_new_session=True)
                 try:
-                    figures = _drive(minutes, switch, iap, ifaces, snmp_port, auth, priv, pps, stall, figures, seed)
+                    figures = _drive(minutes, switch, iap, ifaces, snmp_port, auth, priv, pps, stall, figures, seed,
+                                     round_seconds)
                 finally:
                     if iap.poll() is None:
                         iap.terminate()
@@ -256,7 +260,8 @@ def soak(minutes: float, target: str, pps: float, stall: float, out: Path, seed:
 
 
 def _drive(minutes: float, switch: Bmv2Switch, iap: subprocess.Popen, ifaces: dict[int, str], snmp_port: int,
-           auth: str, priv: str, pps: float, stall: float, figures: Figures, seed: int) -> Figures:
+           auth: str, priv: str, pps: float, stall: float, figures: Figures, seed: int,
+           round_seconds: float) -> Figures:
     wait_for_agent(snmp_port, auth, priv, iap)
     deaths: list[Outage] = []
 
@@ -269,7 +274,7 @@ def _drive(minutes: float, switch: Bmv2Switch, iap: subprocess.Popen, ifaces: di
             log.error("%s", message)
 
     meter, sender = Meter(ifaces), Sender(ifaces, pps)
-    md = Md(snmp_port, auth, priv, figures, seed)
+    md = Md(snmp_port, auth, priv, figures, seed, round_seconds)
     started = time.monotonic()
     until = started + minutes * 60
     with SwitchKeeper({"s1": switch}) as keeper:
@@ -328,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pps", type=float, default=150.0, help="frames per second of traffic (default 150)")
     parser.add_argument("--stall", type=float, default=10.0,
                         help="seconds without a frame forwarded to the peer that fail the soak (default 10)")
+    parser.add_argument("--round", type=float, default=ROUND_SECONDS,
+                        help=f"seconds per provisioning round (default {ROUND_SECONDS:g})")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: from the clock, printed)")
     parser.add_argument("--out", type=Path, default=None, help="logs and report.json (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -343,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="p4tap-soak-"))
     log.info("soaking the IAP on %s for %.1f min at %.0f pps, seed %d; logs in %s", resolve_target(args.switch),
              args.minutes, args.pps, seed, out)
-    figures = soak(args.minutes, args.switch, args.pps, args.stall, out, seed)
-    report = {**asdict(figures), "ok": figures.ok, "seed": seed, "minutes": args.minutes, "pps": args.pps}
+    figures = soak(args.minutes, args.switch, args.pps, args.stall, out, seed, args.round)
+    report = {**asdict(figures), "ok": figures.ok, "seed": seed, "minutes": args.minutes, "pps": args.pps,
+              "round_seconds": args.round}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     print(f"soak {'PASSED' if figures.ok else 'FAILED'}: {figures.seconds:.0f} s, {figures.rounds} rounds, "
