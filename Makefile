@@ -9,7 +9,7 @@ P4C_FLAGS := --arch v1model --std p4-16
 P4TAP_SRC := p4src/v1model/p4tap.p4 $(wildcard p4src/include/*.p4)
 MINIMAL_SRC := bench/p4src/l2_minimal.p4
 
-.PHONY: help setup apt-deps p4 test soak ptf run bench clean
+.PHONY: help setup apt-deps p4 test soak soak-crash soak-iap ptf run bench clean
 
 help:  ## this list
 	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -67,7 +67,9 @@ TEST_JOBS ?= 4
 test: setup  ## run every test (bmv2/p4c tests skip, saying why, where those are absent)
 	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal --durations=10
 
-soak: setup  ## the long random campaigns (fixed seeds): random kills across large batches, the IAP soak on bmv2
+soak: soak-crash soak-iap  ## the long campaigns (as root): random kills across large batches, the IAP soak on bmv2
+
+soak-crash: setup  ## the full random-SIGKILL campaigns (tests marked soak, fixed seeds)
 	$(PY) -m pytest -v -m soak --durations=0
 
 ptf: setup  ## run only the PTF data-plane suite (on bmv2 and on the softswitch)
@@ -80,6 +82,10 @@ run: setup  ## the demo: tap a subject (bmv2, or the softswitch without bmv2) an
 bench: setup  ## run the benchmarks and append their figures to BENCHMARKS.md
 	$(PY) -m bench.tap_scale
 	$(PY) -m bench.controller_install
+
+SOAK_MINUTES ?= 10
+soak-iap: setup  ## the IAP driven as an MD drives it, on bmv2, for SOAK_MINUTES (default 10; issue 27)
+	nice -n 5 $(PY) -m bench.iap_soak --minutes $(SOAK_MINUTES)
 
 clean:  ## remove the venv and caches (build/ is source-controlled)
 	rm -rf $(VENV) .pytest_cache *.egg-info

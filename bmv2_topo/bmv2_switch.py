@@ -225,6 +225,7 @@ class Bmv2Switch:
     _out: object | None = field(default=None, init=False, repr=False)
     _own_workdir: bool = field(default=False, init=False, repr=False)
     _auto_grpc_port: bool = field(default=False, init=False, repr=False)
+    _stopped: bool = field(default=False, init=False, repr=False)
 
     # ------------------------------------------------------------ properties
 
@@ -248,6 +249,24 @@ class Bmv2Switch:
     @property
     def returncode(self) -> int | None:
         return self._proc.returncode if self._proc is not None else None
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` was called (and until the next start): the
+        process ended because its owner asked, not because it died."""
+        return self._stopped
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until the current process exits; its exit code (negative: the
+        signal), or None on timeout or when nothing was started. A keeper
+        thread sits here instead of polling :attr:`alive`."""
+        proc = self._proc
+        if proc is None:
+            return None
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     @property
     def log_path(self) -> Path | None:
@@ -358,6 +377,7 @@ class Bmv2Switch:
         """
         if self.alive:
             raise Bmv2Error(f"{self.name} is already running (pid {self.pid})")
+        self._stopped = False
         if self.netns and not Path(f"/run/netns/{self.netns}").exists():
             raise Bmv2Error(f"{self.name}: network namespace {self.netns!r} does not exist")
         self._check_interfaces()
@@ -526,6 +546,7 @@ class Bmv2Switch:
 
         A temp workdir created by :meth:`start` is removed; one you passed is kept.
         """
+        self._stopped = True
         self._terminate(grace)
         if self._own_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -574,9 +595,17 @@ class Bmv2Switch:
                 time.sleep(0.1)
 
     def restart(self, timeout: float = 15.0) -> "Bmv2Switch":
-        """Stop (if running) and start again on the same ports; the switch comes back empty."""
+        """Stop (if running) and start again on the same ports and the same
+        P4Runtime address (a controller keeps dialling it); the switch comes
+        back empty. A failed restart keeps the address and the workdir too,
+        so that it can be tried again."""
         self._terminate(grace=5.0)
-        return self.start(timeout=timeout)
+        auto, own = self._auto_grpc_port, self._own_workdir
+        self._auto_grpc_port = self._own_workdir = False  # no new port, no workdir (unix socket) removed
+        try:
+            return self.start(timeout=timeout)
+        finally:
+            self._auto_grpc_port, self._own_workdir = auto, own
 
     def __enter__(self) -> "Bmv2Switch":
         if not self.alive:

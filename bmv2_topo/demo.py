@@ -22,7 +22,8 @@ the way an operator runs it.
 The capture files stay in run/demo/ (md/, lea-a/, lea-b/) for Wireshark, with
 every process's log. Everything the demo creates (namespaces, veths,
 processes) is removed at the end, on failure and on Ctrl-C; if a switch dies
-during the run, the demo says so and reports what it has.
+during the run, the demo says so and reports what it has, and the switch is
+restarted (bmv2_topo.keeper) and reconciled by the IAP before the demo ends.
 
     make run                              # or: sudo .venv/bin/python -m bmv2_topo.demo
     sudo .venv/bin/python -m bmv2_topo.demo --variant multihomed --hosts netns
@@ -44,6 +45,7 @@ from pathlib import Path
 
 from bmv2_topo.bmv2_switch import Bmv2Error, Bmv2Switch, resolve_target, target_skip_reason
 from bmv2_topo.demo_config import write_configs
+from bmv2_topo.keeper import SwitchKeeper
 from bmv2_topo.layouts import IAP_MGMT, LAYOUTS, MD_ADDRESS, MD_PORT, OTHER, SNMP_PORT, SUBJECT, Layout
 from bmv2_topo.mininet_topo import mininet_hosts, mininet_skip_reason
 from bmv2_topo.netns import namespace_hosts
@@ -229,7 +231,9 @@ class Run:
         out, progress, report = self.out, self.progress, self.report
         hosts = stack.enter_context(_hosts(self.backend, self.layout))
         switches = self.start_switches(stack, hosts)
-        watch = SwitchWatch(switches, progress)
+        keeper = SwitchKeeper(switches).start()  # stopped before the switches (the stack unwinds in reverse)
+        stack.callback(keeper.stop)
+        watch = SwitchWatch(keeper, progress, out / "iap-state" / "audit.jsonl")
         stack.callback(watch.stop)
         configs = write_configs(out, self.layout, {n: s.grpc_address[len("unix:"):] for n, s in switches.items()},
                                 self.options.lifetime, INTERCEPTS, AGENCIES)
@@ -259,6 +263,8 @@ class Run:
         report.kernel_drops = recorder.kernel_drops
         report.problems.extend(watch.died)
         report.cut_at = watch.cut_at
+        if watch.died:
+            watch.wait_reconciled()  # so that the MD's teardown below finds a working IAP
         progress("stopping the MD: it tears its intercepts down over SNMPv3 and closes the captures")
         code = md.stop()
         try:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,6 +56,7 @@ __all__ = ["Controller", "ManagedSwitch", "ProvisionError", "StreamCounters", "S
 log = logging.getLogger("p4tap.controller")
 
 ExpiryListener = Callable[[Mediation], None]
+SwitchStateListener = Callable[[str, bool], None]  # (switch name, up): after an outage begins / once reconciled
 Refusals = dict[int, str]  # content id -> why a switch refused it
 REASON_MAX = 300  # characters of a switch's refusal kept per intercept
 Changes = dict[str, dict[int, Intercept | None]]  # per switch: content id -> new intercept, None to remove
@@ -91,6 +93,10 @@ class Controller:
         # cannot be written without them, or found by `recover` at the next start.
         self._owed: list[tuple[str, str, dict]] = []
         self._expiry_listeners: list[ExpiryListener] = []
+        self._switch_listeners: list[SwitchStateListener] = []
+        #: Outages of each switch since start: its stream lost until it was reconnected and reconciled.
+        self.outages: dict[str, int] = {name: 0 for name in self.switches}
+        self._down_since: dict[str, float] = {}  # switch -> time.monotonic() its outage was noticed
         self.expiry = ExpirySchedule()  # follows the store: set where an intercept is stored or removed
         self.expiry.reset((m.content_id, m.timeout) for m, _, _ in self.store.all())
         self._stop = threading.Event()
@@ -141,6 +147,12 @@ class Controller:
 
     def on_expired(self, listener: ExpiryListener) -> None:
         self._expiry_listeners.append(listener)
+
+    def on_switch_state(self, listener: SwitchStateListener) -> None:
+        """`listener(name, up)`: False when a switch's outage is noticed, True
+        once it is connected again and holds the intent (reconciled). Runs on
+        the watch thread, holding the controller's lock: it must not block."""
+        self._switch_listeners.append(listener)
 
     # -- the API ------------------------------------------------------------
 
@@ -561,6 +573,42 @@ class Controller:
             # intercept stops delivering within 1 s of its timeout.
             self._wake.wait(timeout=1.0 if wait is None else min(max(wait, 0.01), 1.0))
 
+    def _outage_began(self, switch: ManagedSwitch) -> None:
+        """A switch's stream is gone (the switch died, restarts, or the link is
+        down): its intercepts deliver nothing until it is back. Logged, counted
+        and audited, since an intercept not delivered is an event for the LEA."""
+        with self.lock:
+            self._down_since[switch.name] = time.monotonic()
+            self.outages[switch.name] += 1
+            number = self.outages[switch.name]
+            conn = switch.conn
+            why = conn.stream_error if conn is not None else None
+            if conn is not None and conn.connected and not conn.is_primary:
+                why = f"another controller is primary (election id {conn.primary_election_id})"
+            held = sorted(i[0].content_id for i in self.store.all() if switch.name in i[2])
+            log.error("%s: switch lost (outage %d): %s; intercepts not delivered meanwhile: %s", switch.name, number,
+                      why or "not connected", ", ".join(map(str, held)) or "none")
+            self.audit.append("controller", "switch-down", switch=switch.name, outage=number,
+                              reason=str(why or "not connected")[:REASON_MAX], content_ids=held)
+            self._tell_switch_state(switch.name, False)
+
+    def _outage_ended(self, switch: ManagedSwitch, d: Diff) -> None:
+        """Connected again and reconciled: the switch holds the intent again."""
+        seconds = time.monotonic() - self._down_since.pop(switch.name)
+        number = self.outages[switch.name]
+        log.warning("%s: switch back after %.1f s (outage %d); reconciled: %s", switch.name, seconds, number,
+                    d.summary())
+        self.audit.append("controller", "switch-up", switch=switch.name, outage=number, seconds=round(seconds, 3),
+                          inserted=len(d.inserts), deleted=len(d.deletes))
+        self._tell_switch_state(switch.name, True)
+
+    def _tell_switch_state(self, name: str, up: bool) -> None:
+        for listener in self._switch_listeners:
+            try:
+                listener(name, up)
+            except Exception:  # a listener's fault must not stop the watch
+                log.exception("switch-state listener failed for %s", name)
+
     def _watch_loop(self) -> None:
         """Reconnect (with backoff) to switches that dropped, then reconcile;
         reconcile switches whose contents may differ from their plan (stale)."""
@@ -571,12 +619,16 @@ class Controller:
                 if up and not switch.stale:
                     backoff.pop(switch.name, None)
                     continue
+                if not up and switch.name not in self._down_since:
+                    self._outage_began(switch)
                 delay = backoff.get(switch.name, 0.25)
                 try:
                     with self.lock:
                         if not up:
                             switch.connect(timeout=2.0)
-                        self.reconcile(switch.name)
+                        d = self.reconcile(switch.name)
+                        if switch.name in self._down_since:
+                            self._outage_ended(switch, d)
                     log.info("%s: %s and reconciled", switch.name, "in step again" if up else "connection restored")
                     backoff.pop(switch.name, None)
                 except (SwitchError, OSError) as error:

@@ -20,6 +20,14 @@ Design notes:
   :meth:`SwitchConnection.on_state_change` callbacks or the
   :attr:`SwitchConnection.state_changed` event, so they can back off and
   reconcile instead of writing into a switch that no longer accepts them.
+* One unary RPC at a time per connection (`_rpc_lock`), beside the stream,
+  and the stream ended by half-closing it (the server then ends it) rather
+  than by cancelling it while the server may be writing on it. bmv2's P4Runtime
+  server (PI's sync gRPC server) died under the IAP in a sync-server worker
+  (issue 27; README, Toolchain); nothing shows that the calls' pattern causes
+  it, but a controller needs no concurrency on one switch, and a client that
+  keeps to what every server handles (no parallel unary calls, no cancelled
+  stream writes) is not the one exercising a server's rarest paths.
 * Plaintext gRPC is only allowed to loopback (or when explicitly asked for):
   RFC 3924 §2.2 wants the intercept configuration to travel over an
   authenticated, encrypted link, and the intercept tables are exactly the
@@ -68,7 +76,8 @@ class SwitchConnection(Stream, PipelineConfig, Writes, Reads):
             sw.set_pipeline(p4info, bmv2_json)
             sw.write([update, ...])
 
-    Thread-safety: unary RPCs may be issued from several threads; the stream is
+    Thread-safety: unary RPCs may be issued from several threads; they are sent
+    one at a time (the next waits for the previous to finish). The stream is
     owned by an internal reader thread.  Callbacks registered with
     :meth:`on_state_change` run on that reader thread and must not block.
     """

@@ -25,7 +25,8 @@ class PipelineConfig(Session):
         if cookie is not None:
             req.config.cookie.cookie = cookie
         try:
-            stub.SetForwardingPipelineConfig(req, timeout=self.rpc_timeout)
+            with self._rpc_lock:
+                stub.SetForwardingPipelineConfig(req, timeout=self.rpc_timeout)
         except grpc.RpcError as e:
             raise self._rpc_error("SetForwardingPipelineConfig", e) from None
 
@@ -37,7 +38,8 @@ class PipelineConfig(Session):
         stub = self._require_stub("GetForwardingPipelineConfig")
         req = p4runtime_pb2.GetForwardingPipelineConfigRequest(device_id=self.device_id, response_type=response_type)
         try:
-            return stub.GetForwardingPipelineConfig(req, timeout=self.rpc_timeout).config
+            with self._rpc_lock:
+                return stub.GetForwardingPipelineConfig(req, timeout=self.rpc_timeout).config
         except grpc.RpcError as e:
             raise self._rpc_error("GetForwardingPipelineConfig", e) from None
 
@@ -45,6 +47,8 @@ class PipelineConfig(Session):
         """The P4Runtime API version the switch implements (e.g. '1.3.0')."""
         stub = self._require_stub("Capabilities")
         try:
-            return stub.Capabilities(p4runtime_pb2.CapabilitiesRequest(), timeout=self.rpc_timeout).p4runtime_api_version
+            with self._rpc_lock:
+                return stub.Capabilities(p4runtime_pb2.CapabilitiesRequest(),
+                                         timeout=self.rpc_timeout).p4runtime_api_version
         except grpc.RpcError as e:
             raise self._rpc_error("Capabilities", e) from None

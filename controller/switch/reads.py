@@ -23,8 +23,9 @@ class Reads(Session):
         req.entities.extend(entities)
         out: list[p4runtime_pb2.Entity] = []
         try:
-            for resp in stub.Read(req, timeout=self.rpc_timeout):
-                out.extend(resp.entities)
+            with self._rpc_lock:  # the whole streamed reply: the next RPC waits for its end
+                for resp in stub.Read(req, timeout=self.rpc_timeout):
+                    out.extend(resp.entities)
         except grpc.RpcError as e:
             raise self._rpc_error("Read", e) from None
         return out

@@ -82,6 +82,7 @@ class Session:
         self._req_q: queue.Queue[p4runtime_pb2.StreamMessageRequest | None] = queue.Queue()
         self._reader: threading.Thread | None = None
         self._cond = threading.Condition()
+        self._rpc_lock = threading.Lock()  # one unary RPC in flight per connection
         self._arb_seq = 0
         self._state = StreamState.DISCONNECTED
         self._connected = False

@@ -27,6 +27,11 @@ log = logging.getLogger("controller.switch")
 # ALL returns it back, which would trip gRPC's 4 MB default receive limit.
 _MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
+#: Seconds `close` waits for the switch to end a half-closed stream before cancelling it.
+CLOSE_GRACE = 2.0
+#: Seconds `close` lets a unary RPC in flight finish before the channel (and the RPC) is closed.
+RPC_DRAIN = 5.0
+
 
 class Stream(Session):
     """The stream half of a connection (over :class:`Session`)."""
@@ -274,19 +279,30 @@ class Stream(Session):
     # ------------------------------------------------------------------ close
 
     def close(self) -> None:
-        """End the stream and the channel.  Safe to call more than once."""
+        """End the stream and the channel.  Safe to call more than once.
+
+        The stream is half-closed and the switch left to end it (PI returns
+        from StreamChannel once its Read sees the end); it is cancelled only
+        if the switch does not within CLOSE_GRACE seconds. A unary RPC in
+        flight is let finish (up to RPC_DRAIN seconds) before the channel goes."""
         self._closing = True
         self._req_q.put(None)
         call, self._stream_call = self._stream_call, None
-        if call is not None:
-            call.cancel()
         reader, self._reader = self._reader, None
-        if reader is not None and reader is not threading.current_thread():
+        on_reader = reader is threading.current_thread()
+        if reader is not None and not on_reader:
+            reader.join(timeout=CLOSE_GRACE)
+        if call is not None and (on_reader or reader is None or reader.is_alive()):
+            call.cancel()
+        if reader is not None and not on_reader:
             reader.join(timeout=5)
+        finished = self._rpc_lock.acquire(timeout=RPC_DRAIN)
         channel, self._channel = self._channel, None
         self._stub = None
         if channel is not None:
             channel.close()
+        if finished:
+            self._rpc_lock.release()
         with self._cond:
             was = self._connected
             self._connected = False

@@ -65,7 +65,8 @@ class Writes(Session):
 
     def _send_write(self, call: Callable, request: p4runtime_pb2.WriteRequest | bytes, n_updates: int) -> None:
         try:
-            call(request, timeout=self.rpc_timeout)
+            with self._rpc_lock:
+                call(request, timeout=self.rpc_timeout)
         except grpc.RpcError as e:
             code = e.code()
             if code in (
