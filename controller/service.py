@@ -46,6 +46,7 @@ from controller.lifetime import ExpirySchedule
 from controller.managed_switch import Intent, ManagedSwitch, StreamCounters, SwitchChange, SwitchConfig
 from controller.model import InterceptError, Mediation, Stream, StreamKey
 from controller.pipeline import Pipeline
+from controller.plan import IdChanges
 from controller.reconcile import Diff
 from controller.recovery import announce, recover
 from controller.store import IntentStore, StoreError
@@ -106,12 +107,22 @@ class Controller:
     # -- lifecycle ----------------------------------------------------------
 
     def start(self, connect_timeout: float = 10.0) -> None:
-        """Connect to every switch, reconcile it with the intent, start timers."""
+        """Connect to every switch, reconcile it with the intent, start timers.
+
+        A switch that does not answer (or refuses the pipeline) does not stop
+        the start: the controller serves the switches that answer, and the
+        watch loop keeps trying the others, reconciling each when it comes.
+        Lifetime is enforced meanwhile on every switch that can be written."""
         with self.lock:
             self.expire_due()
             for switch in self.switches.values():
-                switch.connect(timeout=connect_timeout)
-                self.reconcile(switch.name)
+                try:
+                    switch.connect(timeout=connect_timeout)
+                    self.reconcile(switch.name)
+                except (SwitchError, OSError) as error:
+                    log.error("%s: not available at start (%s); serving the others and retrying it", switch.name,
+                              error)
+                    self._outage_began(switch)
         self._stop.clear()
         for target, name in ((self._lifetime_loop, "lifetime"), (self._watch_loop, "switch-watch")):
             thread = threading.Thread(target=target, name=f"p4tap-{name}", daemon=True)
@@ -382,6 +393,9 @@ class Controller:
                 self.switches[name].rollback()
             raise
         crashpoints.reached("after-store")
+        if keep_intent:
+            self._carry_regardless(staged, written)
+            return
         done: list[ManagedSwitch] = []
         try:
             for name, change in staged.items():
@@ -408,6 +422,29 @@ class Controller:
             raise
         for name in staged:
             self.switches[name].commit()
+
+    def _carry_regardless(self, staged: Mapping[str, SwitchChange], written: Mapping[str, IdChanges]) -> None:
+        """Write an expiry to every switch that takes it. It is not negotiable:
+        one switch that is down (or refuses) must not keep the intercept on
+        the others, so each is written on its own; one that fails is rolled
+        back, marked stale and left to reconcile when it answers, where the
+        expired intercept is never planned again. Raises the first failure
+        after all were tried, for the caller to log."""
+        failure: SwitchError | None = None
+        for name, change in staged.items():
+            switch = self.switches[name]
+            try:
+                switch.retire_counters(change)
+                switch.apply(change)
+            except SwitchError as error:
+                switch.rollback()
+                switch.stale = True
+                failure = failure or error
+            else:
+                switch.commit()
+        if failure is not None:  # the store holds the ids the failed switches gave back, as after a rollback
+            self.store.change(ids={name: self.switches[name].ids.current(changes) for name, changes in written.items()})
+            raise failure
 
     def reconcile(self, name: str, actor: str = "controller") -> Diff:
         """Make one switch hold exactly the intent: read it, delete what is not
@@ -613,6 +650,7 @@ class Controller:
         """Reconnect (with backoff) to switches that dropped, then reconcile;
         reconcile switches whose contents may differ from their plan (stale)."""
         backoff: dict[str, float] = {}
+        next_try: dict[str, float] = {}  # per switch: one that is down waits without holding up the others
         while not self._stop.wait(0.25):
             for switch in self.switches.values():
                 up = switch.conn is not None and switch.conn.connected and switch.conn.is_primary
@@ -621,6 +659,8 @@ class Controller:
                     continue
                 if not up and switch.name not in self._down_since:
                     self._outage_began(switch)
+                if time.monotonic() < next_try.get(switch.name, 0.0):
+                    continue
                 delay = backoff.get(switch.name, 0.25)
                 try:
                     with self.lock:
@@ -634,5 +674,5 @@ class Controller:
                 except (SwitchError, OSError) as error:
                     log.warning("%s: unavailable (%s); retrying in %.1fs", switch.name, error, delay)
                     backoff[switch.name] = min(delay * 2, 10.0)
-                    self._stop.wait(delay)
+                    next_try[switch.name] = time.monotonic() + delay
 
