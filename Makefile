@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 P4C ?= p4c-bm2-ss
 P4C_FLAGS := --arch v1model --std p4-16
 
-P4TAP_SRC := p4src/v1model/p4tap.p4 $(wildcard p4src/include/*.p4)
+P4TAP_SRC := $(wildcard p4src/v1model/*.p4) $(wildcard p4src/include/*.p4)
 MINIMAL_SRC := bench/p4src/l2_minimal.p4
 
 .PHONY: help setup apt-deps p4 test ptf run bench clean
