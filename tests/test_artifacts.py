@@ -98,8 +98,8 @@ def test_committed_tofino_artifacts_match_the_source(arch, tmp_path):
     want = REPO_ROOT / "build" / arch
     out = tmp_path / arch
     result = subprocess.run(
-        [TOFINO_P4C, "--target", target, "--arch", arch, *flags, *TOFINO_FLAGS, "--p4runtime-files", str(out / "p4info.txtpb"),
-         "-o", str(out), str(TOFINO_SOURCE)],
+        [TOFINO_P4C, "--target", target, "--arch", arch, *flags, *TOFINO_FLAGS,
+         "--p4runtime-files", str(out / "p4info.txtpb"), "-o", str(out), str(TOFINO_SOURCE)],
         cwd=REPO_ROOT, capture_output=True, text=True,
     )
     assert result.returncode == 0, f"p4c --target {target} failed on {TOFINO_SOURCE}:\n{result.stderr[-4000:]}"
