@@ -31,12 +31,13 @@ control P4tapIngress(inout headers_t hdr,
 #include "../include/ingress_controls.p4"
 
     apply {
+        // The parser has set meta.ingress_port, but bmv2 zeroes the port of
+        // a resubmitted packet; egress flood pruning reads it too.
         if (std_meta.instance_type == INSTANCE_TYPE_RESUBMIT) {
-            // bmv2 zeroed the port; egress flood pruning reads it too.
             meta.resubmitted = 1;
+            meta.ingress_port = meta.resubmit_ingress_port;
             std_meta.ingress_port = meta.resubmit_ingress_port;
         }
-        meta.ingress_port = std_meta.ingress_port;
 
 #include "../include/ingress_apply.p4"
 

@@ -14,6 +14,10 @@ parser P4tapParser(packet_in packet,
                    inout standard_metadata_t std_meta) {
 
     state start {
+        // Here rather than in ingress: a parser assignment costs bmv2 no
+        // table lookup. A resubmitted packet has port 0 here; P4tapIngress
+        // gives it back the first pass's.
+        meta.ingress_port = std_meta.ingress_port;
         transition parse_ethernet;
     }
 
