@@ -78,14 +78,19 @@ header resubmit_h {
 #endif
 }
 
-// Table sizes that fit Tofino 1's 12 stages beside each other (sizes.p4
+// Table sizes that fit the chip's stages beside each other (sizes.p4
 // has bmv2's): see BENCHMARKS.md, tofino_resources, for what each takes.
 #define P4TAP_IPV4_ROUTES_SIZE   2048
 #define P4TAP_IPV6_ROUTES_SIZE   1024
 #define P4TAP_IPV4_GATE_SIZE     2048
 #define P4TAP_IPV6_GATE_SIZE     512
-#define P4TAP_IPV4_FILTER_SIZE   512
+#if __TARGET_TOFINO__ == 2
+#define P4TAP_IPV4_FILTER_SIZE   2048    // 19 of Tofino 2's 20 ingress stages
+#define P4TAP_IPV6_FILTER_SIZE   1024
+#else
+#define P4TAP_IPV4_FILTER_SIZE   512     // all 12 of Tofino 1's ingress stages
 #define P4TAP_IPV6_FILTER_SIZE   256
+#endif
 #define P4TAP_MERGE_SIZE         2048
 #define P4TAP_REPLICAS           4096
 #define P4TAP_ETS_MARKS_SIZE     1024
