@@ -90,7 +90,7 @@ header pcli_t {
  * outer_udp and pcli in front of the untouched original IP packet.
  */
 struct headers_t {
-    P4TAP_ARCH_HEADERS     // what a target carries between its gresses (TNA)
+    P4TAP_ARCH_HEADERS     // what a target carries between its gresses (TNA: bridged, mirror)
     ethernet_t     ethernet;
     vlan_t         vlan;
     ipv4_t         outer_ipv4;
@@ -149,7 +149,7 @@ struct local_metadata_t {
     bit<16>       replica;       // which mediation device's copy (egress rid)
     bit<1>        drop_copy;     // a copy nobody wants: the top file drops it
 
-    P4TAP_ARCH_METADATA       // what only one target's gresses need (TNA)
+    P4TAP_ARCH_METADATA       // what one target alone needs (its arch.p4 says what)
 }
 
 #endif
