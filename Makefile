@@ -62,7 +62,8 @@ build/bench/l2_minimal.json build/bench/l2_minimal.p4info.txtpb &: $(MINIMAL_SRC
 # it is missing this says so and leaves the committed build/tna, build/t2na as
 # they are. Kept, in the compiler's layout: p4info.txtpb, bfrt.json,
 # manifest.json, pipe/context.json and pipe/<chip>.bin (under 2 MiB); the
-# assembly, graphs and logs are removed. bfas on Tofino 2 assembles no CLOTs
+# assembly, graphs and logs are removed; manifest.json's src_root is made
+# relative to the repository (the compiler writes it absolute). bfas on Tofino 2 assembles no CLOTs
 # from this program (`No length for clot`), so t2na compiles with --no-clot.
 # --p4runtime-force-std-externs: P4Info with P4Runtime's own counters and
 # meters and unprefixed names (as Stratum takes it; the names are bmv2's).
@@ -77,6 +78,7 @@ define tofino_build
 	  $(TOFINO_P4C) --target $(1) --arch $(2) $(3) --p4runtime-force-std-externs --p4runtime-files build/$(2)/p4info.txtpb -o build/$(2) p4src/tna/p4tap.p4 \
 	    2> >(grep -v '^warning: Parser state .* unrolled' >&2) \
 	    && rm -rf build/$(2)/pipe/logs build/$(2)/pipe/graphs build/$(2)/pipe/*.bfa \
+	    && sed -i 's|"src_root": "$(CURDIR)/|"src_root": "|' build/$(2)/manifest.json \
 	    || { rm -f build/$(2)/p4info.txtpb; exit 1; }; \
 	fi
 endef

@@ -68,7 +68,8 @@ def test_pipeline_has_everything_the_controller_addresses():
 # tables (pipe.snapshot.*) in an order, and with ids, that vary from run to
 # run (seen on Tofino 2). So what is compared is what the source decides: the
 # P4Info byte for byte, bfrt.json as JSON without the snapshot tables,
-# context.json and manifest.json as JSON without those stamps and with the
+# context.json and manifest.json as JSON without those stamps (nor the
+# checkout's path and the command line, in manifest.json) and with the
 # output directory read as build/<arch>, and the binary not at all (its size
 # is checked to stay under 2 MiB).
 P4C_BAREFOOT = shutil.which("p4c-barefoot")
@@ -80,7 +81,8 @@ needs_tofino_p4c = pytest.mark.skipif(
 )
 TOFINO_BUILDS = {"tna": ("tofino", []), "t2na": ("tofino2", ["-Xp4c=--no-clot"])}
 TOFINO_FLAGS = ["--p4runtime-force-std-externs"]
-TOFINO_STAMPS = {"build_date", "run_id", "compilation_time"}
+# Facts of the machine, not of the source: where the checkout and p4c are.
+TOFINO_STAMPS = {"build_date", "run_id", "compilation_time", "src_root", "compile_command"}
 TOFINO_SOURCE = Path("p4src/tna/p4tap.p4")
 
 
