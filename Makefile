@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 P4C ?= p4c-bm2-ss
 P4C_FLAGS := --arch v1model --std p4-16
 
-P4TAP_SRC := p4src/v1model/p4tap.p4 $(wildcard p4src/include/*.p4)
+P4TAP_SRC := $(wildcard p4src/v1model/*.p4) $(wildcard p4src/include/*.p4)
 MINIMAL_SRC := bench/p4src/l2_minimal.p4
 
 .PHONY: help setup apt-deps p4 test soak soak-crash soak-iap ptf run bench clean
@@ -57,7 +57,39 @@ build/bench/l2_minimal.json build/bench/l2_minimal.p4info.txtpb &: $(MINIMAL_SRC
 	@mkdir -p build/bench
 	$(P4C) $(P4C_FLAGS) --p4runtime-files build/bench/l2_minimal.p4info.txtpb -o build/bench/l2_minimal.json $(MINIMAL_SRC)
 
-p4: build/v1model/p4tap.json build/bench/l2_minimal.json  ## compile p4src/ with p4c into build/ (commit the result)
+# Tofino 1 (tna) and Tofino 2 (t2na), from the same controls as bmv2 (issue 25).
+# p4c's open Tofino backend (p4c-barefoot) comes from ../shared/toolchain; where
+# it is missing this says so and leaves the committed build/tna, build/t2na as
+# they are. Kept, in the compiler's layout: p4info.txtpb, bfrt.json,
+# manifest.json, pipe/context.json and pipe/<chip>.bin (under 2 MiB); the
+# assembly, graphs and logs are removed; manifest.json's src_root is made
+# relative to the repository (the compiler writes it absolute). bfas on Tofino 2 assembles no CLOTs
+# from this program (`No length for clot`), so t2na compiles with --no-clot.
+# --p4runtime-force-std-externs: P4Info with P4Runtime's own counters and
+# meters and unprefixed names (as Stratum takes it; the names are bmv2's).
+TOFINO_P4C ?= p4c
+TNA_SRC := $(wildcard p4src/tna/*.p4) $(wildcard p4src/include/*.p4)
+
+define tofino_build
+	@if ! command -v p4c-barefoot >/dev/null || ! command -v $(TOFINO_P4C) >/dev/null; then \
+	  echo "note: p4c-barefoot (p4c's Tofino backend) not on PATH: build/$(2) left as committed (../shared/toolchain/README.md)"; \
+	else \
+	  echo "$(TOFINO_P4C) --target $(1) --arch $(2) $(3) --p4runtime-force-std-externs --p4runtime-files build/$(2)/p4info.txtpb -o build/$(2) p4src/tna/p4tap.p4"; \
+	  $(TOFINO_P4C) --target $(1) --arch $(2) $(3) --p4runtime-force-std-externs --p4runtime-files build/$(2)/p4info.txtpb -o build/$(2) p4src/tna/p4tap.p4 \
+	    2> >(grep -v '^warning: Parser state .* unrolled' >&2) \
+	    && rm -rf build/$(2)/pipe/logs build/$(2)/pipe/graphs build/$(2)/pipe/*.bfa \
+	    && sed -i 's|"src_root": "$(CURDIR)/|"src_root": "|' build/$(2)/manifest.json \
+	    || { rm -f build/$(2)/p4info.txtpb; exit 1; }; \
+	fi
+endef
+
+build/tna/p4info.txtpb: $(TNA_SRC)
+	$(call tofino_build,tofino,tna,)
+
+build/t2na/p4info.txtpb: $(TNA_SRC)
+	$(call tofino_build,tofino2,t2na,-Xp4c=--no-clot)
+
+p4: build/v1model/p4tap.json build/bench/l2_minimal.json build/tna/p4info.txtpb build/t2na/p4info.txtpb  ## compile p4src/ for bmv2, Tofino 1 and 2 into build/ (commit the result)
 
 # Tests run side by side: most of a test's time is spent waiting on a switch,
 # a socket or a packet, not computing, so a 2-core machine keeps 4 busy. Each

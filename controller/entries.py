@@ -282,9 +282,9 @@ class EntryBuilder:
                 elif mark.new_tos is not None:
                     action = self.action(f"{ETS}.reset_ipv6", traffic_class=mark.new_tos)
                 elif mark.capped:
-                    action = self.action(f"{ETS}.ets_capped", priority=mark.priority)
+                    action = self.action(f"{ETS}.ets_capped_ipv{family}", priority=mark.priority)
                 else:
-                    action = self.action(f"{ETS}.ets_preemptive", priority=mark.priority)
+                    action = self.action(f"{ETS}.ets_preemptive_ipv{family}", priority=mark.priority)
                 out.append(self.table_entry_wire(table, match, action))
         return out
 

@@ -82,7 +82,8 @@ def test_set_ets_reaches_the_switch_and_counts_real_packets(ets_network, tmp_pat
         assert len(held) == 32
         assert held[(4, SUBJECT.port, EF_TOS | 1)][0] == "reset_ipv4"
         assert held[(6, SUBJECT.port, AF31_TOS)][0] == "reset_ipv6"
-        assert held[(4, PEER.port, EF_TOS)][0] == "ets_capped"
+        assert held[(4, PEER.port, EF_TOS)][0] == "ets_capped_ipv4"
+        assert held[(6, PEER.port, EF_TOS)][0] == "ets_capped_ipv6"
         assert held[(4, PEER.port, EF_TOS)][1] == [cfg.media_priority]
         assert held[(6, PEER.port, AF31_TOS | 2)][1] == [cfg.signalling_priority]
         assert meter_rates(c, [PEER.port]) == {PEER.port: (100_000, 20_000)}
@@ -101,7 +102,7 @@ def test_set_ets_reaches_the_switch_and_counts_real_packets(ets_network, tmp_pat
         # Trusting port 1 as well turns its resets into ETS classification.
         c.set_ets("s1", ets.EtsConfig(ports=cfg.ports, trusted_ports=frozenset(cfg.ports), rate_bytes=50_000,
                                       burst_bytes=10_000, priority_queues=ETS_PRIORITY_QUEUES), "test")
-        assert ets_entries(c)[(4, SUBJECT.port, EF_TOS | 1)][0] == "ets_capped"
+        assert ets_entries(c)[(4, SUBJECT.port, EF_TOS | 1)][0] == "ets_capped_ipv4"
         assert meter_rates(c, cfg.ports) == {SUBJECT.port: (50_000, 10_000), PEER.port: (50_000, 10_000)}
         send(wire, ifaces, SUBJECT, PEER, udp4(SUBJECT, PEER, ip_tos=EF_TOS | 2), EF_TOS | 2)
 

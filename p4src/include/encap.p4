@@ -4,8 +4,9 @@
  *   outer Ethernet | outer IPv4 or IPv6 | UDP to the MD | CCCID (4 bytes) |
  *   the intercepted IP packet from its first IP byte, without L2.
  *
- * A clone session has one replica per mediation device; bmv2 hands each
- * replica's instance to egress as egress_rid, which selects that mediation's
+ * A clone session (bmv2) or a mirror session's multicast group (Tofino) has
+ * one replica per mediation device; the top file hands each replica's id
+ * (egress_rid on both) over as meta.replica, which selects that mediation's
  * CCCID and destination. No replica ever carries another mediation's ID.
  */
 #ifndef P4TAP_ENCAP_P4
@@ -14,13 +15,12 @@
 #include "headers.p4"
 
 control InterceptEncap(inout headers_t hdr,
-                       inout local_metadata_t meta,
-                       inout standard_metadata_t std_meta) {
+                       inout local_metadata_t meta) {
 
-    direct_counter(CounterType.packets_and_bytes) encap_counter;
+    P4TAP_DIRECT_COUNTER(encap_counter);
     // Copies lost inside the intercept path, by replica (mediation) id:
     // becomes cTap2StreamInterceptDrops.
-    counter(65536, CounterType.packets) intercept_drops;
+    P4TAP_PACKET_COUNTER(intercept_drops, P4TAP_REPLICAS);
 
     // The intercepted packet loses its L2 header; `ethernet` becomes the
     // outer Ethernet header toward the MD's next hop.
@@ -45,6 +45,7 @@ control InterceptEncap(inout headers_t hdr,
                       mac_addr_t src_mac, mac_addr_t dst_mac,
                       ipv4_addr_t src_addr, ipv4_addr_t dst_addr,
                       bit<16> src_port, bit<16> dst_port, bit<6> dscp) {
+        P4TAP_DIRECT_COUNT(encap_counter);
         rewrite_l2(src_mac, dst_mac, ETHERTYPE_IPV4);
         hdr.outer_ipv4.setValid();
         hdr.outer_ipv4.version = 4;
@@ -61,7 +62,7 @@ control InterceptEncap(inout headers_t hdr,
         hdr.outer_ipv4.dst_addr = dst_addr;
         add_udp_pcli(cccid, src_port, dst_port);
         // Cut any Ethernet padding that trailed the original IP packet.
-        truncate((bit<32>)(ETHERNET_LEN + IPV4_MIN_LEN + UDP_LEN + PCLI_LEN
+        P4TAP_TRUNCATE((ETHERNET_LEN + IPV4_MIN_LEN + UDP_LEN + PCLI_LEN
                            + meta.inner_len));
     }
 
@@ -69,6 +70,7 @@ control InterceptEncap(inout headers_t hdr,
                       mac_addr_t src_mac, mac_addr_t dst_mac,
                       ipv6_addr_t src_addr, ipv6_addr_t dst_addr,
                       bit<16> src_port, bit<16> dst_port, bit<6> dscp) {
+        P4TAP_DIRECT_COUNT(encap_counter);
         rewrite_l2(src_mac, dst_mac, ETHERTYPE_IPV6);
         hdr.outer_ipv6.setValid();
         hdr.outer_ipv6.version = 6;
@@ -80,46 +82,64 @@ control InterceptEncap(inout headers_t hdr,
         hdr.outer_ipv6.src_addr = src_addr;
         hdr.outer_ipv6.dst_addr = dst_addr;
         add_udp_pcli(cccid, src_port, dst_port);
-        truncate((bit<32>)(ETHERNET_LEN + IPV6_LEN + UDP_LEN + PCLI_LEN
+        P4TAP_TRUNCATE((ETHERNET_LEN + IPV6_LEN + UDP_LEN + PCLI_LEN
                            + meta.inner_len));
     }
 
+    // A miss: the copy's mediation is gone (or never was). Counted below,
+    // outside the table: Tofino addresses every indirect extern of a table
+    // the same way in all its actions, and the encap actions count nothing.
     action drop_copy() {
-        intercept_drops.count((bit<32>)std_meta.egress_rid);
-        mark_to_drop(std_meta);
+        meta.drop_copy = 1;
+    }
+
+    // The IP packet's own length unless fewer bytes arrived: a minimum
+    // inside an action, which Tofino's ALU computes (its gateways compare a
+    // field only with a constant, never with another field).
+    @hidden action bound_by_ipv4() {
+        meta.inner_len = (hdr.ipv4.total_len < meta.inner_len) ? hdr.ipv4.total_len : meta.inner_len;
+    }
+
+    // On the payload: meta.inner_len holds what arrived beyond the fixed
+    // header here (one ALU operation per field and action on Tofino).
+    @hidden action bound_by_ipv6() {
+        meta.inner_len = (hdr.ipv6.payload_len < meta.inner_len) ? hdr.ipv6.payload_len : meta.inner_len;
     }
 
     table intercept_encap {
         key = {
-            std_meta.egress_rid: exact @name("replica");
+            meta.replica: exact @name("replica");
         }
         actions = { encap_ipv4; encap_ipv6; @defaultonly drop_copy; }
         const default_action = drop_copy();
         counters = encap_counter;
-        size = 65536;
+        size = P4TAP_REPLICAS;
     }
 
+    // The top file sets meta.replica, and meta.inner_len to the length of
+    // the frame as it arrived (0xFFFF where the target cannot say).
     apply {
         // The intercepted packet is the IP packet as it arrived: its own
         // length field, bounded by the bytes that actually arrived. Written
         // into meta.inner_len step by step, without locals: bmv2 zeroes
         // every local of the program for every packet, copy or not.
-        meta.inner_len = (bit<16>)std_meta.packet_length - ETHERNET_LEN;
+        meta.inner_len = meta.inner_len - ETHERNET_LEN;
         if (hdr.vlan.isValid()) {
             meta.inner_len = meta.inner_len - VLAN_LEN;
         }
         // Header validity, not meta.ip_version: bmv2 resets user metadata
         // after re-parsing a clone, keeping only the preserved field list.
         if (hdr.ipv4.isValid()) {
-            if (hdr.ipv4.total_len < meta.inner_len) {
-                meta.inner_len = hdr.ipv4.total_len;
-            }
+            bound_by_ipv4();
         } else if (hdr.ipv6.isValid()) {
-            if (IPV6_LEN + hdr.ipv6.payload_len < meta.inner_len) {
-                meta.inner_len = IPV6_LEN + hdr.ipv6.payload_len;
-            }
+            meta.inner_len = meta.inner_len - IPV6_LEN;
+            bound_by_ipv6();
+            meta.inner_len = meta.inner_len + IPV6_LEN;
         }
         intercept_encap.apply();
+        if (meta.drop_copy == 1) {
+            P4TAP_COUNT(intercept_drops, meta.replica);
+        }
     }
 }
 

@@ -15,19 +15,19 @@
 // size, so untapped bridged traffic sees this table and the intercept gates
 // and nothing more (the VRF is looked up only when something needs it).
 control Bridging(inout headers_t hdr,
-                 inout local_metadata_t meta,
-                 inout standard_metadata_t std_meta) {
+                 inout local_metadata_t meta) {
 
     action drop() {
-        mark_to_drop(std_meta);
+        meta.egress_port = DROP_PORT;
+        meta.mcast_grp = 0;
     }
 
     action l2_forward(port_t port) {
-        std_meta.egress_spec = port;
+        meta.egress_port = port;
     }
 
     action l2_flood(mcast_group_t group) {
-        std_meta.mcast_grp = group;
+        meta.mcast_grp = group;
     }
 
     // "My station": the frame is addressed to the router; Routing decides.
@@ -41,7 +41,7 @@ control Bridging(inout headers_t hdr,
         }
         actions = { l2_forward; l2_flood; to_router; drop; }
         const default_action = drop();
-        size = 4096;
+        size = P4TAP_L2_SIZE;
     }
 
     apply {
@@ -51,30 +51,27 @@ control Bridging(inout headers_t hdr,
 
 // IPv4/IPv6 routing of frames Bridging handed to the router, in their VRF.
 control Routing(inout headers_t hdr,
-                inout local_metadata_t meta,
-                inout standard_metadata_t std_meta) {
+                inout local_metadata_t meta) {
 
     action drop() {
-        mark_to_drop(std_meta);
+        meta.egress_port = DROP_PORT;
+        meta.mcast_grp = 0;
     }
 
     action route_v4(port_t port, mac_addr_t src_mac, mac_addr_t dst_mac) {
-        std_meta.egress_spec = port;
+        meta.egress_port = port;
         hdr.ethernet.src_addr = src_mac;
         hdr.ethernet.dst_addr = dst_mac;
         hdr.ipv4.ttl = hdr.ipv4.ttl - 1;
         // RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), for the TTL byte of the
-        // word m = TTL|protocol: m' = m - 0x0100, so ~m + m' = 0xFEFF and
-        // HC' = ~(~HC + 0xFEFF), one end-around carry at most. Incremental,
-        // so it needs no view of the options and leaves a wrong checksum as
-        // wrong as it came; one expression, so bmv2 zeroes no temporaries
-        // for it on every packet.
-        hdr.ipv4.hdr_checksum = ~(((bit<17>)(~hdr.ipv4.hdr_checksum) + 17w0xFEFF)[15:0]
-                                  + (bit<16>)(((bit<17>)(~hdr.ipv4.hdr_checksum) + 17w0xFEFF)[16:16]));
+        // word m = TTL|protocol: m' = m - 0x0100, so ~m + m' = 0xFEFF.
+        // Incremental, so it needs no view of the options and leaves a wrong
+        // checksum as wrong as it came (see P4TAP_IPV4_CSUM_ADJUST).
+        P4TAP_IPV4_CSUM_ADJUST(16w0xFEFF);
     }
 
     action route_v6(port_t port, mac_addr_t src_mac, mac_addr_t dst_mac) {
-        std_meta.egress_spec = port;
+        meta.egress_port = port;
         hdr.ethernet.src_addr = src_mac;
         hdr.ethernet.dst_addr = dst_mac;
         hdr.ipv6.hop_limit = hdr.ipv6.hop_limit - 1;
@@ -87,7 +84,7 @@ control Routing(inout headers_t hdr,
         }
         actions = { route_v4; drop; }
         const default_action = drop();
-        size = 16384;
+        size = P4TAP_IPV4_ROUTES_SIZE;
     }
 
     table ipv6_routes {
@@ -97,7 +94,7 @@ control Routing(inout headers_t hdr,
         }
         actions = { route_v6; drop; }
         const default_action = drop();
-        size = 16384;
+        size = P4TAP_IPV6_ROUTES_SIZE;
     }
 
     apply {
@@ -108,16 +105,6 @@ control Routing(inout headers_t hdr,
             ipv6_routes.apply();
         } else {
             drop();
-        }
-    }
-}
-
-// Egress half of flooding: never send a replica back where it came from.
-control FloodPrune(inout standard_metadata_t std_meta) {
-    apply {
-        if (std_meta.instance_type == INSTANCE_TYPE_REPLICATION
-                && std_meta.egress_port == std_meta.ingress_port) {
-            mark_to_drop(std_meta);
         }
     }
 }

@@ -5,6 +5,7 @@
 #define P4TAP_HEADERS_P4
 
 #include "defines.p4"
+#include "sizes.p4"
 
 header ethernet_t {
     mac_addr_t dst_addr;
@@ -89,6 +90,7 @@ header pcli_t {
  * outer_udp and pcli in front of the untouched original IP packet.
  */
 struct headers_t {
+    P4TAP_ARCH_HEADERS     // what a target carries between its gresses (TNA: bridged, mirror)
     ethernet_t     ethernet;
     vlan_t         vlan;
     ipv4_t         outer_ipv4;
@@ -122,21 +124,32 @@ struct local_metadata_t {
     // Non-zero only on intercept copies: the clone session that made them.
     // Egress encapsulates a copy only when this survived the clone, so an
     // I2E clone made for any other purpose is never sent to an MD.
-    @field_list(FIELD_LIST_INTERCEPT)
+    P4TAP_KEPT_ON_CLONE
     clone_session_t intercept_session;
 
     // The second clone a resubmitted packet owes (see intercept.p4).
-    @field_list(FIELD_LIST_RESUBMIT)
+    P4TAP_KEPT_ON_RESUBMIT
     clone_session_t resubmit_session;
-    // Its ingress port: bmv2 zeroes all standard metadata of a resubmitted
-    // packet but its length and instance type, and the second pass must see
-    // the port the first saw (VRF, ETS trust and meter, flood pruning).
-    @field_list(FIELD_LIST_RESUBMIT)
-    port_t resubmit_ingress_port;
 
     bit<16>  inner_len;       // egress: bytes of the intercepted IP packet
 
+    bit<1>   ets_capped;      // an ETS mark within the port's cap: meter it
     bit<2>   ets_color;       // ETS cap meter: 0 green (within), else over
+
+    // What the controls read and write of the switch, as plain fields: each
+    // target's top file (p4src/<arch>/p4tap.p4) fills them from its
+    // intrinsic metadata and hands them back, so no control names an
+    // architecture's structs. Ingress:
+    port_t        ingress_port;  // the port the packet came in by (both passes)
+    bit<1>        resubmitted;   // this is the second pass of a resubmitted packet
+    port_t        egress_port;   // unicast destination; DROP_PORT: dropped
+    mcast_group_t mcast_grp;     // flood group, 0 for none
+    priority_t    priority;      // egress queue (ETS)
+    // Egress, intercept copies only:
+    bit<16>       replica;       // which mediation device's copy (egress rid)
+    bit<1>        drop_copy;     // a copy nobody wants: the top file drops it
+
+    P4TAP_ARCH_METADATA       // what one target alone needs (its arch.p4 says what)
 }
 
 #endif

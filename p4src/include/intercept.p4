@@ -41,8 +41,7 @@
 // The gate of one side of one address family: the source side (is_source)
 // or the destination side. Each instance has its own table.
 control Ipv4Gate(inout headers_t hdr,
-                 inout local_metadata_t meta,
-                 inout standard_metadata_t std_meta)
+                 inout local_metadata_t meta)
                 (bool is_source) {
 
     action open_gate() {
@@ -59,7 +58,7 @@ control Ipv4Gate(inout headers_t hdr,
         }
         actions = { open_gate; @defaultonly NoAction; }
         const default_action = NoAction();
-        size = 32768;
+        size = P4TAP_IPV4_GATE_SIZE;
     }
 
     apply {
@@ -68,8 +67,7 @@ control Ipv4Gate(inout headers_t hdr,
 }
 
 control Ipv6Gate(inout headers_t hdr,
-                 inout local_metadata_t meta,
-                 inout standard_metadata_t std_meta)
+                 inout local_metadata_t meta)
                 (bool is_source) {
 
     action open_gate() {
@@ -86,7 +84,7 @@ control Ipv6Gate(inout headers_t hdr,
         }
         actions = { open_gate; @defaultonly NoAction; }
         const default_action = NoAction();
-        size = 16384;
+        size = P4TAP_IPV6_GATE_SIZE;
     }
 
     apply {
@@ -96,14 +94,14 @@ control Ipv6Gate(inout headers_t hdr,
 
 // The filters of one side of the IPv4 classifier, behind its open gate.
 control Ipv4Filter(inout headers_t hdr,
-                   inout local_metadata_t meta,
-                   inout standard_metadata_t std_meta)
+                   inout local_metadata_t meta)
                   (bool is_source) {
 
-    // bmv2 counts every hit of the owning table's entries.
-    direct_counter(CounterType.packets_and_bytes) filter_counter;
+    // Every hit of the owning table's entries.
+    P4TAP_DIRECT_COUNTER(filter_counter);
 
     action match_session(clone_session_t id) {
+        P4TAP_DIRECT_COUNT(filter_counter);
         if (is_source) {
             meta.src_session = id;
         } else {
@@ -120,9 +118,9 @@ control Ipv4Filter(inout headers_t hdr,
     table filter {
         key = {
             meta.vrf:               exact   @name("vrf");
-            std_meta.ingress_port:  ternary @name("ingress_port");
-            std_meta.egress_spec:   ternary @name("egress_port");
-            std_meta.mcast_grp:     ternary @name("mcast_grp");
+            meta.ingress_port:     ternary @name("ingress_port");
+            meta.egress_port:      ternary @name("egress_port");
+            meta.mcast_grp:        ternary @name("mcast_grp");
             hdr.ipv4.src_addr:      ternary @name("src_addr");
             hdr.ipv4.dst_addr:      ternary @name("dst_addr");
             hdr.ipv4.protocol:      ternary @name("protocol");
@@ -134,7 +132,7 @@ control Ipv4Filter(inout headers_t hdr,
         actions = { match_session; @defaultonly NoAction; }
         const default_action = NoAction();
         counters = filter_counter;
-        size = 32768;
+        size = P4TAP_IPV4_FILTER_SIZE;
     }
 
     apply {
@@ -144,13 +142,13 @@ control Ipv4Filter(inout headers_t hdr,
 
 // The filters of one side of the IPv6 classifier; adds the flow label.
 control Ipv6Filter(inout headers_t hdr,
-                   inout local_metadata_t meta,
-                   inout standard_metadata_t std_meta)
+                   inout local_metadata_t meta)
                   (bool is_source) {
 
-    direct_counter(CounterType.packets_and_bytes) filter_counter;
+    P4TAP_DIRECT_COUNTER(filter_counter);
 
     action match_session(clone_session_t id) {
+        P4TAP_DIRECT_COUNT(filter_counter);
         if (is_source) {
             meta.src_session = id;
         } else {
@@ -161,9 +159,9 @@ control Ipv6Filter(inout headers_t hdr,
     table filter {
         key = {
             meta.vrf:               exact   @name("vrf");
-            std_meta.ingress_port:  ternary @name("ingress_port");
-            std_meta.egress_spec:   ternary @name("egress_port");
-            std_meta.mcast_grp:     ternary @name("mcast_grp");
+            meta.ingress_port:     ternary @name("ingress_port");
+            meta.egress_port:      ternary @name("egress_port");
+            meta.mcast_grp:        ternary @name("mcast_grp");
             hdr.ipv6.src_addr:      ternary @name("src_addr");
             hdr.ipv6.dst_addr:      ternary @name("dst_addr");
             hdr.ipv6.next_hdr:      ternary @name("protocol");
@@ -176,7 +174,7 @@ control Ipv6Filter(inout headers_t hdr,
         actions = { match_session; @defaultonly NoAction; }
         const default_action = NoAction();
         counters = filter_counter;
-        size = 16384;
+        size = P4TAP_IPV6_FILTER_SIZE;
     }
 
     apply {
@@ -186,8 +184,7 @@ control Ipv6Filter(inout headers_t hdr,
 
 // Step 1 for every packet: which sides' gates are open.
 control InterceptGates(inout headers_t hdr,
-                       inout local_metadata_t meta,
-                       inout standard_metadata_t std_meta) {
+                       inout local_metadata_t meta) {
 
     Ipv4Gate(true) ipv4_src_gate;
     Ipv4Gate(false) ipv4_dst_gate;
@@ -196,11 +193,11 @@ control InterceptGates(inout headers_t hdr,
 
     apply {
         if (meta.ip_version == 4) {
-            ipv4_src_gate.apply(hdr, meta, std_meta);
-            ipv4_dst_gate.apply(hdr, meta, std_meta);
+            ipv4_src_gate.apply(hdr, meta);
+            ipv4_dst_gate.apply(hdr, meta);
         } else if (meta.ip_version == 6) {
-            ipv6_src_gate.apply(hdr, meta, std_meta);
-            ipv6_dst_gate.apply(hdr, meta, std_meta);
+            ipv6_src_gate.apply(hdr, meta);
+            ipv6_dst_gate.apply(hdr, meta);
         }
     }
 }
@@ -208,18 +205,18 @@ control InterceptGates(inout headers_t hdr,
 // Step 2, only behind an open gate (and with the VRF known): the filters,
 // then the clone(s).
 control InterceptClassifier(inout headers_t hdr,
-                            inout local_metadata_t meta,
-                            inout standard_metadata_t std_meta) {
+                            inout local_metadata_t meta) {
 
     Ipv4Filter(true) ipv4_src;
     Ipv4Filter(false) ipv4_dst;
     Ipv6Filter(true) ipv6_src;
     Ipv6Filter(false) ipv6_dst;
 
+    // The copy itself is the top file's to make (clone on bmv2, mirror on
+    // Tofino): a non-zero meta.intercept_session at the end of ingress asks
+    // for it.
     action intercept(clone_session_t session) {
         meta.intercept_session = session;
-        clone_preserving_field_list(CloneType.I2E, session,
-                                    FIELD_LIST_INTERCEPT);
     }
 
     // (source set, destination set) pairs that share a mediation, mapped to
@@ -231,23 +228,23 @@ control InterceptClassifier(inout headers_t hdr,
         }
         actions = { intercept; @defaultonly NoAction; }
         const default_action = NoAction();
-        size = 16384;
+        size = P4TAP_MERGE_SIZE;
     }
 
     apply {
         if (meta.ip_version == 4) {
             if (meta.src_gate_open == 1) {
-                ipv4_src.apply(hdr, meta, std_meta);
+                ipv4_src.apply(hdr, meta);
             }
             if (meta.dst_gate_open == 1) {
-                ipv4_dst.apply(hdr, meta, std_meta);
+                ipv4_dst.apply(hdr, meta);
             }
         } else {
             if (meta.src_gate_open == 1) {
-                ipv6_src.apply(hdr, meta, std_meta);
+                ipv6_src.apply(hdr, meta);
             }
             if (meta.dst_gate_open == 1) {
-                ipv6_dst.apply(hdr, meta, std_meta);
+                ipv6_dst.apply(hdr, meta);
             }
         }
 
@@ -255,9 +252,9 @@ control InterceptClassifier(inout headers_t hdr,
                 && meta.src_session != meta.dst_session) {
             if (!merge.apply().hit) {
                 intercept(meta.src_session);
+                // A non-zero resubmit_session on a first pass asks the top
+                // file to resubmit the packet.
                 meta.resubmit_session = meta.dst_session;
-                meta.resubmit_ingress_port = std_meta.ingress_port;
-                resubmit_preserving_field_list(FIELD_LIST_RESUBMIT);
             }
         } else if (meta.src_session != 0) {
             intercept(meta.src_session);
@@ -268,17 +265,12 @@ control InterceptClassifier(inout headers_t hdr,
 }
 
 // The second pass of a resubmitted packet: the copy the first pass could
-// not make (the packet is forwarded as the first pass would have). Its
-// ingress port comes back first: bmv2 resubmits with standard metadata
-// zeroed, and without it the pass would take port 0's VRF, ETS trust and
-// meter, and flood back out of the port the packet came from.
-control InterceptResubmitted(inout local_metadata_t meta,
-                             inout standard_metadata_t std_meta) {
+// not make (the packet is forwarded as the first pass would have). The top
+// file has given it the first pass's ingress port (meta.ingress_port), so it
+// takes that port's VRF, ETS trust and meter, and flood pruning.
+control InterceptResubmitted(inout local_metadata_t meta) {
     apply {
-        std_meta.ingress_port = meta.resubmit_ingress_port;
         meta.intercept_session = meta.resubmit_session;
-        clone_preserving_field_list(CloneType.I2E, meta.resubmit_session,
-                                    FIELD_LIST_INTERCEPT);
     }
 }
 

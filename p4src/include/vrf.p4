@@ -9,8 +9,7 @@
 #include "headers.p4"
 
 control VrfClassifier(inout headers_t hdr,
-                      inout local_metadata_t meta,
-                      inout standard_metadata_t std_meta) {
+                      inout local_metadata_t meta) {
 
     action set_vrf(vrf_id_t vrf) {
         meta.vrf = vrf;
@@ -20,21 +19,21 @@ control VrfClassifier(inout headers_t hdr,
     // ternary tables linearly.
     table port_vlan_vrf {
         key = {
-            std_meta.ingress_port: exact @name("ingress_port");
+            meta.ingress_port: exact @name("ingress_port");
             hdr.vlan.vid:          exact @name("vid");
         }
         actions = { set_vrf; @defaultonly NoAction; }
         const default_action = NoAction();
-        size = 4096;
+        size = P4TAP_PORT_VLAN_VRF_SIZE;
     }
 
     table port_vrf {
         key = {
-            std_meta.ingress_port: exact @name("ingress_port");
+            meta.ingress_port: exact @name("ingress_port");
         }
         actions = { set_vrf; @defaultonly NoAction; }
         const default_action = NoAction();
-        size = 512;
+        size = P4TAP_PORT_VRF_SIZE;
     }
 
     // meta.vrf starts at 0 (the global table): bmv2 zeroes metadata per packet.

@@ -1,18 +1,24 @@
 /*
- * p4tap for v1model (bmv2 simple_switch_grpc).
+ * p4tap for v1model (bmv2 simple_switch_grpc). The Tofino twin is
+ * p4src/tna/p4tap.p4: same controls (p4src/include/), other architecture.
+ * This file is the only one that reads or writes standard_metadata: it
+ * fills the plain fields of local_metadata_t the controls use and hands
+ * their decisions to bmv2 (forwarding, queue, clone, resubmit, drop).
  *
  * Ingress: bridging, intercept gates, routing context (VRF), routing,
  *          intercept classification (clone), ETS conditioning (RFC 4190).
  * Egress:  intercept copies are encapsulated for their mediation device;
  *          everything else leaves as forwarding made it.
  */
-#include <core.p4>
-#include <v1model.p4>
+// The architecture first: the shared controls are written against its macros.
+#include "arch.p4"
 
 #include "../include/defines.p4"
 #include "../include/headers.p4"
-#include "../include/parser.p4"
-#include "../include/checksum.p4"
+#include "parser.p4"
+#include "checksum.p4"
+#include "flood_prune.p4"
+#include "deparser.p4"
 #include "../include/vrf.p4"
 #include "../include/forwarding.p4"
 #include "../include/intercept.p4"
@@ -22,40 +28,32 @@
 control P4tapIngress(inout headers_t hdr,
                      inout local_metadata_t meta,
                      inout standard_metadata_t std_meta) {
-    Bridging() bridging;
-    InterceptGates() intercept_gates;
-    VrfClassifier() vrf_classifier;
-    Routing() routing;
-    InterceptClassifier() intercept_classifier;
-    InterceptResubmitted() intercept_resubmitted;
-    EtsConditioner() ets_conditioner;
+#include "../include/ingress_controls.p4"
 
-    // Ordered so that the common case pays least: an untapped bridged packet
-    // passes the L2 table and its gates, nothing else. The VRF is looked up
-    // only for what routes or may be tapped.
     apply {
-        bridging.apply(hdr, meta, std_meta);
+        // The parser has set meta.ingress_port, but bmv2 zeroes the port of
+        // a resubmitted packet; egress flood pruning reads it too.
         if (std_meta.instance_type == INSTANCE_TYPE_RESUBMIT) {
-            // Its gates stay shut: the first pass classified it already.
-            intercept_resubmitted.apply(meta, std_meta);
-        } else {
-            intercept_gates.apply(hdr, meta, std_meta);
+            meta.resubmitted = 1;
+            meta.ingress_port = meta.resubmit_ingress_port;
+            std_meta.ingress_port = meta.resubmit_ingress_port;
         }
-        if (meta.routed == 1 || meta.src_gate_open == 1 || meta.dst_gate_open == 1) {
-            vrf_classifier.apply(hdr, meta, std_meta);
+
+#include "../include/ingress_apply.p4"
+
+        // DROP_PORT is what mark_to_drop writes: egress_spec carries the drop.
+        std_meta.egress_spec = meta.egress_port;
+        std_meta.mcast_grp = meta.mcast_grp;
+        std_meta.priority = meta.priority;
+        // One I2E clone per pass; the copy keeps only its session.
+        if (meta.intercept_session != 0) {
+            clone_preserving_field_list(CloneType.I2E, meta.intercept_session,
+                                        FIELD_LIST_INTERCEPT);
         }
-        if (meta.routed == 1) {
-            routing.apply(hdr, meta, std_meta);
-        }
-        if (meta.src_gate_open == 1 || meta.dst_gate_open == 1) {
-            intercept_classifier.apply(hdr, meta, std_meta);
-        }
-        // After the intercept filters (they match the DSCP as sent). A first
-        // pass that resubmits is never forwarded: its second pass, with the
-        // same ingress port, conditions and meters it as if untapped.
-        if (meta.ip_version != 0
-                && (meta.resubmit_session == 0 || std_meta.instance_type == INSTANCE_TYPE_RESUBMIT)) {
-            ets_conditioner.apply(hdr, meta, std_meta);
+        // A first pass owing a second copy goes round again, with its port.
+        if (meta.resubmit_session != 0 && meta.resubmitted == 0) {
+            meta.resubmit_ingress_port = meta.ingress_port;
+            resubmit_preserving_field_list(FIELD_LIST_RESUBMIT);
         }
     }
 }
@@ -70,7 +68,12 @@ control P4tapEgress(inout headers_t hdr,
         if (std_meta.instance_type == INSTANCE_TYPE_INGRESS_CLONE) {
             // Egress never clones, so a copy is never copied again.
             if (meta.intercept_session != 0) {
-                intercept_encap.apply(hdr, meta, std_meta);
+                meta.replica = std_meta.egress_rid;
+                meta.inner_len = (bit<16>)std_meta.packet_length;
+                intercept_encap.apply(hdr, meta);
+                if (meta.drop_copy == 1) {
+                    mark_to_drop(std_meta);
+                }
             } else {
                 mark_to_drop(std_meta);
             }

@@ -1,12 +1,12 @@
 /*
- * p4tap: checksums. Only headers p4tap builds get a computed checksum;
+ * p4tap on v1model: checksums. Only headers p4tap builds get a computed checksum;
  * a forwarded packet's own checksums are left exactly as they arrived
  * (routing adjusts the IPv4 one incrementally).
  */
 #ifndef P4TAP_CHECKSUM_P4
 #define P4TAP_CHECKSUM_P4
 
-#include "headers.p4"
+#include "../include/headers.p4"
 
 control P4tapVerifyChecksum(inout headers_t hdr, inout local_metadata_t meta) {
     // A transparent tap never drops for a bad checksum.

@@ -1,25 +1,14 @@
 /*
- * p4tap: parser and deparser.
+ * p4tap: the parse graph from the Ethernet header on, shared by every
+ * target's parsers: #included inside a parser body (after its own start
+ * state, which reads the architecture's intrinsic metadata), so each target
+ * parses a packet into the same headers with no sub-parser call between.
+ * It expects `packet`, `hdr` and `meta` in scope.
  *
  * Parsing never consumes bytes it cannot re-emit: anything it does not
  * understand stays in the payload, so the forwarded packet is byte-identical
  * to the received one except for what routing deliberately rewrites.
- * bmv2 re-parses an I2E clone with this same parser (before it sets
- * instance_type), so a copy arrives in egress with the same headers.
  */
-#ifndef P4TAP_PARSER_P4
-#define P4TAP_PARSER_P4
-
-#include "headers.p4"
-
-parser P4tapParser(packet_in packet,
-                   out headers_t hdr,
-                   inout local_metadata_t meta,
-                   inout standard_metadata_t std_meta) {
-
-    state start {
-        transition parse_ethernet;
-    }
 
     state parse_ethernet {
         packet.extract(hdr.ethernet);
@@ -95,23 +84,3 @@ parser P4tapParser(packet_in packet,
         packet.extract(hdr.udp_rest);
         transition accept;
     }
-}
-
-control P4tapDeparser(packet_out packet, in headers_t hdr) {
-    apply {
-        packet.emit(hdr.ethernet);
-        packet.emit(hdr.vlan);
-        packet.emit(hdr.outer_ipv4);
-        packet.emit(hdr.outer_ipv6);
-        packet.emit(hdr.outer_udp);
-        packet.emit(hdr.pcli);
-        packet.emit(hdr.ipv4);
-        packet.emit(hdr.ipv4_options);
-        packet.emit(hdr.ipv6);
-        packet.emit(hdr.l4_ports);
-        packet.emit(hdr.tcp_rest);
-        packet.emit(hdr.udp_rest);
-    }
-}
-
-#endif
