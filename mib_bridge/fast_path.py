@@ -153,7 +153,8 @@ class FastPath:
         if known is None:
             if message.user not in self.users and message.user:
                 return self._report(message, address, "unknown user", UNKNOWN_USERS)
-            return self._to_pysnmp(message, address, "user not on the fast path", None)
+            return self._to_pysnmp(message, address, "user not on the fast path" if message.user else "no user name",
+                                   None)
         name, keys = known
         if not message.flags & usm.AUTH:
             return self._report(message, address, "unsupported security level", UNSUPPORTED_LEVELS)
