@@ -166,10 +166,18 @@ def test_lower_election_id_cannot_write(network, tmp_path):
     (tmp_path / "a").mkdir()
     with controller(bmv2, tmp_path / "a", election=10) as primary:
         primary.start()
+        # A controller with a lower election id starts (issue 18: it serves what
+        # answers) as a backup: it says the switch is not its own and writes nothing.
         second = Controller([switch_config(bmv2, election=5)], tmp_path / "b.db", tmp_path / "b.jsonl")
-        with pytest.raises(NotPrimaryError):
-            second.start()
-        second.stop()
+        second.start(connect_timeout=2.0)
+        try:
+            assert not second.switches["s1"].conn.is_primary
+            assert "another controller is primary" in (tmp_path / "b.jsonl").read_text()
+            with pytest.raises(ProvisionError):
+                second.provision(*subject_tap(77, SUBJECT, MD_A, 600), actor="test")
+            assert second.intercepts() == []
+        finally:
+            second.stop()
         with SwitchConnection(bmv2.grpc_address, election_id=(0, 5)) as backup:
             assert not backup.is_primary
             entity = primary.switches["s1"].read_actual()[0].entity
