@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from bmv2_topo.bmv2_switch import target_skip_reason
+from bmv2_topo.bmv2_switch import TARGETS, target_skip_reason
 
 SIMPLE_SWITCH_GRPC = shutil.which("simple_switch_grpc")
 P4C = shutil.which("p4c-bm2-ss")
@@ -41,6 +41,16 @@ needs_real_bmv2 = pytest.mark.skipif(
 )
 needs_p4c = pytest.mark.skipif(P4C is None, reason="p4c-bm2-ss not on PATH: build p4c (README, Toolchain)")
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root to create veth pairs and namespaces")
+
+
+@pytest.fixture(params=TARGETS)
+def target(request) -> str:
+    """Each switch target in turn (bmv2, the softswitch); one that cannot run
+    here skips, saying why. A module may define its own `target`."""
+    reason = target_skip_reason(request.param)
+    if reason is not None:
+        pytest.skip(f"{request.param}: {reason}")
+    return request.param
 
 
 def pipeline_has_issue13_fix() -> bool:

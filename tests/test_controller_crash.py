@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from bmv2_topo.bmv2_switch import TARGETS, Bmv2Switch, target_skip_reason
+from bmv2_topo.bmv2_switch import Bmv2Switch
 from controller import codec, config as controller_config
 from controller.audit import verify
 from controller.control import ControlError, request
@@ -54,13 +54,6 @@ pytestmark = pytest.mark.skipif(not P4TAP.exists(), reason="compiled pipeline mi
 
 ELECTION = 5  # the controller's; the test reads as a backup with a lower one
 
-
-@pytest.fixture(params=TARGETS)
-def target(request) -> str:
-    reason = target_skip_reason(request.param)
-    if reason is not None:
-        pytest.skip(f"{request.param}: {reason}")
-    return request.param
 
 
 @contextmanager

@@ -28,11 +28,9 @@ from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2
 
 from bmv2_topo.bmv2_switch import (
-    TARGETS,
     Bmv2Error,
     Bmv2Switch,
     free_tcp_port,
-    target_skip_reason,
 )
 from controller.switch import (
     NotPrimaryError,
@@ -141,14 +139,6 @@ def tiny(tmp_path_factory) -> Tiny:
         port_counter_id=_by_suffix(p4info.counters, "port_counter").preamble.id,
     )
 
-
-@pytest.fixture(params=TARGETS)
-def target(request) -> str:
-    """Each switch target in turn; one that cannot run here skips, saying why."""
-    reason = target_skip_reason(request.param)
-    if reason:
-        pytest.skip(f"{request.param}: {reason}")
-    return request.param
 
 
 @pytest.fixture

@@ -27,9 +27,8 @@ import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
 
-from bmv2_topo.bmv2_switch import TARGETS, Bmv2Switch, target_skip_reason
+from bmv2_topo.bmv2_switch import Bmv2Switch
 from bmv2_topo.keeper import Outage, SwitchKeeper
 from bmv2_topo.veth import veth_pairs
 from bmv2_topo.wire import Wire
@@ -44,13 +43,6 @@ WAIT = 30.0  # seconds any one awaited event may take before the test fails (nev
 SHIFT = timedelta(seconds=120)  # how far the controller's clock moves during the outage
 BACKGROUND_SPORT = 41000  # the background flow's source port (probes use tcp4's default)
 
-
-@pytest.fixture(params=TARGETS)
-def target(request) -> str:
-    reason = target_skip_reason(request.param)
-    if reason is not None:
-        pytest.skip(f"{request.param}: {reason}")
-    return request.param
 
 
 class Clock:
