@@ -4,6 +4,9 @@ credentials, ports, VRFs, forwarding and intercept delivery settings.
     [controller]
     state_dir = "/var/lib/p4tap"          # intent.db and audit.jsonl live here
     control_socket = "/run/p4tap/control.sock"
+    target = "bmv2"                       # or "tofino" / "tofino2": the pipeline build/ holds for it
+    device_config = "pi"                  # Tofino only: "pi" (bf_switchd's P4Runtime server) or
+                                          # "stratum" (stratum_bfrt's BfPipelineConfig)
 
     [[switch]]
     name = "access1"
@@ -42,6 +45,7 @@ from controller import ets, toml_fields
 from controller.pipeline import mac_to_int
 from controller.service import SwitchConfig
 from controller.switch import TlsConfig
+from controller.tofino_config import FORMATS, TARGETS
 from controller.toml_fields import ConfigError  # one error type for every config file
 from controller.topology import FloodGroup, L2Entry, NextHop, Route, SwitchTopology
 
@@ -54,6 +58,8 @@ class ControllerSettings:
     state_dir: Path
     control_socket: Path
     switches: list[SwitchConfig]
+    target: str = "bmv2"
+    device_config: str = "pi"
 
     @property
     def store_path(self) -> Path:
@@ -178,4 +184,13 @@ def load(path: Path) -> ControllerSettings:
         state_dir=base / _get(controller, "state_dir", str, "[controller]", str(DEFAULT_STATE_DIR)),
         control_socket=base / _get(controller, "control_socket", str, "[controller]", str(DEFAULT_CONTROL_SOCKET)),
         switches=switches,
+        target=_choice(controller, "target", tuple(TARGETS), "bmv2"),
+        device_config=_choice(controller, "device_config", FORMATS, "pi"),
     )
+
+
+def _choice(table: dict[str, Any], key: str, allowed: tuple[str, ...], default: str) -> str:
+    value = _get(table, key, str, "[controller]", default)
+    if value not in allowed:
+        raise ConfigError(f"[controller]: {key} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
