@@ -34,7 +34,7 @@ from p4.v1 import p4runtime_pb2 as p4r
 
 from controller import crashpoints, ets
 from controller.capacity import REPLICATION, Capacity, slot_of
-from controller.entries import ENCAP_DROPS_COUNTER, ETS_DEMOTED_COUNTER, EntryBuilder, ets_table, rank
+from controller.entries import ENCAP_DROPS_COUNTER, ETS_DEMOTED_COUNTER, EntryBuilder, clone_session_limit, ets_table, rank
 from controller.incremental import Intercept, IncrementalPlanner
 from controller.model import InterceptError, StreamKey
 from controller.pipeline import Pipeline
@@ -106,6 +106,7 @@ class ManagedSwitch:
 
     def __post_init__(self) -> None:
         self.builder = EntryBuilder(self.pipeline)
+        self.ids.max_session_id = clone_session_limit(self.pipeline)  # learned from P4Info, per target
         self.rank = rank(self.pipeline)
         self.owned_tables = {t.preamble.id for t in self.pipeline.p4info.tables}
         self.planner = IncrementalPlanner(self.config.topology, self.ids)
@@ -183,7 +184,7 @@ class ManagedSwitch:
         """A from-scratch plan of the intents placed on this switch, on a copy
         of its ids unless `ids` is given: a dry run that changes nothing."""
         mine = [(m, s) for m, s, switches in intents if self.name in switches]
-        ids = ids if ids is not None else IdAllocator(self.ids.replica_ids, self.ids.session_ids)
+        ids = ids if ids is not None else IdAllocator(self.ids.replica_ids, self.ids.session_ids, self.ids.max_session_id)
         return plan_intercepts([m for m, _ in mine], [st for _, s in mine for st in s], self.config.topology, ids, now)
 
     def desired(self, plan: InterceptPlan) -> list[WireEntity]:
