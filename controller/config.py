@@ -29,6 +29,8 @@ credentials, ports, VRFs, forwarding and intercept delivery settings.
     # tls = { ca_cert = "ca.pem", client_cert = "c.pem", client_key = "c.key" }
     # replication_groups = 65536        # the switch's clone sessions + multicast groups (bmv2 --max-mc-groups):
                                         # a provision needing more is refused before it is committed
+    # max_clone_session_id = 1015       # below the pipeline's mirror id width, if the switch needs it
+                                        # (Tofino 1: 1016..1023 are coalescing sessions)
 
 Every mistake is reported with the switch and key it concerns.
 """
@@ -157,7 +159,15 @@ def _switch(raw: dict[str, Any], base: Path) -> SwitchConfig:
         election_id=(0, _get(raw, "election_id", int, where, 1)),
         tls=tls, allow_plaintext=_get(raw, "allow_plaintext", bool, where, None),
         replication_groups=_replication_groups(raw, where),
+        max_clone_session_id=_at_least_one(raw, "max_clone_session_id", where),
     )
+
+
+def _at_least_one(raw: dict[str, Any], key: str, where: str) -> int | None:
+    value = _get(raw, key, int, where, None)
+    if value is not None and value < 1:
+        raise ConfigError(f"{where}: {key} must be at least 1, got {value}")
+    return value
 
 
 def _replication_groups(raw: dict[str, Any], where: str) -> int | None:

@@ -118,8 +118,10 @@ def test_the_config_file_names_the_target(tmp_path):
     path = tmp_path / "p4tap.toml"
     path.write_text(switch)
     assert (load(path).target, load(path).device_config) == ("bmv2", "pi")
-    path.write_text('[controller]\ntarget = "tofino2"\ndevice_config = "stratum"\n' + switch)
+    path.write_text('[controller]\ntarget = "tofino2"\ndevice_config = "stratum"\n' + switch
+                    + "max_clone_session_id = 1015\n")
     settings = load(path)
+    assert settings.switches[0].max_clone_session_id == 1015
     which = artifacts_for(settings.target, settings.device_config)
     assert isinstance(which, TofinoArtifacts) and which.build.name == "t2na" and which.fmt == "stratum"
     path.write_text('[controller]\ntarget = "tofino3"\n' + switch)

@@ -21,7 +21,10 @@ node per replica `instance` as its rid, a duplicate (instance, port)
 refused; class_of_service other than 0 unimplemented). The tests below prove
 the planned sessions are of that form and name the right encapsulations, and
 that the mirror id width learned from P4Info (10 bits; 8 on Tofino 2) bounds
-the session ids with a clean refusal. Stratum's bfrt PRE manager (as read,
+the session ids with a clean refusal, or the switch's own lower limit where
+configured (`max_clone_session_id`: Tofino 1's normal mirror sessions end at
+1015, Stratum's kMaxCloneSessionId; PI before 2020 took only 1..511, its
+pre_clone_mgr.h kMaxCloneSessionId = 512, later 32768). Stratum's bfrt PRE manager (as read,
 stratum/hal/lib/barefoot/bfrt_pre_manager.cc) refuses CloneSessionEntry
 altogether: see README, Tofino.
 """
@@ -170,11 +173,12 @@ def test_clone_sessions_are_what_pi_makes_a_mirror_to_a_pre_group_of(arch, seed)
             "the copies go to exactly the session's MDs, each with its own CCCID"
 
 
-@pytest.mark.parametrize("arch, limit", [("tna", 1023), ("t2na", 255)])
-def test_more_md_sets_than_mirror_ids_are_refused_with_nothing_changed(arch, limit):
+@pytest.mark.parametrize("arch, configured, limit", [("tna", None, 1023), ("t2na", None, 255),
+                                                     ("tna", 1015, 1015)])  # Tofino 1's normal sessions
+def test_more_md_sets_than_mirror_ids_are_refused_with_nothing_changed(arch, configured, limit):
     tofino = load(arch)
-    assert clone_session_limit(tofino) == limit
-    switch = ManagedSwitch(SwitchConfig("tof", "127.0.0.1:9559", topology()), tofino)
+    assert clone_session_limit(tofino) == (1 << {"tna": 10, "t2na": 8}[arch]) - 1
+    switch = ManagedSwitch(SwitchConfig("tof", "127.0.0.1:9559", topology(), max_clone_session_id=configured), tofino)
     # One MD per intercept (one host, a port each), one host tapped each: a session each;
     # half by source, half by destination (Tofino 1 holds 512 IPv4 filters per side).
     def tapped(c: int) -> IpFilter:
