@@ -23,8 +23,8 @@ the planned sessions are of that form and name the right encapsulations, and
 that the mirror id width learned from P4Info (10 bits; 8 on Tofino 2) bounds
 the session ids with a clean refusal, or the switch's own lower limit where
 configured (`max_clone_session_id`: Tofino 1's normal mirror sessions end at
-1015, Stratum's kMaxCloneSessionId; PI before 2020 took only 1..511, its
-pre_clone_mgr.h kMaxCloneSessionId = 512, later 32768). Stratum's bfrt PRE manager (as read,
+1015, Stratum's kMaxCloneSessionId; PI's frontend at 2b4a3ed took only 1..511,
+pre_clone_mgr.h kMaxCloneSessionId = 512; later ones 32768). Stratum's bfrt PRE manager (as read,
 stratum/hal/lib/barefoot/bfrt_pre_manager.cc) refuses CloneSessionEntry
 altogether: see README, Tofino.
 """
