@@ -190,6 +190,11 @@ class IdAllocator:
 
     def session(self, replicas: frozenset[Replica]) -> int:
         sid = self.session_ids.get(replicas)
+        if sid is not None and sid > self.max_session_id:
+            # Kept from a pipeline with wider mirror ids (the switch changed
+            # target): the old id cannot be written here, so give a new one.
+            self.forget_session(replicas)
+            sid = None
         if sid is None:
             sid = self._next_free(self.replicas_of, "_free_session", self.max_session_id, "clone session")
             self._set(self.session_ids, replicas, sid)

@@ -42,7 +42,7 @@ from controller.entries import INTERCEPT_ACTION, EntryBuilder, clone_session_lim
 from controller.managed_switch import ManagedSwitch, SwitchConfig
 from controller.model import InterceptError, IpFilter, Mediation, Stream
 from controller.pipeline import BUILD_DIR, Pipeline
-from controller.plan import IdAllocator, plan_intercepts
+from controller.plan import IdAllocator, Replica, plan_intercepts
 from tests.test_plan import LATER, MD_V4, NOW, mediation, random_filter, topology, v4
 
 ARCHS = ("tna", "t2na")
@@ -193,3 +193,16 @@ def test_more_md_sets_than_mirror_ids_are_refused_with_nothing_changed(arch, con
     change = switch.stage({c: many[c] for c in range(1, limit + 1)}, NOW)
     assert sum(e.key[0] == "clone" for e in change.diff.inserts) == limit
     switch.rollback()
+
+
+def test_a_session_id_kept_from_a_wider_pipeline_is_given_anew():
+    """A switch moved from bmv2 (ids to 32767) to Tofino keeps its stored ids;
+    one beyond the mirror width is replaced, not written."""
+    tofino = load("tna")
+    md = Replica(port=4, rid=1)
+    ids = IdAllocator(replica_ids={1: 1}, session_ids={frozenset({md}): 5000})
+    switch = ManagedSwitch(SwitchConfig("tof", "127.0.0.1:9559", topology()), tofino, ids=ids)
+    change = switch.stage({1: (mediation(1), [Stream(1, 1, v4(src="192.0.2.7/32"), True)])}, NOW)
+    sessions = [e for e in change.diff.inserts if e.key[0] == "clone"]
+    assert len(sessions) == 1 and sessions[0].entity.packet_replication_engine_entry.clone_session_entry.session_id == 1
+    assert ids.session_ids == {frozenset({md}): 1} and frozenset({md}) in ids.take_changes().sessions
