@@ -20,6 +20,10 @@ compiler outputs; nothing else about Tofino differs for the controller
   one profile, "pipe" (manifest.json's pipe name), and leaves ``pipe_scope``
   empty: the same program on every pipe.
 
+Either is 5-7 MB, past gRPC's 4 MB default: the controller's channel allows
+256 MB (controller/switch/stream.py), as PI's server does (p4lang/PI
+proto/server/pi_server.cpp, SetMaxReceiveMessageSize(256*1024*1024)).
+
 The protobuf is written by hand (four fields) so that no generated Stratum
 module is needed; tests/test_tofino_config.py decodes it with a descriptor
 transcribed from bf.proto, and the PI layout with a reader written from the

@@ -127,3 +127,21 @@ def test_the_config_file_names_the_target(tmp_path):
     path.write_text('[controller]\ntarget = "tofino3"\n' + switch)
     with pytest.raises(ConfigError, match="target must be one of bmv2, tofino, tofino2"):
         load(path)
+
+
+@pytest.mark.parametrize("target", TOFINO_TARGETS)
+@pytest.mark.parametrize("fmt", ["pi", "stratum"])
+def test_the_pipeline_push_fits_the_message_limits(target, fmt):
+    """5-7 MB, past gRPC's 4 MB default: the controller's channel allows 256 MB
+    each way, as PI's server does (proto/server/pi_server.cpp:
+    SetMaxReceiveMessageSize(256*1024*1024))."""
+    from p4.v1 import p4runtime_pb2 as p4r
+
+    from controller.switch.stream import _MAX_MESSAGE_BYTES
+
+    pipeline = Pipeline.load(need(target, fmt))
+    request = p4r.SetForwardingPipelineConfigRequest(device_id=0)
+    request.config.p4info.CopyFrom(pipeline.p4info)
+    request.config.p4_device_config = pipeline.device_config
+    request.config.cookie.cookie = pipeline.cookie
+    assert 4 << 20 < request.ByteSize() <= min(_MAX_MESSAGE_BYTES, 256 << 20)
