@@ -14,7 +14,8 @@ from p4.v1 import p4runtime_pb2 as p4r
 
 from controller import ets, wire
 from controller.pipeline import Pipeline, decode, mac_to_int
-from controller.plan import MAX_SESSION_ID, CloneSession, EncapEntry, FilterEntry, GateEntry, InterceptPlan, MergeEntry, PlanItem, Side
+from controller.plan import (MAX_SESSION_ID, CloneSession, EncapEntry, FilterEntry, GateEntry, InterceptPlan, MergeEntry,
+                             PlanItem, Side)
 from controller.regions import Span, Ternary
 from controller.topology import SwitchTopology
 from controller.wire import WireEntity

@@ -34,7 +34,8 @@ from p4.v1 import p4runtime_pb2 as p4r
 
 from controller import crashpoints, ets
 from controller.capacity import REPLICATION, Capacity, slot_of
-from controller.entries import ENCAP_DROPS_COUNTER, ETS_DEMOTED_COUNTER, EntryBuilder, clone_session_limit, ets_table, rank
+from controller.entries import (ENCAP_DROPS_COUNTER, ETS_DEMOTED_COUNTER, EntryBuilder, clone_session_limit, ets_table,
+                                rank)
 from controller.incremental import Intercept, IncrementalPlanner
 from controller.model import InterceptError, StreamKey
 from controller.pipeline import Pipeline

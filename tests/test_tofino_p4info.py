@@ -164,7 +164,8 @@ def test_clone_sessions_are_what_pi_makes_a_mirror_to_a_pre_group_of(arch, seed)
     plan = random_plan(seed, ids)
     cccid_of_rid = {e.rid: e.content_id for e in plan.encaps}
     sessions = [w.entity.packet_replication_engine_entry.clone_session_entry
-                for w in EntryBuilder(tofino).intercept_wire(plan) if w.entity.HasField("packet_replication_engine_entry")]
+                for w in EntryBuilder(tofino).intercept_wire(plan)
+                if w.entity.HasField("packet_replication_engine_entry")]
     assert len(sessions) == len(plan.sessions) > 1
     for s in sessions:
         assert 1 <= s.session_id <= limit, "a mirror session id the pipeline cannot carry (0 means: no copy)"
