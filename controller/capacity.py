@@ -14,6 +14,11 @@ intent that every later start-up has to carry (issue 13). The limits:
   refuses a clone session or multicast group while holding N groups, N is
   taken as its limit until the controller connects to it again.
 
+Clone session ids are bounded apart from these counts: by the width of the
+pipeline's mirror id (10 bits on Tofino, 8 on Tofino 2, from P4Info:
+entries.clone_session_limit), which the id allocator enforces while
+planning, so a plan needing more is refused before anything is encoded.
+
 Counts follow what the switch holds (`ManagedSwitch.believed`) and are
 updated by every write, so a check costs O(the change), not O(all taps).
 """

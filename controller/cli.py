@@ -43,12 +43,15 @@ def _socket_path(args: argparse.Namespace) -> Path:
 
 
 def cmd_controller_run(args: argparse.Namespace) -> int:
+    from controller.pipeline import Pipeline
     from controller.service import Controller
+    from controller.tofino_config import artifacts_for
 
     settings = load(args.config)
     settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     log = logging.getLogger("p4tap")
-    controller = Controller(settings.switches, settings.store_path, settings.audit_path)
+    pipeline = Pipeline.load(artifacts_for(settings.target, settings.device_config))
+    controller = Controller(settings.switches, settings.store_path, settings.audit_path, pipeline=pipeline)
     controller.on_expired(lambda m: log.info("intercept %d timed out and was removed", m.content_id))
     log.info("connecting to %s", ", ".join(f"{s.name} ({s.address})" for s in settings.switches))
     controller.start()

@@ -4,6 +4,9 @@ credentials, ports, VRFs, forwarding and intercept delivery settings.
     [controller]
     state_dir = "/var/lib/p4tap"          # intent.db and audit.jsonl live here
     control_socket = "/run/p4tap/control.sock"
+    target = "bmv2"                       # or "tofino" / "tofino2": the pipeline build/ holds for it
+    device_config = "pi"                  # Tofino only: "pi" (bf_switchd's P4Runtime server) or
+                                          # "stratum" (stratum_bfrt's BfPipelineConfig)
 
     [[switch]]
     name = "access1"
@@ -26,6 +29,8 @@ credentials, ports, VRFs, forwarding and intercept delivery settings.
     # tls = { ca_cert = "ca.pem", client_cert = "c.pem", client_key = "c.key" }
     # replication_groups = 65536        # the switch's clone sessions + multicast groups (bmv2 --max-mc-groups):
                                         # a provision needing more is refused before it is committed
+    # max_clone_session_id = 1015       # below the pipeline's mirror id width, if the switch needs it
+                                        # (Tofino 1: 1016..1023 are coalescing sessions)
 
 Every mistake is reported with the switch and key it concerns.
 """
@@ -42,6 +47,7 @@ from controller import ets, toml_fields
 from controller.pipeline import mac_to_int
 from controller.service import SwitchConfig
 from controller.switch import TlsConfig
+from controller.tofino_config import FORMATS, TARGETS
 from controller.toml_fields import ConfigError  # one error type for every config file
 from controller.topology import FloodGroup, L2Entry, NextHop, Route, SwitchTopology
 
@@ -54,6 +60,8 @@ class ControllerSettings:
     state_dir: Path
     control_socket: Path
     switches: list[SwitchConfig]
+    target: str = "bmv2"
+    device_config: str = "pi"
 
     @property
     def store_path(self) -> Path:
@@ -151,7 +159,15 @@ def _switch(raw: dict[str, Any], base: Path) -> SwitchConfig:
         election_id=(0, _get(raw, "election_id", int, where, 1)),
         tls=tls, allow_plaintext=_get(raw, "allow_plaintext", bool, where, None),
         replication_groups=_replication_groups(raw, where),
+        max_clone_session_id=_at_least_one(raw, "max_clone_session_id", where),
     )
+
+
+def _at_least_one(raw: dict[str, Any], key: str, where: str) -> int | None:
+    value = _get(raw, key, int, where, None)
+    if value is not None and value < 1:
+        raise ConfigError(f"{where}: {key} must be at least 1, got {value}")
+    return value
 
 
 def _replication_groups(raw: dict[str, Any], where: str) -> int | None:
@@ -178,4 +194,13 @@ def load(path: Path) -> ControllerSettings:
         state_dir=base / _get(controller, "state_dir", str, "[controller]", str(DEFAULT_STATE_DIR)),
         control_socket=base / _get(controller, "control_socket", str, "[controller]", str(DEFAULT_CONTROL_SOCKET)),
         switches=switches,
+        target=_choice(controller, "target", tuple(TARGETS), "bmv2"),
+        device_config=_choice(controller, "device_config", FORMATS, "pi"),
     )
+
+
+def _choice(table: dict[str, Any], key: str, allowed: tuple[str, ...], default: str) -> str:
+    value = _get(table, key, str, "[controller]", default)
+    if value not in allowed:
+        raise ConfigError(f"[controller]: {key} must be one of {', '.join(allowed)}, got {value!r}")
+    return value

@@ -14,7 +14,8 @@ from p4.v1 import p4runtime_pb2 as p4r
 
 from controller import ets, wire
 from controller.pipeline import Pipeline, decode, mac_to_int
-from controller.plan import CloneSession, EncapEntry, FilterEntry, GateEntry, InterceptPlan, MergeEntry, PlanItem, Side
+from controller.plan import (MAX_SESSION_ID, CloneSession, EncapEntry, FilterEntry, GateEntry, InterceptPlan, MergeEntry,
+                             PlanItem, Side)
 from controller.regions import Span, Ternary
 from controller.topology import SwitchTopology
 from controller.wire import WireEntity
@@ -59,6 +60,16 @@ VRF = f"{INGRESS}.vrf_classifier"
 ETS = f"{INGRESS}.ets_conditioner"
 ETS_METER = f"{ETS}.ets_cap"
 ETS_DEMOTED_COUNTER = f"{ETS}.ets_demoted"
+
+
+def clone_session_limit(pipeline: Pipeline) -> int:
+    """The highest clone session id the pipeline can carry, from its P4Info:
+    the narrowest of the fields naming a session (the intercept action's
+    `session`, which is the mirror id on Tofino: 10 bits, 8 on Tofino 2; the
+    merge table's keys), and never beyond bmv2's 32767."""
+    widths = [pipeline.param(INTERCEPT_ACTION, "session").bitwidth,
+              *(pipeline.match_field(MERGE_TABLE, f).bitwidth for f in ("src_session", "dst_session"))]
+    return min(MAX_SESSION_ID, (1 << min(widths)) - 1)
 
 
 def ets_table(family: int) -> str:

@@ -34,11 +34,12 @@ from p4.v1 import p4runtime_pb2 as p4r
 
 from controller import crashpoints, ets
 from controller.capacity import REPLICATION, Capacity, slot_of
-from controller.entries import ENCAP_DROPS_COUNTER, ETS_DEMOTED_COUNTER, EntryBuilder, ets_table, rank
+from controller.entries import (ENCAP_DROPS_COUNTER, ETS_DEMOTED_COUNTER, EntryBuilder, clone_session_limit, ets_table,
+                                rank)
 from controller.incremental import Intercept, IncrementalPlanner
 from controller.model import InterceptError, StreamKey
 from controller.pipeline import Pipeline
-from controller.plan import FilterEntry, IdAllocator, InterceptPlan, PlanItem, plan_intercepts
+from controller.plan import MAX_SESSION_ID, FilterEntry, IdAllocator, InterceptPlan, PlanItem, plan_intercepts
 from controller.reconcile import Diff, EntityKey, EntityUpdate, diff, inverse, ordered_updates
 from controller.store import Intent
 from controller.switch import NotPrimaryError, SwitchConnection, SwitchError, SwitchUnavailableError, TlsConfig, WriteError
@@ -63,6 +64,11 @@ class SwitchConfig:
     # Clone sessions + multicast groups the switch's replication engine holds
     # (bmv2's --max-mc-groups); None: unknown, only the switch's refusal tells.
     replication_groups: int | None = None
+    # The highest clone session id the switch's P4Runtime server takes, where
+    # that is below what the pipeline's mirror id can carry (P4Info): Tofino 1
+    # keeps 1016..1023 for coalescing mirror sessions (Stratum's TNA limit is
+    # 1015), and older PI frontends take only 1..511. None: the pipeline's.
+    max_clone_session_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,8 @@ class ManagedSwitch:
 
     def __post_init__(self) -> None:
         self.builder = EntryBuilder(self.pipeline)
+        self.ids.max_session_id = min(clone_session_limit(self.pipeline),  # learned from P4Info, per target
+                                      self.config.max_clone_session_id or MAX_SESSION_ID)
         self.rank = rank(self.pipeline)
         self.owned_tables = {t.preamble.id for t in self.pipeline.p4info.tables}
         self.planner = IncrementalPlanner(self.config.topology, self.ids)
@@ -183,7 +191,7 @@ class ManagedSwitch:
         """A from-scratch plan of the intents placed on this switch, on a copy
         of its ids unless `ids` is given: a dry run that changes nothing."""
         mine = [(m, s) for m, s, switches in intents if self.name in switches]
-        ids = ids if ids is not None else IdAllocator(self.ids.replica_ids, self.ids.session_ids)
+        ids = ids if ids is not None else IdAllocator(self.ids.replica_ids, self.ids.session_ids, self.ids.max_session_id)
         return plan_intercepts([m for m, _ in mine], [st for _, s in mine for st in s], self.config.topology, ids, now)
 
     def desired(self, plan: InterceptPlan) -> list[WireEntity]:

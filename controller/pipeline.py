@@ -1,7 +1,9 @@
 """The compiled p4tap pipeline: where its artifacts live and how to name its parts.
 
-p4c's outputs (bmv2 JSON and P4Info) are committed under build/, so a
-machine without p4c runs everything. `Pipeline` loads them and answers the
+p4c's outputs (bmv2 JSON and P4Info; for Tofino, see controller.tofino_config)
+are committed under build/, so a machine without p4c runs everything.
+`Pipeline` loads them (any `Artifacts`: a P4Info and the device config its
+switch takes, the only thing that differs per target) and answers the
 questions every P4Runtime message needs: the id of a table, match field or
 action parameter (controller.wire encodes the values). Name lookups go
 through p4runtime-shell's P4Info context.
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Protocol
 
 from google.protobuf import text_format
 from p4.config.v1 import p4info_pb2
@@ -34,6 +37,24 @@ class PipelineArtifacts:
     def exists(self) -> bool:
         return self.bmv2_json.is_file() and self.p4info.is_file()
 
+    def device_config(self) -> bytes:
+        """bmv2 takes p4c's JSON as it is."""
+        return self.bmv2_json.read_bytes()
+
+
+class Artifacts(Protocol):
+    """What `Pipeline.load` needs of a compiled program, whatever the target:
+    the controller learns every other difference from the P4Info."""
+
+    name: str
+    p4info: Path
+
+    def exists(self) -> bool: ...
+
+    def device_config(self) -> bytes:
+        """`ForwardingPipelineConfig.p4_device_config` as the target's server takes it."""
+        ...
+
 
 def artifacts(name: str) -> PipelineArtifacts:
     """Artifacts of a program known to the build (see the Makefile's `p4` target)."""
@@ -53,7 +74,7 @@ class PipelineError(Exception):
 
 
 class Pipeline:
-    """A loaded P4Info plus its bmv2 JSON, with id lookups and value encoding."""
+    """A loaded P4Info plus its device config, with id lookups and value encoding."""
 
     def __init__(self, p4info: p4info_pb2.P4Info, device_config: bytes) -> None:
         self.p4info = p4info
@@ -62,14 +83,12 @@ class Pipeline:
         self._context.set_p4info(p4info)
 
     @classmethod
-    def load(cls, which: PipelineArtifacts = P4TAP) -> Pipeline:
+    def load(cls, which: Artifacts = P4TAP) -> Pipeline:
         if not which.exists():
-            raise PipelineError(
-                f"compiled pipeline {which.name!r} not found ({which.bmv2_json}, {which.p4info}): run `make p4`"
-            )
+            raise PipelineError(f"compiled pipeline {which.name!r} not found ({which}): run `make p4`")
         p4info = p4info_pb2.P4Info()
         text_format.Parse(which.p4info.read_text(), p4info)
-        return cls(p4info, which.bmv2_json.read_bytes())
+        return cls(p4info, which.device_config())
 
     def _lookup(self, kind: P4Type, name: str) -> int:
         try:

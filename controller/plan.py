@@ -39,7 +39,7 @@ from controller.topology import IPNetwork, NextHop, SwitchTopology
 PORT_BITS = 9
 MCAST_GRP_BITS = 16
 MAX_REPLICA_ID = 65535  # egress_rid is 16 bits; 0 is a normal packet
-MAX_SESSION_ID = 32767  # bmv2 clone sessions 1..32767
+MAX_SESSION_ID = 32767  # bmv2 clone sessions 1..32767; a pipeline may allow fewer (entries.clone_session_limit)
 
 
 class Side(enum.Enum):
@@ -132,7 +132,12 @@ class IdAllocator:
         self,
         replica_ids: Mapping[int, int] | None = None,
         session_ids: Mapping[frozenset[Replica], int] | None = None,
+        max_session_id: int = MAX_SESSION_ID,
     ) -> None:
+        # The highest clone session id the switch's pipeline can name (Tofino's
+        # mirror ids are 10 bits, 8 on Tofino 2): past it a plan is refused
+        # here, with nothing changed, rather than failing when encoded.
+        self.max_session_id = max_session_id
         self.replica_ids: dict[int, int] = dict(replica_ids or {})
         self.session_ids: dict[frozenset[Replica], int] = dict(session_ids or {})
         self.content_of: dict[int, int] = {rid: c for c, rid in self.replica_ids.items()}
@@ -185,8 +190,13 @@ class IdAllocator:
 
     def session(self, replicas: frozenset[Replica]) -> int:
         sid = self.session_ids.get(replicas)
+        if sid is not None and sid > self.max_session_id:
+            # Kept from a pipeline with wider mirror ids (the switch changed
+            # target): the old id cannot be written here, so give a new one.
+            self.forget_session(replicas)
+            sid = None
         if sid is None:
-            sid = self._next_free(self.replicas_of, "_free_session", MAX_SESSION_ID, "clone session")
+            sid = self._next_free(self.replicas_of, "_free_session", self.max_session_id, "clone session")
             self._set(self.session_ids, replicas, sid)
             self._set(self.replicas_of, sid, replicas)
             self.changed_sessions.add(replicas)

@@ -9,9 +9,24 @@ within its width, and ternary/range tables get a priority. The bmv2 and
 Tofino encodings then say the same thing: decoded by name, the same entries
 with the same values (so the same filters, MDs per filter and CCCIDs).
 
-Not covered: clone sessions and multicast groups, which a Tofino P4Runtime
-server would take as mirror sessions pointing at PRE groups (not planned yet,
-see README, Tofino); only their ids are checked to fit the mirror id width.
+Clone sessions need no Tofino form of their own: the TNA program mirrors
+each intercepted packet (I2E) to a mirror session whose destination is a PRE
+multicast group with one node per MD, the node's rid (egress_rid) selecting
+the MD's CCCID and encapsulation in egress. That is exactly what PI's P4Runtime
+frontend (bf_switchd's P4Runtime server) makes of a standard CloneSessionEntry
+with several replicas (p4lang/PI proto/frontend/src/pre_clone_mgr.cpp: a
+multicast group, first_reserved_group_id() + session id, holding the replicas,
+and pi_clone_session_set with mc_grp_id; pre_mc_mgr.cpp make_new_group: one
+node per replica `instance` as its rid, a duplicate (instance, port)
+refused; class_of_service other than 0 unimplemented). The tests below prove
+the planned sessions are of that form and name the right encapsulations, and
+that the mirror id width learned from P4Info (10 bits; 8 on Tofino 2) bounds
+the session ids with a clean refusal, or the switch's own lower limit where
+configured (`max_clone_session_id`: Tofino 1's normal mirror sessions end at
+1015, Stratum's kMaxCloneSessionId; PI's frontend at 2b4a3ed took only 1..511,
+pre_clone_mgr.h kMaxCloneSessionId = 512; later ones 32768). Stratum's bfrt PRE manager (as read,
+stratum/hal/lib/barefoot/bfrt_pre_manager.cc) refuses CloneSessionEntry
+altogether: see README, Tofino.
 """
 
 from __future__ import annotations
@@ -23,11 +38,12 @@ from google.protobuf import text_format
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2 as p4r
 
-from controller.entries import INTERCEPT_ACTION, EntryBuilder
-from controller.model import Stream
+from controller.entries import INTERCEPT_ACTION, EntryBuilder, clone_session_limit
+from controller.managed_switch import ManagedSwitch, SwitchConfig
+from controller.model import InterceptError, IpFilter, Mediation, Stream
 from controller.pipeline import BUILD_DIR, Pipeline
-from controller.plan import IdAllocator, plan_intercepts
-from tests.test_plan import NOW, mediation, random_filter, topology, v4
+from controller.plan import IdAllocator, Replica, plan_intercepts
+from tests.test_plan import LATER, MD_V4, NOW, mediation, random_filter, topology, v4
 
 ARCHS = ("tna", "t2na")
 KIND = {
@@ -44,14 +60,14 @@ def load(arch: str) -> Pipeline:
     return Pipeline(text_format.Parse(path.read_text(), p4info_pb2.P4Info()), b"")
 
 
-def random_plan(seed: int):
+def random_plan(seed: int, ids: IdAllocator | None = None):
     rng = random.Random(seed)
     meds = [mediation(c) for c in range(1, rng.randint(2, 8))]
     streams = [Stream(m.content_id, i, random_filter(rng), True) for m in meds for i in range(1, rng.randint(2, 5))]
     # Both sides for one mediation, one side overlapping another's: merge entries too.
     streams += [Stream(1, 10, v4(src="192.0.2.7/32"), True), Stream(1, 11, v4(dst="198.51.100.7/32"), True),
                 Stream(2, 10, v4(src="192.0.2.0/24"), True)]
-    return plan_intercepts(meds, streams, topology(), IdAllocator(), NOW)
+    return plan_intercepts(meds, streams, topology(), ids if ids is not None else IdAllocator(), NOW)
 
 
 def table_entries(builder: EntryBuilder, plan) -> list[p4r.TableEntry]:
@@ -130,3 +146,71 @@ def test_bmv2_and_tofino_plans_say_the_same(arch, seed):
     plan = random_plan(seed)
     assert by_name(tofino, table_entries(EntryBuilder(tofino), plan)) == \
         by_name(bmv2, table_entries(EntryBuilder(bmv2), plan))
+    # Clone sessions carry no P4Info id: the same bytes for both.
+    assert pre_entities(EntryBuilder(tofino), plan) == pre_entities(EntryBuilder(bmv2), plan)
+
+
+def pre_entities(builder: EntryBuilder, plan) -> list[bytes]:
+    return sorted(w.entity.SerializeToString(deterministic=True) for w in builder.intercept_wire(plan)
+                  if w.entity.HasField("packet_replication_engine_entry"))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("seed", range(8))
+def test_clone_sessions_are_what_pi_makes_a_mirror_to_a_pre_group_of(arch, seed):
+    tofino = load(arch)
+    limit = clone_session_limit(tofino)
+    ids = IdAllocator(max_session_id=limit)
+    plan = random_plan(seed, ids)
+    cccid_of_rid = {e.rid: e.content_id for e in plan.encaps}
+    sessions = [w.entity.packet_replication_engine_entry.clone_session_entry
+                for w in EntryBuilder(tofino).intercept_wire(plan)
+                if w.entity.HasField("packet_replication_engine_entry")]
+    assert len(sessions) == len(plan.sessions) > 1
+    for s in sessions:
+        assert 1 <= s.session_id <= limit, "a mirror session id the pipeline cannot carry (0 means: no copy)"
+        assert s.class_of_service == 0 and s.packet_length_bytes == 0, "PI: COS unimplemented; 0: no truncation"
+        nodes: dict[int, set[int]] = {}  # PI's PreMcMgr: a node per instance (its rid), ports under it
+        for r in s.replicas:
+            assert r.egress_port not in nodes.get(r.instance, set()), "PI refuses a duplicate replica"
+            assert r.egress_port < 1 << 9, "a Tofino port id is 9 bits"
+            nodes.setdefault(r.instance, set()).add(r.egress_port)
+        assert all(len(ports) == 1 for ports in nodes.values()), "one copy per MD, not one per port"
+        assert all(0 < rid < 1 << 16 and rid in cccid_of_rid for rid in nodes), "every rid selects an encapsulation"
+        assert sorted(cccid_of_rid[rid] for rid in nodes) == sorted(ids.members(s.session_id)), \
+            "the copies go to exactly the session's MDs, each with its own CCCID"
+
+
+@pytest.mark.parametrize("arch, configured, limit", [("tna", None, 1023), ("t2na", None, 255),
+                                                     ("tna", 1015, 1015)])  # Tofino 1's normal sessions
+def test_more_md_sets_than_mirror_ids_are_refused_with_nothing_changed(arch, configured, limit):
+    tofino = load(arch)
+    assert clone_session_limit(tofino) == (1 << {"tna": 10, "t2na": 8}[arch]) - 1
+    switch = ManagedSwitch(SwitchConfig("tof", "127.0.0.1:9559", topology(), max_clone_session_id=configured), tofino)
+    # One MD per intercept (one host, a port each), one host tapped each: a session each;
+    # half by source, half by destination (Tofino 1 holds 512 IPv4 filters per side).
+    def tapped(c: int) -> IpFilter:
+        host = f"10.{c >> 8}.{c & 255}.1/32"
+        return v4(src=host) if c % 2 else v4(dst=host)
+
+    many = {c: (Mediation(c, MD_V4, 1024 + c, timeout=LATER), [Stream(c, 1, tapped(c), True)])
+            for c in range(1, limit + 2)}
+    with pytest.raises(InterceptError, match=rf"out of clone session ids \(at most {limit}\)"):
+        switch.stage(many, NOW)
+    assert not switch.built and not switch.ids.session_ids and not switch.ids.replica_ids
+    change = switch.stage({c: many[c] for c in range(1, limit + 1)}, NOW)
+    assert sum(e.key[0] == "clone" for e in change.diff.inserts) == limit
+    switch.rollback()
+
+
+def test_a_session_id_kept_from_a_wider_pipeline_is_given_anew():
+    """A switch moved from bmv2 (ids to 32767) to Tofino keeps its stored ids;
+    one beyond the mirror width is replaced, not written."""
+    tofino = load("tna")
+    md = Replica(port=4, rid=1)
+    ids = IdAllocator(replica_ids={1: 1}, session_ids={frozenset({md}): 5000})
+    switch = ManagedSwitch(SwitchConfig("tof", "127.0.0.1:9559", topology()), tofino, ids=ids)
+    change = switch.stage({1: (mediation(1), [Stream(1, 1, v4(src="192.0.2.7/32"), True)])}, NOW)
+    sessions = [e for e in change.diff.inserts if e.key[0] == "clone"]
+    assert len(sessions) == 1 and sessions[0].entity.packet_replication_engine_entry.clone_session_entry.session_id == 1
+    assert ids.session_ids == {frozenset({md}): 1} and frozenset({md}) in ids.take_changes().sessions
