@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from controller import codec
-from tests.test_controller_crash import audit_records, crash_config, switch_of, tap, target  # noqa: F401 (fixture)
+from tests.test_controller_crash import audit_records, crash_config, switch_of, tap  # noqa: F401 (fixture)
 from tests.test_controller_deployment import controller_daemon, p4tap
 
 pytestmark = pytest.mark.skipif(not (Path(__file__).parent.parent / "build").exists(), reason="no build/")
