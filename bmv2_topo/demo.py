@@ -243,7 +243,7 @@ class Run:
         stack.callback(iap.stop)
         progress(f"IAP: controller and SNMPv3 agent on {IAP_MGMT}:{SNMP_PORT}, pid {iap.proc.pid} (log: {iap.log})")
         md = Child(hosts["md"], "the MD (p4tap md listen)",
-                   [sys.executable, "-m", "controller.cli", "md", "listen", "--config", str(configs["md"]),
+                   [sys.executable, "-m", "p4tap_cli", "md", "listen", "--config", str(configs["md"]),
                     "--remove-on-exit"], out / "md.log")
         stack.callback(md.stop)
         progress(f"MD: `p4tap md listen` on {MD_ADDRESS}:{MD_PORT}, pid {md.proc.pid}; it provisions {CCCID_ALL} "

@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controller.audit import AuditError, AuditLog
 from controller import crashpoints, ets
@@ -46,6 +47,10 @@ from controller.lifetime import ExpirySchedule
 from controller.managed_switch import Intent, ManagedSwitch, StreamCounters, SwitchChange, SwitchConfig
 from controller.model import InterceptError, Mediation, Stream, StreamKey
 from controller.pipeline import Pipeline
+from controller.tofino_config import artifacts_for
+
+if TYPE_CHECKING:  # controller.config builds on this module's SwitchConfig
+    from controller.config import ControllerSettings
 from controller.plan import IdChanges
 from controller.reconcile import Diff
 from controller.recovery import announce, recover
@@ -103,6 +108,15 @@ class Controller:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    @classmethod
+    def from_settings(cls, settings: ControllerSettings) -> Controller:
+        """The controller a config file describes: its switches, state files and
+        the pipeline of its target (bmv2, or Tofino in the device-config layout
+        its P4Runtime server takes). The command line and the SNMP agent's
+        process both start it this way."""
+        pipeline = Pipeline.load(artifacts_for(settings.target, settings.device_config))
+        return cls(settings.switches, settings.store_path, settings.audit_path, pipeline=pipeline)
 
     # -- lifecycle ----------------------------------------------------------
 

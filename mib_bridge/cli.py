@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"mib_bridge: {error}", file=sys.stderr)
         return 2
     settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    controller = Controller(settings.switches, settings.store_path, settings.audit_path)
+    controller = Controller.from_settings(settings)
     agent = Agent(cfg, controller)
     controller.start()
     server = ControlServer(settings.control_socket, controller)

@@ -116,7 +116,7 @@ def test_multihomed_subject_is_tapped_on_both_access_switches(tmp_path):
 
 
 def p4tap(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "p4tap_cli", *args], capture_output=True, text=True,
                           timeout=60, check=check)
 
 
@@ -152,7 +152,7 @@ def controller_daemon(config: Path, env: dict[str, str] | None = None) -> Iterat
     sock, log_path = config.parent / "control.sock", config.parent / "controller.log"
     sock.unlink(missing_ok=True)
     with open(log_path, "ab") as log:  # a file, not a pipe: a chatty daemon must never block on it
-        daemon = subprocess.Popen([sys.executable, "-m", "controller.cli", "controller", "run", "--config", str(config)],
+        daemon = subprocess.Popen([sys.executable, "-m", "p4tap_cli", "controller", "run", "--config", str(config)],
                                   stdout=log, stderr=subprocess.STDOUT,
                                   env=None if env is None else {**os.environ, **env})
     try:

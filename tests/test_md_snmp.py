@@ -225,7 +225,7 @@ def wait_for(condition, seconds: float = 10.0) -> None:
 
 
 def md(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "controller.cli", "md", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "p4tap_cli", "md", *args], capture_output=True, text=True,
                           timeout=60, check=check)
 
 
@@ -294,7 +294,7 @@ def test_md_listen_keeps_its_intercepts_and_reports_status(tmp_path, tap_switch)
     with iap(tmp_path, tap_switch) as (controller, port):
         config = md_config(tmp_path, port)
         status_file = load(tmp_path / "md.toml").status_file
-        daemon = subprocess.Popen([sys.executable, "-m", "controller.cli", "md", "listen", "--config", config,
+        daemon = subprocess.Popen([sys.executable, "-m", "p4tap_cli", "md", "listen", "--config", config,
                                    "--remove-on-exit"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             wait_for(lambda: {CID, 4343} <= set(held(controller)), 20)

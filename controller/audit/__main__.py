@@ -1,0 +1,8 @@
+"""`python -m controller.audit verify PATH`: see :mod:`controller.audit.cli`."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
