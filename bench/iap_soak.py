@@ -37,7 +37,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -51,7 +50,7 @@ from bmv2_topo.veth import veth_pairs
 from controller.pipeline import REPO_ROOT
 from mediation.snmp_client import Filter, TapClient, TapClientError
 from mib_bridge.config import one_user_toml
-from ptf_tests.base import MD_A, OTHER, PEER, PORTS, ROUTER_MAC, SUBJECT
+from ptf_tests.base import MD_A, OTHER, PEER, PORTS, SUBJECT, lab_controller_toml
 
 log = logging.getLogger("p4tap.soak")
 
@@ -93,23 +92,7 @@ class Figures:
 
 def controller_toml(grpc_address: str) -> str:
     """The IAP's controller config for ptf_tests.base's lab (routes to the MD, v4 and v6)."""
-    return textwrap.dedent(f"""
-        [controller]
-        state_dir = "state"
-        control_socket = "state/control.sock"
-
-        [[switch]]
-        name = "s1"
-        address = "{grpc_address}"
-        tap_source_ipv4 = "203.0.113.1"
-        tap_source_ipv6 = "2001:db8:ff::1"
-        tap_source_port = 49152
-        router_macs = ["{ROUTER_MAC}"]
-        ports = [{", ".join(f"{{ port = {p}, ifindex = {p} }}" for p in PORTS)}]
-        l2 = [{", ".join(f'{{ mac = "02:00:00:00:00:0{p}", port = {p} }}' for p in PORTS)}]
-        routes = [ {{ prefix = "{MD_A.ipv4}/32", port = {MD_A.port}, src_mac = "{ROUTER_MAC}", dst_mac = "{MD_A.mac}" }},
-                   {{ prefix = "{MD_A.ipv6}/128", port = {MD_A.port}, src_mac = "{ROUTER_MAC}", dst_mac = "{MD_A.mac}" }} ]
-    """)
+    return lab_controller_toml(grpc_address, control_socket="state/control.sock", ipv6_route=True)
 
 
 def free_udp_port() -> int:

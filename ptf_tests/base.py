@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+import textwrap
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -60,6 +61,33 @@ MD_A = Host(4, "02:00:00:00:00:04", "203.0.113.10", "2001:db8:ff::10")
 MD_B = Host(5, "02:00:00:00:00:05", "203.0.113.20", "2001:db8:ff::20")
 HOSTS = (SUBJECT, PEER, OTHER, MD_A, MD_B)
 PORTS = [h.port for h in HOSTS]
+
+
+def lab_controller_toml(grpc_address: str, control_socket: str = "control.sock", ipv6_route: bool = False,
+                        switch_extra: str = "") -> str:
+    """A `p4tap controller run` config for this lab's switch s1 (state under
+    `state/` beside it): its ports, the hosts' MACs and the route to MD A,
+    and `switch_extra` lines added to the switch table."""
+    routes = [f'{{ prefix = "{MD_A.ipv4}/32", port = {MD_A.port}, src_mac = "{ROUTER_MAC}", dst_mac = "{MD_A.mac}" }}']
+    if ipv6_route:
+        routes.append(f'{{ prefix = "{MD_A.ipv6}/128", port = {MD_A.port}, src_mac = "{ROUTER_MAC}", '
+                      f'dst_mac = "{MD_A.mac}" }}')
+    return textwrap.dedent(f"""
+        [controller]
+        state_dir = "state"
+        control_socket = "{control_socket}"
+
+        [[switch]]
+        name = "s1"
+        address = "{grpc_address}"
+        tap_source_ipv4 = "203.0.113.1"
+        tap_source_ipv6 = "2001:db8:ff::1"
+        tap_source_port = 49152
+        router_macs = ["{ROUTER_MAC}"]
+        ports = [{", ".join(f"{{ port = {p}, ifindex = {p} }}" for p in PORTS)}]
+        l2 = [{", ".join(f'{{ mac = "02:00:00:00:00:0{p}", port = {p} }}' for p in PORTS)}]
+        routes = [ {", ".join(routes)} ]
+    """) + (switch_extra + "\n" if switch_extra else "")
 
 
 def lab_topology() -> SwitchTopology:

@@ -8,7 +8,6 @@ import ipaddress
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from bmv2_topo.wire import Wire
 from controller.model import InetAddressType, IpFilter, Mediation, Stream
 from controller.service import Controller, SwitchConfig
 from controller.switch import SwitchConnection, SwitchError, TlsConfig
-from ptf_tests.base import MD_A, PEER, PORTS, SUBJECT, pcli_copy, tcp4, lab_topology
+from ptf_tests.base import MD_A, PEER, PORTS, SUBJECT, lab_controller_toml, lab_topology, pcli_copy, tcp4
 from tests.conftest import needs_bmv2, needs_root
 
 pytestmark = [needs_bmv2, needs_root]
@@ -124,22 +123,7 @@ def lab_config(tmp_path: Path, grpc_address: str, extra: str = "") -> Path:
     """A controller config for ptf_tests.base's lab, state and socket under
     `tmp_path`; `extra` is added to the switch table (e.g. an `ets = {...}` line)."""
     config = tmp_path / "p4tap.toml"
-    config.write_text(textwrap.dedent(f"""
-        [controller]
-        state_dir = "state"
-        control_socket = "control.sock"
-
-        [[switch]]
-        name = "s1"
-        address = "{grpc_address}"
-        tap_source_ipv4 = "203.0.113.1"
-        tap_source_ipv6 = "2001:db8:ff::1"
-        tap_source_port = 49152
-        router_macs = ["02:00:00:00:00:fe"]
-        ports = [{", ".join(f"{{ port = {p}, ifindex = {p} }}" for p in PORTS)}]
-        l2 = [{", ".join(f'{{ mac = "02:00:00:00:00:0{p}", port = {p} }}' for p in PORTS)}]
-        routes = [ {{ prefix = "{MD_A.ipv4}/32", port = {MD_A.port}, src_mac = "02:00:00:00:00:fe", dst_mac = "{MD_A.mac}" }} ]
-    """) + extra + "\n")
+    config.write_text(lab_controller_toml(grpc_address, switch_extra=extra))
     return config
 
 
