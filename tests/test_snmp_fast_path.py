@@ -52,7 +52,9 @@ from pysnmp.proto import rfc1902, rfc1905
 
 from mediation.snmp_client import (IP_STREAM, MEDIATION, STREAM, Filter, Provisioning, TapClient, TapClientError,
                                    filter_varbinds, mediation_varbinds)
+from mib_bridge import budget
 from mib_bridge.agent import Agent
+from mib_bridge.budget import Budget
 from mib_bridge.config import load
 from mib_bridge.security import AUTH, PRIV
 from snmpv3 import ber, usm
@@ -133,6 +135,22 @@ def pair(tmp_path_factory, tap_switch) -> Iterator[Pair]:
     fast.agent.stop()
     slow.agent.stop()
     controller.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_budgets(request) -> None:
+    """Each test starts with the agents' budgets for pysnmp's time and for
+    header-only Reports full, as a new agent has them. The agents are shared
+    by the module, and the budgets are charged by measured time: tests that
+    run back to back on a busy machine would otherwise find a budget emptied
+    by the tests before them, and see the agent, rightly, answer nothing."""
+    if "pair" not in request.fixturenames:
+        return
+    for target in (request.getfixturevalue("pair").fast, request.getfixturevalue("pair").slow):
+        path = target.agent.fast_path
+        if path is not None:
+            path.budget = Budget()
+            path.reports = Budget(budget.REPORTS_PER_HOST, budget.REPORTS_GLOBAL)
 
 
 @pytest.fixture
