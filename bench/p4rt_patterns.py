@@ -54,15 +54,7 @@ def cancelled_reads(address: str, stop: threading.Event, counts: dict) -> None:
     """Reads of every entry with counters, cancelled by a deadline while in flight."""
     channel = grpc.insecure_channel(address)
     stub = p4runtime_pb2_grpc.P4RuntimeStub(channel)
-    deadlines = (0.0005, 0.001, 0.002, 0.005, 0.01)
-    i = 0
-    while not stop.is_set():
-        try:
-            _read_all(stub, deadlines[i % len(deadlines)])
-            counts["completed"] = counts.get("completed", 0) + 1
-        except grpc.RpcError as error:
-            _count_error(counts, error)
-        i += 1
+    _cycle(stop, counts, [lambda d=d: _read_all(stub, d) for d in (0.0005, 0.001, 0.002, 0.005, 0.01)])
     channel.close()
 
 
@@ -76,14 +68,7 @@ def concurrent_unary(address: str, stop: threading.Event, counts: dict) -> None:
             device_id=0, response_type=p4r.GetForwardingPipelineConfigRequest.ALL), timeout=30),
         lambda: stub.Capabilities(p4r.CapabilitiesRequest(), timeout=30),
     ]
-    i = 0
-    while not stop.is_set():
-        try:
-            calls[i % len(calls)]()
-            counts["completed"] = counts.get("completed", 0) + 1
-        except grpc.RpcError as error:
-            _count_error(counts, error)
-        i += 1
+    _cycle(stop, counts, calls)
     channel.close()
 
 
@@ -92,14 +77,8 @@ def cancelled_pipeline_reads(address: str, stop: threading.Event, counts: dict) 
     channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 256 << 20)])
     stub = p4runtime_pb2_grpc.P4RuntimeStub(channel)
     request = p4r.GetForwardingPipelineConfigRequest(device_id=0, response_type=p4r.GetForwardingPipelineConfigRequest.ALL)
-    i = 0
-    while not stop.is_set():
-        try:
-            stub.GetForwardingPipelineConfig(request, timeout=(0.0005, 0.002, 0.01)[i % 3])
-            counts["completed"] = counts.get("completed", 0) + 1
-        except grpc.RpcError as error:
-            _count_error(counts, error)
-        i += 1
+    _cycle(stop, counts, [lambda d=d: stub.GetForwardingPipelineConfig(request, timeout=d)
+                          for d in (0.0005, 0.002, 0.01)])
     channel.close()
 
 
@@ -177,6 +156,18 @@ def same_id_reconnect(address: str, stop: threading.Event, counts: dict) -> None
         reader.join()
         conn.close()
         counts["completed"] = counts.get("completed", 0) + 1
+
+
+def _cycle(stop: threading.Event, counts: dict, calls: list[Callable[[], object]]) -> None:
+    """Make `calls` in turn until `stop`, counting each one completed or the status it failed with."""
+    i = 0
+    while not stop.is_set():
+        try:
+            calls[i % len(calls)]()
+            counts["completed"] = counts.get("completed", 0) + 1
+        except grpc.RpcError as error:
+            _count_error(counts, error)
+        i += 1
 
 
 def _count_error(counts: dict, error: grpc.RpcError) -> None:
