@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,8 @@ class InterceptSpec:
     filters: tuple[Filter, ...]
     lifetime: float = 600.0
     dscp: int = 34
+    until: datetime | None = None  # a warrant's end: the Timeout never goes past it, and the keeper removes it then
+    derived_from: str = ""  # "": the config's; else what made it (a signalling tap, a target's session)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,18 @@ class MdConfig:
     informs: Endpoint | None = None
     intercepts: tuple[InterceptSpec, ...] = ()
     agencies: tuple[AgencySpec, ...] = ()
+    signalling: Any = None  # radius_config.SignallingSettings: where signalling copies arrive
+    radius_servers: tuple = ()  # radius_config.RadiusServer: each a standing signalling tap
+    identity_targets: tuple = ()  # radius_iri.IdentityTarget: warrants on a RADIUS identity
+
+    def signalling_intercepts(self) -> tuple[InterceptSpec, ...]:
+        """The standing signalling taps: each RADIUS server's traffic, under its own CCCID, to the IRI function."""
+        if self.signalling is None:
+            return ()
+        to = self.signalling.deliver_to or self.signalling.listen
+        return tuple(InterceptSpec(s.content_id, to, s.filters(), self.signalling.lifetime,
+                                   derived_from=f"RADIUS server {s.address} (signalling)")
+                     for s in self.radius_servers)
 
     def intercept(self, content_id: int) -> InterceptSpec | None:
         return next((i for i in self.intercepts if i.content_id == content_id), None)
@@ -210,7 +225,8 @@ def _iap(raw: dict[str, Any]) -> IapSettings:
 
 
 def parse(raw: dict[str, Any], base: Path, source: str = "config") -> MdConfig:
-    _only(raw, {"content", "iap", "informs", "intercept", "agency"}, source)
+    _only(raw, {"content", "iap", "informs", "intercept", "agency", "signalling", "radius_server",
+                "identity_target"}, source)
     content = _get(raw, "content", dict, source, {})
     _only(content, {"listen", "out_dir", "queue", "status_file"}, "[content]")
     listen = tuple(parse_endpoint(e, "[content] listen") for e in _get(content, "listen", list, "[content]", []))
@@ -242,7 +258,35 @@ def parse(raw: dict[str, Any], base: Path, source: str = "config") -> MdConfig:
         if interval * 2 >= spec.lifetime:
             raise ConfigError(f"intercept {spec.content_id}: lifetime {spec.lifetime:g}s is too short for "
                               f"[iap] audit_interval {interval:g}s (the MD refreshes at half the lifetime)")
-    return MdConfig(listen, out_dir, status_file, queue, iap, informs, intercepts, agencies)
+    sig, servers, targets = _signalling(raw, source, iap, intercepts)
+    for target in targets:
+        if interval * 2 >= (target.lifetime or 600):
+            raise ConfigError(f"identity_target {target.cccid}: lifetime {target.lifetime:g}s is too short for "
+                              f"[iap] audit_interval {interval:g}s")
+    return MdConfig(listen, out_dir, status_file, queue, iap, informs, intercepts, agencies, sig, servers, targets)
+
+
+def _signalling(raw: dict[str, Any], source: str, iap: IapSettings | None,
+                intercepts: tuple[InterceptSpec, ...]) -> tuple[Any, tuple, tuple]:
+    """[signalling], [[radius_server]] and [[identity_target]] (mediation/radius_config.py), checked together."""
+    from mediation import radius_config  # it builds on this module's errors; imported here, not at the top
+
+    sig = radius_config.signalling(raw["signalling"]) if "signalling" in raw else None
+    servers = tuple(radius_config.radius_server(r, i, needs_content_id=True)
+                    for i, r in enumerate(_get(raw, "radius_server", list, source, [])))
+    targets = tuple(radius_config.identity_target(r, i)
+                    for i, r in enumerate(_get(raw, "identity_target", list, source, [])))
+    if (servers or targets) and sig is None:
+        raise ConfigError(f"{source}: [[radius_server]] and [[identity_target]] need [signalling] listen")
+    if (servers or targets) and iap is None:
+        raise ConfigError(f"{source}: signalling taps need [iap] to provision them")
+    if targets and not servers:
+        raise ConfigError(f"{source}: [[identity_target]] needs a [[radius_server]] to learn its sessions from")
+    ids = [i.content_id for i in intercepts] + [s.content_id for s in servers] + [t.cccid for t in targets]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{source}: content_ids of intercepts, radius servers and identity targets must all "
+                          f"differ, got {ids}")
+    return sig, servers, targets
 
 
 def load(path: Path) -> MdConfig:

@@ -5,7 +5,12 @@
 - the inform receiver on [informs] listen, if configured;
 - the keeper (mediation/keeper.py) for the [[intercept]] entries, if any:
   provisions them over SNMPv3, refreshes their Timeout, audits the IAP and
-  provisions again what it lost.
+  provisions again what it lost;
+- with [signalling]: the standing signalling taps (one per [[radius_server]],
+  kept by the same keeper) and the IRI function (mediation/iri_function.py)
+  on the signalling port, whose protocol handlers turn a target's signalling
+  into IRI records for the warrant's agencies (HI2) and into data taps the
+  keeper provisions at once (mediation/derived_taps.py).
 
 About once a second it writes its state to the status file (JSON, mode 0600:
 it names intercepts), which `p4tap md status` shows; the last write happens
@@ -24,6 +29,7 @@ from controller.private_files import open_private
 from mediation.config import AgencySpec, MdConfig
 from mediation.handover import Agency, Delivery, FileDelivery, Handover, TcpDelivery, UdpDelivery
 from mediation.informs import InformReceiver, Notification
+from mediation.iri_function import IriFunction, SignallingHandler
 from mediation.keeper import Keeper
 from mediation.receiver import ContentReceiver
 
@@ -62,11 +68,31 @@ class MdDaemon:
             if config.agencies else None
         self.receiver = ContentReceiver([(e.host, e.port) for e in config.listen], config.out_dir, handover,
                                         config.queue)
-        self.keeper = Keeper(config.iap, config.intercepts) if config.iap and config.intercepts else None
+        standing = config.signalling_intercepts()
+        wanted = tuple(config.intercepts) + standing
+        self.keeper = Keeper(config.iap, wanted) if config.iap and (wanted or config.identity_targets) else None
+        self.derived = None  # mediation/derived_taps.py, made with the IRI function
+        self.iri = self._iri_function(config) if config.signalling is not None and self.keeper is not None else None
         self.informs = InformReceiver(config.informs, config.iap, self._on_notification) \
             if config.informs and config.iap else None
         self.notifications: list[Notification] = []
         self._lock = threading.Lock()
+
+    def _iri_function(self, config: MdConfig) -> IriFunction:
+        """The IRI function with a handler per standing signalling tap's CCCID."""
+        from mediation.derived_taps import DerivedTaps
+        from mediation.radius_handler import RadiusHandler
+
+        self.derived = DerivedTaps(self.keeper.want, self.keeper.unwant, config.signalling.content_to or config.listen[0])
+        handlers: dict[int, SignallingHandler] = {}
+        if config.radius_servers:
+            radius = RadiusHandler(config.identity_targets, self.derived, self.receiver.submit_iri)
+            handlers.update((s.content_id, radius) for s in config.radius_servers)
+        try:
+            return IriFunction([(config.signalling.listen.host, config.signalling.listen.port)], handlers)
+        except OSError:
+            self.receiver.close()
+            raise
 
     def _on_notification(self, note: Notification) -> None:
         with self._lock:
@@ -79,6 +105,9 @@ class MdDaemon:
         out = {"pid": os.getpid(), "content": self.receiver.summary()}
         if self.keeper is not None:
             out["keeper"] = self.keeper.summary()
+        if self.iri is not None:
+            out["iri"] = self.iri.summary()
+            out["iri"]["derived_taps"] = self.derived.summary()
         if self.informs is not None:
             with self._lock:
                 out["notifications"] = [vars(n) for n in self.notifications]
@@ -103,10 +132,14 @@ class MdDaemon:
                 raise
         if self.keeper is not None:
             self.keeper.start(remove_on_exit=self.remove_on_exit)
+        if self.iri is not None:
+            self.iri.start()
         log.info("content on %s; captures in %s", ", ".join(map(str, self.config.listen)), self.config.out_dir)
         try:
             self.receiver.run(duration, on_tick=self.write_status)
         finally:
+            if self.iri is not None:
+                self.iri.stop()
             if self.keeper is not None:
                 self.keeper.stop()
             if self.informs is not None:

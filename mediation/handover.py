@@ -16,11 +16,16 @@ Per agency one delivery:
     handover = Handover([Agency("lea-a", frozenset({42}), FileDelivery(Path("out/lea-a"))),
                          Agency("lea-b", frozenset({42, 43}), UdpDelivery("127.0.0.1", 9000))])
     handover.dispatch(time.time(), 42, ip_packet)
+
+IRI (HI2, mediation/iri.py) goes the same ways to the agencies holding the
+record's CCCID (`dispatch_iri`): a file `iri-N.jsonl` beside the captures,
+or the CCCID and the JSON record as a datagram or a TCP record.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import struct
 import time
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mediation.capture import RawPcapWriter, capture_name
+from mediation.iri import IriRecord
 from mediation.pcli import encode
 
 log = logging.getLogger("p4tap.md")
@@ -39,9 +45,21 @@ class Delivery(Protocol):
     def deliver(self, stamp: float, cccid: int, packet: bytes) -> bool:
         """Hand one packet over; False if it could not be."""
 
+    def deliver_iri(self, record: IriRecord) -> bool:
+        """Hand one IRI record over; False if it could not be."""
+
     def describe(self) -> str: ...
 
     def close(self) -> None: ...
+
+
+def iri_name(cccid: int) -> str:
+    return f"iri-{cccid}.jsonl"
+
+
+def iri_datagram(record: IriRecord) -> bytes:
+    """The CCCID, then the JSON record: framed as `pcli` content is (mediation/iri.py)."""
+    return record.cccid.to_bytes(4, "big") + record.to_json()
 
 
 class FileDelivery:
@@ -62,6 +80,11 @@ class FileDelivery:
         writer.write(stamp, packet)
         return True
 
+    def deliver_iri(self, record: IriRecord) -> bool:
+        with open(self.directory / iri_name(record.cccid), "ab", opener=_private_opener) as f:
+            f.write(record.to_json() + b"\n")
+        return True
+
     def flush(self) -> None:
         for writer in self.writers.values():
             writer.flush()
@@ -72,6 +95,10 @@ class FileDelivery:
     def close(self) -> None:
         for writer in self.writers.values():
             writer.close()
+
+
+def _private_opener(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
 
 
 def _family(host: str) -> int:
@@ -86,8 +113,14 @@ class UdpDelivery:
         self.sock = socket.socket(_family(host), socket.SOCK_DGRAM)
 
     def deliver(self, stamp: float, cccid: int, packet: bytes) -> bool:
+        return self._send(encode(cccid, packet))
+
+    def deliver_iri(self, record: IriRecord) -> bool:
+        return self._send(iri_datagram(record))
+
+    def _send(self, datagram: bytes) -> bool:
         try:
-            self.sock.sendto(encode(cccid, packet), self.address)
+            self.sock.sendto(datagram, self.address)
             return True
         except OSError:  # e.g. the collector's port answered ICMP unreachable
             return False
@@ -130,10 +163,15 @@ class TcpDelivery:
         return self.sock
 
     def deliver(self, stamp: float, cccid: int, packet: bytes) -> bool:
+        return self._send(encode(cccid, packet))
+
+    def deliver_iri(self, record: IriRecord) -> bool:
+        return self._send(iri_datagram(record))
+
+    def _send(self, record: bytes) -> bool:
         sock = self._connection()
         if sock is None:
             return False
-        record = encode(cccid, packet)
         try:
             sock.sendall(RECORD_LENGTH.pack(len(record)) + record)
             return True
@@ -173,6 +211,8 @@ class AgencyCounts:
     packets: int = 0
     bytes: int = 0
     failed: int = 0
+    iri: int = 0  # IRI records handed over
+    iri_failed: int = 0
 
 
 @dataclass
@@ -211,6 +251,18 @@ class Handover:
                 counts.bytes += len(packet)
             else:
                 counts.failed += 1
+
+    def dispatch_iri(self, record: IriRecord) -> int:
+        """The record to every agency holding its CCCID, and no other; how many got it."""
+        delivered = 0
+        for agency in self.by_cccid.get(record.cccid, []):
+            counts = agency.counts.setdefault(record.cccid, AgencyCounts())
+            if agency.delivery.deliver_iri(record):
+                counts.iri += 1
+                delivered += 1
+            else:
+                counts.iri_failed += 1
+        return delivered
 
     def flush(self) -> None:
         for agency in self.agencies:

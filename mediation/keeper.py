@@ -12,6 +12,13 @@ over SNMPv3 and, for each intercept it wants:
   was destroyed, a stream disabled): whatever is left of it is torn down and
   it is provisioned again with the three-PDU createAndGo sequence.
 
+Intercepts come and go while it runs: the IRI function wants a target's
+data tap when its session starts and unwants it at Stop (want / unwant).
+Such a change is made at once, between audits, with no table walk first (a
+tap should be live within milliseconds of the signalling that asks for it);
+the next audit checks it like any other. An intercept with an `until` (a
+warrant's end) never gets a Timeout past it and is torn down when it comes.
+
 An IAP that does not answer is reported once when it stops and once when it
 answers again (and when its sysUpTime went back: it restarted). The keeper
 never blocks the content receiver: it runs in its own thread with its own
@@ -73,6 +80,8 @@ class KeptIntercept:
     active_notifications: int = 0
     last_problem: str = ""  # why it was last (re)provisioned
     last_error: str = ""  # the IAP's refusal, while it lasts
+    derived_from: str = ""  # "" for the config's; else what made it (mediation/derived_taps.py)
+    provisioned_at: float | None = None  # time.time() of the last provisioning that succeeded
 
 
 @dataclass
@@ -100,9 +109,13 @@ class Keeper:
         self.client: TapClient | None = None
         self.status = KeeperStatus(str(iap.address), intercepts={s.content_id: KeptIntercept(s.content_id)
                                                                  for s in self.specs})
+        self._pending: dict[int, InterceptSpec | None] = {}  # want/unwant, applied by the keeper's thread
+        self._orphans: set[int] = set()  # unwanted, but their rows may still be at the IAP
+        self._lock = threading.Lock()
         self._last_uptime: int | None = None
         self._answered = False  # the IAP answered at least once
         self._wake = threading.Event()
+        self._audit_asked = False  # a notification asks for an audit before the interval is up
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -121,7 +134,106 @@ class Keeper:
         elif note.kind in ("timed_out", "switchover") and (kept is not None or note.kind == "switchover"):
             self._event(f"IAP says {note.kind.replace('_', ' ')}"
                         f"{f' for intercept {note.content_id}' if note.content_id else ''}: auditing now")
+            self._audit_asked = True
             self._wake.set()
+
+    # -- intercepts that come and go ---------------------------------------------------
+
+    def want(self, spec: InterceptSpec) -> None:
+        """Keep `spec` from now on (replacing one with its content ID): made at once by the keeper's thread."""
+        with self._lock:
+            self._pending[spec.content_id] = spec
+        self._wake.set()
+
+    def unwant(self, content_id: int) -> None:
+        """Stop keeping `content_id` and tear it down at the IAP, at once."""
+        with self._lock:
+            self._pending[content_id] = None
+        self._wake.set()
+
+    def apply_pending(self) -> None:
+        """Make the wanted and unwanted changes: tear down the old streams, provision the new."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        try:
+            client = self._client()
+        except TapClientError as error:
+            self._event(f"cannot change intercepts now ({error}); the next audit does", logging.WARNING)
+            self._adopt(pending)
+            return
+        olds = {cid: (next((s for s in self.specs if s.content_id == cid), None),
+                      self.status.intercepts.get(cid, KeptIntercept(cid)).provisioned) for cid in pending}
+        self._adopt(pending)
+        for content_id, spec in pending.items():
+            old, was_provisioned = olds[content_id]
+            try:
+                if old is not None and was_provisioned:
+                    self._orphans.add(content_id)  # until its rows are gone
+                    client.remove(content_id, len(old.filters))
+                    self._orphans.discard(content_id)
+                if spec is None:
+                    if old is not None:
+                        self._event(f"intercept {content_id}: removed ({old.derived_from or 'config'})")
+                    continue
+                provisioning = self._provisioning(spec, datetime.now(timezone.utc))
+                client.provision(content_id, provisioning.md_address, provisioning.md_port, provisioning.timeout,
+                                 list(spec.filters), spec.dscp)
+            except TapClientError as error:
+                if spec is not None and not self._failed(spec, error):
+                    return  # the IAP went away: the next audit provisions what is wanted
+                continue
+            kept = self.status.intercepts[content_id]
+            kept.state, kept.last_error, kept.provisioned = "active", "", kept.provisioned + 1
+            kept.timeout = provisioning.timeout.isoformat(timespec="seconds")
+            kept.provisioned_at = time.time()
+            self._event(f"intercept {content_id}: provisioned for {spec.derived_from or 'the config'} "
+                        f"({1 + 2 * len(spec.filters)} SETs)")
+
+    def _adopt(self, changes: dict[int, InterceptSpec | None]) -> None:
+        """Take changes into the wanted list and the status (the keeper's thread only)."""
+        for content_id, spec in changes.items():
+            self.specs = [s for s in self.specs if s.content_id != content_id] + ([spec] if spec else [])
+            with self._lock:
+                if spec is None:
+                    self.status.intercepts.pop(content_id, None)
+                else:
+                    old = self.status.intercepts.get(content_id)
+                    self.status.intercepts[content_id] = KeptIntercept(content_id, derived_from=spec.derived_from)
+                    if old is not None:
+                        self.status.intercepts[content_id].provisioned = old.provisioned
+
+    @staticmethod
+    def _timeout(spec: InterceptSpec, now: datetime) -> datetime:
+        """Now plus the lifetime, never past the warrant's end."""
+        timeout = now + timedelta(seconds=spec.lifetime)
+        return min(timeout, spec.until) if spec.until is not None else timeout
+
+    def _provisioning(self, spec: InterceptSpec, now: datetime) -> Provisioning:
+        return Provisioning(spec.content_id, spec.md.host, spec.md.port, self._timeout(spec, now),
+                            tuple(spec.filters), spec.dscp)
+
+    def _expire(self, client: TapClient, table: dict[int, IapIntercept]) -> None:
+        """Tear down what is no longer wanted but a failed removal left, and what
+        outlived its warrant (the IAP's Timeout ends its copies anyway)."""
+        for content_id in sorted(self._orphans):
+            if content_id in table and all(s.content_id != content_id for s in self.specs):
+                try:
+                    self.tear_down(client, table[content_id])
+                except TapClientError as error:
+                    log.warning("intercept %d: tear-down failed: %s", content_id, error)
+                    continue
+            self._orphans.discard(content_id)
+        now = datetime.now(timezone.utc)
+        for spec in [s for s in self.specs if s.until is not None and s.until <= now]:
+            self._adopt({spec.content_id: None})
+            self._event(f"intercept {spec.content_id}: its warrant ended at {spec.until.isoformat()}: removed")
+            if table.get(spec.content_id) is not None:
+                try:
+                    self.tear_down(client, table[spec.content_id])
+                except TapClientError as error:
+                    log.warning("intercept %d: tear-down failed: %s", spec.content_id, error)
 
     # -- one audit ------------------------------------------------------------------
 
@@ -171,6 +283,7 @@ class Keeper:
         self._last_uptime = uptime
         self.status.reachable, self.status.down_since = True, None
         self.status.audits += 1
+        self._expire(client, table)
         wanted: list[tuple[InterceptSpec, Provisioning]] = []
         for spec in self.specs:
             try:
@@ -208,8 +321,9 @@ class Keeper:
             kept.state, kept.last_error = "active", ""
             kept.iap_packets = sum(s.packets for s in have.streams.values())
             kept.iap_drops = sum(s.drops for s in have.streams.values())
-            if have.timeout is None or (have.timeout - now).total_seconds() < spec.lifetime / 2:
-                timeout = now + timedelta(seconds=spec.lifetime)
+            due = have.timeout is None or (have.timeout - now).total_seconds() < spec.lifetime / 2
+            if due and (spec.until is None or have.timeout is None or have.timeout < spec.until):
+                timeout = self._timeout(spec, now)
                 client.refresh(spec.content_id, timeout)
                 kept.refreshed += 1
                 kept.timeout = timeout.isoformat(timespec="seconds")
@@ -224,8 +338,7 @@ class Keeper:
         kept.last_problem = wrong
         if have is not None:
             self.tear_down(client, have)
-        return Provisioning(spec.content_id, spec.md.host, spec.md.port,
-                            now + timedelta(seconds=spec.lifetime), tuple(spec.filters), spec.dscp)
+        return self._provisioning(spec, now)
 
     def _provision(self, client: TapClient, wanted: list[tuple[InterceptSpec, Provisioning]]) -> None:
         """Provision every intercept that needs it, PROVISION_WINDOW at a time
@@ -251,6 +364,7 @@ class Keeper:
             kept.state, kept.last_error = "active", ""
             kept.timeout = provisioning.timeout.isoformat(timespec="seconds")
             kept.provisioned += 1
+            kept.provisioned_at = time.time()
             self._event(f"intercept {spec.content_id}: provisioned over SNMPv3 ({1 + 2 * len(spec.filters)} SETs), "
                         f"copies to {spec.md}")
 
@@ -285,15 +399,20 @@ class Keeper:
         self._thread.start()
 
     def _run(self, remove_on_exit: bool) -> None:
+        next_audit = 0.0
         try:
             while not self._stop.is_set():
                 self._wake.clear()
                 try:
-                    self.audit()
+                    self.apply_pending()  # a target's session started or ended: at once
+                    if time.monotonic() >= next_audit or self._audit_asked:
+                        self._audit_asked = False
+                        next_audit = time.monotonic() + self.iap.audit_interval
+                        self.audit()
                 except Exception:  # an unexpected answer must not end the keeping
                     log.exception("audit failed")
                     self._drop_client()
-                self._wake.wait(self.iap.audit_interval)
+                self._wake.wait(max(0.0, next_audit - time.monotonic()))
             if remove_on_exit:
                 self.remove_all()
         finally:
@@ -306,6 +425,7 @@ class Keeper:
             self._thread.join(timeout)
 
     def summary(self) -> dict:
-        out = asdict(self.status)
+        with self._lock:  # the IRI function's changes add and remove intercepts
+            out = asdict(self.status)
         out["intercepts"] = {str(k): v for k, v in out["intercepts"].items()}
         return out

@@ -7,7 +7,9 @@ it names a target, so non-targets' data is dropped here and never stored.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from pyrad.dictionary import Dictionary
@@ -25,6 +27,16 @@ class RadiusEvent:
     calling_station_id: str | None
     framed_ip: str | None
     session_id: str | None
+    framed_ipv6_prefix: str | None = None  # Framed-IPv6-Prefix, or a Framed-IPv6-Address as a /128
+
+    def addresses(self) -> tuple[str, ...]:
+        """The subscriber's addresses as prefixes to tap: its IPv4 /32 and its IPv6 prefix."""
+        out = []
+        if self.framed_ip:
+            out.append(f"{self.framed_ip}/32")
+        if self.framed_ipv6_prefix:
+            out.append(str(ipaddress.ip_network(self.framed_ipv6_prefix, strict=False)))
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -34,7 +46,17 @@ class IdentityTarget:
     cccid: int
     radius_username: str | None = None
     calling_station_id: str | None = None
-    lifetime: float | None = None  # seconds; bounds every tap derived from this warrant
+    lifetime: float | None = None  # seconds; each derived tap's Timeout window, refreshed while it lasts
+    until: datetime | None = None  # the warrant's end: no derived tap outlives it (aware, UTC)
+
+    def identity(self) -> dict[str, str]:
+        """The warrant's identity keys, for the IRI records."""
+        out = {}
+        if self.radius_username is not None:
+            out["radius_username"] = self.radius_username
+        if self.calling_station_id is not None:
+            out["calling_station_id"] = self.calling_station_id
+        return out
 
     def matches(self, event: RadiusEvent) -> bool:
         if self.radius_username is not None and event.username != self.radius_username:
@@ -73,8 +95,11 @@ def decode(payload: bytes) -> RadiusEvent | None:
         kind = None
     if kind is None:
         return None
+    v6 = _first(pkt, "Framed-IPv6-Prefix")
+    if v6 is None and (v6_address := _first(pkt, "Framed-IPv6-Address")) is not None:
+        v6 = f"{v6_address}/128"
     return RadiusEvent(kind, _first(pkt, "User-Name"), _first(pkt, "Calling-Station-Id"),
-                       _first(pkt, "Framed-IP-Address"), _first(pkt, "Acct-Session-Id"))
+                       _first(pkt, "Framed-IP-Address"), _first(pkt, "Acct-Session-Id"), v6)
 
 
 def target_of(event: RadiusEvent, targets: list[IdentityTarget]) -> IdentityTarget | None:

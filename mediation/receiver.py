@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mediation.capture import RawPcapWriter, capture_name
-from mediation.handover import Handover
+from mediation.handover import FileDelivery, Handover
+from mediation.iri import IriRecord
 from mediation.pcli import PcliError, decode
 
 log = logging.getLogger("p4tap.md")
@@ -100,7 +101,10 @@ class ContentReceiver:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.handover = handover
-        self.queue: queue.Queue[tuple[float, int, bytes] | None] = queue.Queue(maxsize=queue_size)
+        # content, and the IRI function's records: one writer thread serves every delivery
+        self.queue: queue.Queue[tuple[float, int, bytes | IriRecord] | None] = queue.Queue(maxsize=queue_size)
+        self.iri = FileDelivery(self.out_dir)  # the MD keeps its targets' IRI beside their content
+        self.iri_records = 0
         self.stats: dict[int, InterceptStats] = {}
         self.malformed = 0
         self.dropped = 0
@@ -135,6 +139,12 @@ class ContentReceiver:
             if item == ():
                 continue
             stamp, cccid, packet = item
+            if isinstance(packet, IriRecord):
+                self.iri.deliver_iri(packet)
+                if self.handover is not None:
+                    self.handover.dispatch_iri(packet)
+                self.iri_records += 1
+                continue
             writer = self._writers.get(cccid)
             if writer is None:
                 path = self.out_dir / capture_name(cccid)
@@ -204,12 +214,22 @@ class ContentReceiver:
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning("capture writer is behind: %d packets not written", self.dropped)
 
+    def submit_iri(self, record: IriRecord) -> None:
+        """From the IRI function's thread: a target's record, written and handed over in order with the content.
+        It waits for room (an IRI record is not dropped for a busy disk), but not for ever."""
+        try:
+            self.queue.put((record.stamp, record.cccid, record), timeout=10)
+        except queue.Full:
+            self.dropped += 1
+            log.warning("IRI record of CCCID %d not written: the writer is stuck", record.cccid)
+
     def stop(self) -> None:
         self._stop.set()
 
     def summary(self) -> dict:
         intercepts = [asdict(s) for s in sorted(self.stats.values(), key=lambda s: s.cccid)]
         out = {"intercepts": intercepts, "malformed": self.malformed, "not_written": self.dropped,
+               "iri_records": self.iri_records,
                "listening": [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses]}
         if self.handover is not None:
             out["agencies"] = self.handover.summary()

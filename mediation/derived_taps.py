@@ -1,0 +1,103 @@
+"""Taps derived from signalling: what each warrant needs tapped now.
+
+Why apart from the protocol handlers: a RADIUS session (one subscriber
+address) and a SIP call (several media streams) both end in the same thing,
+the warrant's CCCID tapped on some filters for as long as the session or
+call lasts and never past the warrant. Per CCCID this keeps what each
+session or call (`key`) needs, and hands the union to the keeper as one
+intercept (one mediation row, one stream per filter) through want/unwant;
+when the last key goes, the intercept goes.
+
+    taps = DerivedTaps(keeper.want, keeper.unwant, Endpoint("203.0.113.10", 7000))
+    taps.set(warrant, "radius:s1", prefix_filters(("192.0.2.10/32",)), "RADIUS session s1", stamp)
+    taps.clear(warrant.cccid, "radius:s1")
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+from controller.toml_fields import Endpoint
+from mediation.config import InterceptSpec
+from mediation.snmp_client import Filter, describe
+
+
+class Warrant(Protocol):
+    """What bounds a derived tap: the warrant's CCCID, Timeout window and end."""
+
+    cccid: int
+    lifetime: float | None
+    until: datetime | None
+
+
+DEFAULT_LIFETIME = 600.0
+
+
+def prefix_filters(prefixes: tuple[str, ...]) -> tuple[Filter, ...]:
+    """All traffic of each prefix: from it, and to it."""
+    return tuple(f for p in prefixes for f in (Filter(src=p), Filter(dst=p)))
+
+
+@dataclass
+class DerivedTap:
+    cccid: int
+    parts: dict[str, tuple[Filter, ...]] = field(default_factory=dict)  # key (session, call) -> its filters
+    why: dict[str, str] = field(default_factory=dict)                    # key -> what asked for it
+    signalled_at: float | None = None                                    # the last signalling that changed it
+
+
+class DerivedTaps:
+    def __init__(self, want: Callable[[InterceptSpec], None], unwant: Callable[[int], None], md: Endpoint,
+                 dscp: int = 34) -> None:
+        self._want, self._unwant, self.md, self.dscp = want, unwant, md, dscp
+        self.taps: dict[int, DerivedTap] = {}
+        self._warrants: dict[int, Warrant] = {}  # the warrant behind each tap, for its bounds
+        self._lock = threading.Lock()
+
+    def set(self, warrant: Warrant, key: str, filters: tuple[Filter, ...], why: str, stamp: float) -> bool:
+        """`key` of this warrant needs `filters` tapped now; False past the warrant's end."""
+        if warrant.until is not None and warrant.until <= datetime.now(timezone.utc):
+            return False
+        with self._lock:
+            tap = self.taps.setdefault(warrant.cccid, DerivedTap(warrant.cccid))
+            if tap.parts.get(key) == filters:
+                return True
+            tap.parts[key], tap.why[key], tap.signalled_at = filters, why, stamp
+            spec = self._spec(warrant, tap)
+        self._want(spec)
+        return True
+
+    def clear(self, cccid: int, key: str, stamp: float | None = None) -> None:
+        """`key` (a session, a call) ended: its filters are no longer tapped."""
+        with self._lock:
+            tap = self.taps.get(cccid)
+            if tap is None or key not in tap.parts:
+                return
+            del tap.parts[key], tap.why[key]
+            tap.signalled_at = stamp or tap.signalled_at
+            if tap.parts:
+                spec = self._spec(self._warrants[cccid], tap)
+            else:
+                del self.taps[cccid]
+                spec = None
+        if spec is None:
+            self._unwant(cccid)
+        else:
+            self._want(spec)
+
+    def _spec(self, warrant: Warrant, tap: DerivedTap) -> InterceptSpec:
+        self._warrants[warrant.cccid] = warrant
+        filters = tuple(dict.fromkeys(f for part in tap.parts.values() for f in part))  # union, in order
+        return InterceptSpec(warrant.cccid, self.md, filters, float(warrant.lifetime or DEFAULT_LIFETIME), self.dscp,
+                             until=warrant.until, derived_from="; ".join(tap.why.values()))
+
+    def summary(self) -> dict:
+        with self._lock:
+            return {str(cccid): {"signalled_at": tap.signalled_at,
+                                 "parts": {key: {"why": tap.why[key], "filters": [describe(f) for f in filters]}
+                                           for key, filters in tap.parts.items()}}
+                    for cccid, tap in sorted(self.taps.items())}

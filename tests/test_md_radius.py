@@ -1,0 +1,154 @@
+"""Issue 15's RADIUS half in the MD, against p4tap's real SNMPv3 agent and
+a real switch behind it: `p4tap md listen`'s daemon keeps a standing
+signalling tap on the RADIUS server, its IRI function reads the accounting
+that radclient sends (wrapped as the IAP's copies are), and for the target
+alone provisions a data tap on its Framed-IP-Address under the warrant's
+CCCID, moves it on a new address, removes it at Stop, and hands IRI records
+to the warrant's agencies only. The non-target's messages leave no trace.
+
+The copies here come over loopback, not through the switch's data path
+(tests/test_e2e_radius.py does that end to end in network namespaces).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.packet import Raw
+
+from mediation.config import load
+from mediation.daemon import MdDaemon
+from mediation.iri import IriRecord
+from mediation.pcli import encode
+from tests.radius_support import accounting, needs_radclient, radclient_bytes
+from tests.snmp_support import free_udp_port, tap_switch  # noqa: F401 (fixture)
+from tests.test_md_snmp import held, iap, wait_for
+
+RADIUS, NAS = "198.51.100.50", "198.51.100.60"
+SIGNALLING_CCCID, ALICE, CAROL = 90001, 4242, 5555
+
+
+def md_toml(tmp_path: Path, agent_port: int, content_port: int, signalling_port: int) -> Path:
+    from tests.snmp_support import AUTH_KEY, PRIV_KEY
+
+    path = tmp_path / "md.toml"
+    path.write_text(f"""
+[content]
+listen = ["127.0.0.1:{content_port}"]
+out_dir = "md"
+
+[iap]
+address = "127.0.0.1:{agent_port}"
+user = "md1"
+auth_key = "{AUTH_KEY}"
+priv_key = "{PRIV_KEY}"
+timeout = 1.0
+retries = 1
+audit_interval = 2.0
+
+[signalling]
+listen = "127.0.0.1:{signalling_port}"
+deliver_to = "203.0.113.10:7001"
+content_to = "203.0.113.10:7000"
+
+[[radius_server]]
+address = "{RADIUS}"
+content_id = {SIGNALLING_CCCID}
+
+[[identity_target]]
+content_id = {ALICE}
+radius_username = "alice"
+lifetime = 60
+
+[[identity_target]]
+content_id = {CAROL}
+calling_station_id = "02-00-00-00-0c-01"
+lifetime = 60
+
+[[agency]]
+name = "lea-a"
+cccids = [{ALICE}]
+file = "lea-a"
+
+[[agency]]
+name = "lea-c"
+cccids = [{CAROL}]
+file = "lea-c"
+""")
+    path.chmod(0o600)
+    return path
+
+
+def copy_of(radius: bytes, cccid: int = SIGNALLING_CCCID) -> bytes:
+    """A RADIUS message from the NAS to the server as the IAP copies it to the MD (pcli)."""
+    return encode(cccid, bytes(IP(src=NAS, dst=RADIUS) / UDP(sport=40000, dport=1813) / Raw(radius)))
+
+
+def streams(controller, cccid: int) -> list[tuple[str, str]]:
+    return [(str(s.filter.src_address), str(s.filter.dst_address)) for s in held(controller)[cccid][1]]
+
+
+@needs_radclient
+def test_target_session_becomes_a_tap_that_moves_and_goes_and_iri_reaches_only_its_agency(tmp_path, tap_switch):
+    import socket
+
+    alice = [radclient_bytes(accounting("Start", "alice", "192.0.2.10")),
+             radclient_bytes(accounting("Interim-Update", "alice", "192.0.2.11")),
+             radclient_bytes(accounting("Stop", "alice", "192.0.2.11"))]
+    bob = [radclient_bytes(accounting(s, "bob", "192.0.2.30", session="b1")) for s in ("Start", "Stop")]
+    content_port, signalling_port = free_udp_port(), free_udp_port()
+    with iap(tmp_path / "iap", tap_switch) as (controller, agent_port):
+        config = load(md_toml(tmp_path, agent_port, content_port, signalling_port))
+        daemon = MdDaemon(config)
+        runner = threading.Thread(target=daemon.run, daemon=True)
+        runner.start()
+        send = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            # the standing signalling tap: the server's requests and its answers, to the signalling port
+            wait_for(lambda: SIGNALLING_CCCID in held(controller), 30)
+            mediation, _ = held(controller)[SIGNALLING_CCCID]
+            assert (str(mediation.dest_address), mediation.dest_port) == ("203.0.113.10", 7001)
+            assert streams(controller, SIGNALLING_CCCID) == [("None", RADIUS), (RADIUS, "None")]
+
+            # the non-target's session: nothing provisioned
+            send.sendto(copy_of(bob[0]), ("127.0.0.1", signalling_port))
+            send.sendto(copy_of(alice[0]), ("127.0.0.1", signalling_port))
+            wait_for(lambda: ALICE in held(controller), 30)
+            assert streams(controller, ALICE) == [("192.0.2.10", "None"), ("None", "192.0.2.10")]
+            assert str(held(controller)[ALICE][0].dest_address) == "203.0.113.10"
+            assert set(held(controller)) == {SIGNALLING_CCCID, ALICE}, "bob's session made no tap"
+
+            send.sendto(copy_of(alice[1]), ("127.0.0.1", signalling_port))  # a new address: the tap moves
+            wait_for(lambda: ALICE in held(controller)
+                     and streams(controller, ALICE) == [("192.0.2.11", "None"), ("None", "192.0.2.11")], 30)
+
+            send.sendto(copy_of(bob[1]), ("127.0.0.1", signalling_port))
+            send.sendto(copy_of(alice[2]), ("127.0.0.1", signalling_port))  # Stop: the tap goes
+            wait_for(lambda: ALICE not in held(controller), 30)
+            status = daemon.status()
+        finally:
+            send.close()
+            daemon.stop()
+            runner.join(30)
+        assert set(held(controller)) == {SIGNALLING_CCCID}
+
+    radius = status["iri"]["protocols"]["radius"]
+    assert radius["messages"] == 5 and radius["discarded_non_target"] == 2
+    records = [IriRecord.from_json(line) for line in (tmp_path / "lea-a" / "iri-4242.jsonl").read_bytes().splitlines()]
+    assert [(r.kind, r.addresses, r.session, r.peer) for r in records] == [
+        ("session-start", ("192.0.2.10/32",), "s1", NAS), ("session-update", ("192.0.2.11/32",), "s1", NAS),
+        ("session-stop", ("192.0.2.11/32",), "s1", NAS)]
+    assert all(r.cccid == ALICE and r.identity == {"radius_username": "alice"} for r in records)
+    assert list((tmp_path / "lea-c").iterdir()) == [], "lea-c's warrant saw no session: it gets nothing"
+    # nothing of bob, and no signalling copy, is kept anywhere (minimality at the MD and the handover)
+    for f in tmp_path.rglob("*"):
+        if f.is_file() and f.suffix in (".jsonl", ".pcap", ".json"):
+            data = f.read_bytes()
+            assert b"bob" not in data and b"192.0.2.30" not in data, f
+    assert not list(tmp_path.rglob(f"*{SIGNALLING_CCCID}*.pcap")), "signalling copies are never stored"
+    saved = json.loads(config.status_file.read_text())
+    assert saved["iri"]["derived_taps"] == {}, "no derived tap left after Stop"
