@@ -3,7 +3,8 @@ the way an operator runs it.
 
 1. builds the network (bmv2_topo/layouts.py): subject, peer, another
    subscriber, the mediation device, the IAP's management host, one access
-   switch (or two, `--variant multihomed`), with Mininet where it is
+   switch (or two, `--variant multihomed`; a NAS and a RADIUS server
+   besides with `--variant radius`), with Mininet where it is
    installed, else plain network namespaces (`--hosts`);
 2. starts the switch: bmv2 `simple_switch_grpc`, or p4tap's softswitch
    where bmv2 is missing (`P4TAP_TARGET`);
@@ -12,7 +13,9 @@ the way an operator runs it.
 4. starts the MD (`p4tap md listen`), which provisions two intercepts over
    SNMPv3 with the three-PDU createAndGo sequence: 4242, all traffic of the
    subject, handed over to agencies lea-a and lea-b; 4243, the subject's RTP
-   only, to lea-b alone;
+   only, to lea-b alone (`--variant radius`: none; it taps the RADIUS
+   server's signalling, and provisions 4242 when the subject's
+   Accounting-Start names the warrant's user: bmv2_topo/radius_scenario.py);
 5. drives traffic: the subject's ping, a VoIP-like RTP flow and a TCP
    transfer to the peer, and the other subscriber's ping and UDP;
 6. reports, from a reference capture of every wire, per CCCID and per
@@ -43,6 +46,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bmv2_topo import radius_scenario
 from bmv2_topo.bmv2_switch import Bmv2Error, Bmv2Switch, resolve_target, target_skip_reason
 from bmv2_topo.demo_config import write_configs
 from bmv2_topo.keeper import SwitchKeeper
@@ -121,9 +125,9 @@ def prepare_out_dir(out: Path) -> None:
     (out / MARKER).write_text("created by bmv2_topo/demo.py; removed and rebuilt by every run\n")
 
 
-def _wait_provisioned(status_file: Path, children: list[Child], watch: SwitchWatch, progress: Progress) -> dict:
+def _wait_provisioned(status_file: Path, children: list[Child], watch: SwitchWatch, progress: Progress,
+                      streams: int) -> dict:
     """Until the MD's keeper holds every intercept active and the IAP said Active for each stream."""
-    streams = sum(len(f) for f in INTERCEPTS.values())
     deadline = time.monotonic() + READY_TIMEOUT
     said: set[str] = set()
     while True:
@@ -153,7 +157,7 @@ def _wait_provisioned(status_file: Path, children: list[Child], watch: SwitchWat
 
 
 def _settle(recorder: Recorder, owner: dict[str, str], status_file: Path, watch: SwitchWatch,
-            progress: Progress) -> None:
+            progress: Progress, intercepts: dict[int, tuple[Filter, ...]]) -> None:
     """Until the copies still on their way have arrived: the wires are quiet and
     the MD counted, per intercept, as many packets as the wires carried (a slow
     or busy switch may hold a backlog). Gives up after SETTLE_LIMIT seconds."""
@@ -166,7 +170,7 @@ def _settle(recorder: Recorder, owner: dict[str, str], status_file: Path, watch:
         if len(recorder.frames) != seen:
             seen, quiet_since = len(recorder.frames), time.monotonic()
         elif time.monotonic() - quiet_since >= 0.5:
-            want = expected_counts(sort_out(list(recorder.frames), owner), INTERCEPTS)
+            want = expected_counts(sort_out(list(recorder.frames), owner), intercepts)
             try:
                 status = json.loads(status_file.read_text())
                 got = {i["cccid"]: i["packets"] for i in status["content"]["intercepts"]}
@@ -201,6 +205,20 @@ class Run:
     subject_ends: dict[str, tuple[str, str]] = field(default_factory=dict)  # -> (switch, its tap source)
     frames: list = field(default_factory=list)
     md_status: dict | None = None
+    signalling: radius_scenario.SignallingReport | None = None
+
+    @property
+    def radius(self) -> bool:
+        return self.layout.name == "radius"
+
+    @property
+    def intercepts(self) -> dict[int, tuple[Filter, ...]]:
+        """What the report judges: the config's intercepts, or the radius variant's derived one."""
+        return radius_scenario.INTERCEPTS if self.radius else INTERCEPTS
+
+    @property
+    def agencies(self) -> dict[str, frozenset[int]]:
+        return radius_scenario.AGENCIES if self.radius else AGENCIES
 
     def start_switches(self, stack: contextlib.ExitStack, hosts: dict) -> dict[str, Bmv2Switch]:
         what = "bmv2 simple_switch_grpc" if self.target == "bmv2" else "p4tap softswitch (no bmv2 here)"
@@ -236,7 +254,8 @@ class Run:
         watch = SwitchWatch(keeper, progress, out / "iap-state" / "audit.jsonl")
         stack.callback(watch.stop)
         configs = write_configs(out, self.layout, {n: s.grpc_address[len("unix:"):] for n, s in switches.items()},
-                                self.options.lifetime, INTERCEPTS, AGENCIES)
+                                self.options.lifetime, {} if self.radius else INTERCEPTS, self.agencies,
+                                radius_scenario.md_toml(self.options.lifetime) if self.radius else "")
         iap = Child(hosts["iap"], "the IAP (controller + SNMP agent)",
                     [sys.executable, "-m", "mib_bridge", "--config", str(configs["agent"]),
                      "--controller-config", str(configs["controller"])], out / "iap.log")
@@ -246,10 +265,19 @@ class Run:
                    [sys.executable, "-m", "p4tap_cli", "md", "listen", "--config", str(configs["md"]),
                     "--remove-on-exit"], out / "md.log")
         stack.callback(md.stop)
-        progress(f"MD: `p4tap md listen` on {MD_ADDRESS}:{MD_PORT}, pid {md.proc.pid}; it provisions {CCCID_ALL} "
-                 f"(all of {SUBJECT}, for lea-a and lea-b) and {CCCID_RTP} (its RTP, for lea-b) over SNMPv3")
+        if self.radius:
+            progress(f"MD: `p4tap md listen` on {MD_ADDRESS}:{MD_PORT}, pid {md.proc.pid}; it provisions a standing "
+                     f"signalling tap {radius_scenario.CCCID_SIGNALLING} on the RADIUS server over SNMPv3 (copies to "
+                     f"its port {radius_scenario.SIGNALLING_PORT}); warrants: alice ({radius_scenario.CCCID_ALICE}, "
+                     f"lea-a), carol ({radius_scenario.CCCID_CAROL}, lea-b)")
+        else:
+            progress(f"MD: `p4tap md listen` on {MD_ADDRESS}:{MD_PORT}, pid {md.proc.pid}; it provisions {CCCID_ALL} "
+                     f"(all of {SUBJECT}, for lea-a and lea-b) and {CCCID_RTP} (its RTP, for lea-b) over SNMPv3")
         status_file = out / "md" / "md-status.json"
-        _wait_provisioned(status_file, [md, iap], watch, progress)
+        _wait_provisioned(status_file, [md, iap], watch, progress, radius_scenario.SIGNALLING_STREAMS if self.radius
+                          else sum(len(f) for f in INTERCEPTS.values()))
+        if self.radius:
+            self.signalling = radius_scenario.session_start(hosts, status_file, progress)
 
         self.wires(hosts)
         recorder = Recorder(self.owner)
@@ -258,8 +286,10 @@ class Run:
         report.tcp_bytes_at_peer = drive_traffic(hosts, self.layout, watch.event, progress,
                                                  stack.enter_context(contextlib.ExitStack()))
         report.tcp_bytes_sent = TCP_BYTES
-        _settle(recorder, self.owner, status_file, watch, progress)
+        _settle(recorder, self.owner, status_file, watch, progress, self.intercepts)
         self.frames = recorder.stop()
+        if self.radius and not watch.died:
+            radius_scenario.session_stop(hosts, status_file, self.signalling, progress)
         report.kernel_drops = recorder.kernel_drops
         report.problems.extend(watch.died)
         report.cut_at = watch.cut_at
@@ -302,9 +332,13 @@ def run_demo(options: Options, progress: Progress | None = None) -> Report:
                 progress("stopping the IAP and the switches, removing hosts and links")
     finally:
         signal.signal(signal.SIGINT, previous_sigint)
-    analyse(run.report, sort_out(run.frames, run.owner), INTERCEPTS, run.out / "md",
-            {name: (ids, run.out / name) for name, ids in AGENCIES.items()}, SUBJECT, layout.peer_addresses, OTHER,
+    analyse(run.report, sort_out(run.frames, run.owner), run.intercepts, run.out / "md",
+            {name: (ids, run.out / name) for name, ids in run.agencies.items()}, SUBJECT, layout.peer_addresses, OTHER,
             run.subject_ends, run.md_status)
+    if run.signalling is not None:
+        radius_scenario.judge(run.signalling, run.out)
+        run.report.signalling = run.signalling.__dict__
+        run.report.problems.extend(run.signalling.problems)
     (run.out / "report.json").write_text(json.dumps(run.report.to_dict(), indent=2, default=str))
     return run.report
 
@@ -316,7 +350,8 @@ def _interrupt(*_) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", choices=sorted(LAYOUTS), default="single",
-                        help="single: one access switch; multihomed: the subject on two, each tapped")
+                        help="single: one access switch; multihomed: the subject on two, each tapped; radius: the "
+                             "warrant names a user, the MD taps her address from RADIUS accounting")
     parser.add_argument("--hosts", choices=["auto", "mininet", "netns"], default="auto",
                         help="how hosts are built (auto: Mininet where installed, else network namespaces)")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR, help=f"captures, logs, report (default {OUT_DIR})")
@@ -329,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; everything the demo created has been removed", file=sys.stderr)
         return 130
-    except (DemoError, Bmv2Error, VethError) as error:
+    except (DemoError, Bmv2Error, VethError, radius_scenario.SignallingError) as error:
         print(f"p4tap demo: {error}", file=sys.stderr)
         return 2
     finally:

@@ -30,8 +30,10 @@ def _filter_toml(f: Filter) -> str:
 
 
 def write_configs(out: Path, layout: Layout, sockets: dict[str, str], lifetime: float,
-                  intercepts: dict[int, tuple[Filter, ...]], agencies: dict[str, frozenset[int]]) -> dict[str, Path]:
-    """The IAP's controller and agent configs and the MD's, with fresh keys."""
+                  intercepts: dict[int, tuple[Filter, ...]], agencies: dict[str, frozenset[int]],
+                  md_extra: str = "") -> dict[str, Path]:
+    """The IAP's controller and agent configs and the MD's, with fresh keys;
+    `md_extra` is more of the MD's TOML (the radius variant's signalling)."""
     auth, priv = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
     switches = []
     for plan in layout.switches:
@@ -78,5 +80,5 @@ def write_configs(out: Path, layout: Layout, sockets: dict[str, str], lifetime: 
                    f'filters = [{", ".join(_filter_toml(f) for f in filters)}]\n'
                    for cccid, filters in sorted(intercepts.items()))
       + "".join(f'\n[[agency]]\nname = "{name}"\ncccids = {sorted(ids)}\nfile = "{name}"\n'
-                for name, ids in agencies.items()))
+                for name, ids in agencies.items()) + md_extra)
     return {"controller": controller, "agent": agent, "md": md}

@@ -18,6 +18,9 @@ switches, covers both. The MD receives copies from a (tap source
 
 The MD's management link to the IAP host bypasses the switches, as the
 SNMP interface (d) and the content interface (f) are separate in RFC 3924.
+
+`radius`: `single` with a NAS and a RADIUS server on ports 5 and 6; the MD
+taps the server's signalling and derives the subject's intercept from it.
 The IAP process reaches its switches over P4Runtime on a unix socket.
 """
 
@@ -31,6 +34,7 @@ from controller.topology import L2Entry, NextHop, Route, SwitchTopology
 
 ROUTER_MAC = "02:00:00:00:0d:fe"
 SUBJECT, PEER, PEER_B, OTHER = "192.0.2.10", "192.0.2.20", "192.0.2.21", "192.0.2.30"
+NAS, AAA = "192.0.2.40", "192.0.2.50"  # the radius variant's access server and RADIUS server
 MD_ADDRESS, MD_PORT = "203.0.113.10", 7000
 IAP_MGMT, MD_MGMT = "198.51.100.1", "198.51.100.10"
 SNMP_PORT, INFORM_PORT = 161, 162
@@ -112,4 +116,15 @@ def multihomed() -> Layout:
                   notes=("RTP takes switch a, TCP switch b",))
 
 
-LAYOUTS = {"single": single, "multihomed": multihomed}
+def radius() -> Layout:
+    """`single` with a NAS (port 5) and the operator's RADIUS server (port 6):
+    the MD learns the subject's address from the accounting between them."""
+    base = single()
+    hosts = base.hosts + (HostSpec("nas", 5, "02:00:00:00:0d:05", (f"{NAS}/24",)),
+                          HostSpec("aaa", 6, "02:00:00:00:0d:06", (f"{AAA}/24",)))
+    s1 = SwitchPlan("s1", "203.0.113.1", {**base.switches[0].ports, 5: ("nas", "eth0"), 6: ("aaa", "eth0")}, md_port=4)
+    return Layout("radius", hosts, (s1,), rtp_to=PEER, tcp_to=PEER,
+                  notes=(f"the subject's address comes from RADIUS accounting ({NAS} to {AAA})",))
+
+
+LAYOUTS = {"single": single, "multihomed": multihomed, "radius": radius}

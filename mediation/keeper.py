@@ -107,8 +107,8 @@ class Keeper:
         self.specs = list(intercepts)
         self.client_factory = client_factory
         self.client: TapClient | None = None
-        self.status = KeeperStatus(str(iap.address), intercepts={s.content_id: KeptIntercept(s.content_id)
-                                                                 for s in self.specs})
+        self.status = KeeperStatus(str(iap.address), intercepts={
+            s.content_id: KeptIntercept(s.content_id, derived_from=s.derived_from) for s in self.specs})
         self._pending: dict[int, InterceptSpec | None] = {}  # want/unwant, applied by the keeper's thread
         self._orphans: set[int] = set()  # unwanted, but their rows may still be at the IAP
         self._lock = threading.Lock()

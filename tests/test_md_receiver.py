@@ -150,7 +150,7 @@ def test_tcp_handover_counts_what_it_could_not_deliver(tmp_path):
         handover.dispatch(time.time(), 9, p)
     handover.close()
     assert [(a["name"], a["counts"]["9"]) for a in handover.summary()] == \
-        [("lea", {"packets": 0, "bytes": 0, "failed": 3})]
+        [("lea", {"packets": 0, "bytes": 0, "failed": 3, "iri": 0, "iri_failed": 0})]
 
 
 class BlockedDelivery:

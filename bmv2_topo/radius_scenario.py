@@ -1,0 +1,173 @@
+"""The demo's radius variant (issue 15): the warrant names a person, and
+the MD learns where she is from the operator's RADIUS accounting.
+
+The MD keeps a standing signalling tap on the RADIUS server (its own CCCID,
+its own MD port); the NAS sends accounting with radclient (freeradius-utils),
+a real third-party client, for the target (alice, on the subject's address)
+and a non-target (bob, on the other subscriber's). On alice's Start the MD
+provisions 4242 on her address over SNMPv3; the demo then drives the usual
+traffic and judges it as the single variant does; on Stop the tap goes, and
+what the subject sends after it reaches nobody. bob's messages are parsed
+and dropped: no tap, no IRI, nothing stored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bmv2_topo.layouts import AAA, MD_ADDRESS, OTHER, PEER, SUBJECT
+from mediation.config import subject_filters
+from mediation.iri import IriRecord
+from mediation.snmp_client import Filter
+
+SIGNALLING_PORT = 7001
+CCCID_SIGNALLING, CCCID_ALICE, CCCID_CAROL = 90001, 4242, 4243
+SECRET = "demo-secret"
+# what the report judges: alice's derived tap, for lea-a; lea-b holds a warrant on carol, who never logs in
+INTERCEPTS: dict[int, tuple[Filter, ...]] = {CCCID_ALICE: subject_filters(SUBJECT)}
+AGENCIES = {"lea-a": frozenset({CCCID_ALICE}), "lea-b": frozenset({CCCID_CAROL})}
+SIGNALLING_STREAMS = 2  # to the server's auth and acct ports (1812-1813), and from it
+WAIT = 60.0  # seconds, a hang guard
+
+
+class SignallingError(RuntimeError):
+    """The MD did not act on the signalling in time: the message says what it did not do."""
+
+
+def md_toml(lifetime: float) -> str:
+    return f"""
+[signalling]
+listen = "{MD_ADDRESS}:{SIGNALLING_PORT}"
+lifetime = {lifetime}
+
+[[radius_server]]
+address = "{AAA}"
+content_id = {CCCID_SIGNALLING}
+
+[[identity_target]]
+content_id = {CCCID_ALICE}
+radius_username = "alice"
+lifetime = {lifetime}
+
+[[identity_target]]
+content_id = {CCCID_CAROL}
+calling_station_id = "02-00-00-00-0c-01"
+lifetime = {lifetime}
+"""
+
+
+@dataclass
+class SignallingReport:
+    tap_live_ms: float | None = None  # the Start's copy at the MD -> the data tap's SETs done
+    iri: dict[str, list[str]] = field(default_factory=dict)  # agency -> kinds of the records it got
+    discarded_non_target: int = 0
+    after_stop_sent: int = 0
+    after_stop_captured: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def radclient(hosts: dict, status: str, user: str, address: str, session: str) -> None:
+    """The NAS sends one accounting request (radclient does not wait long: nobody answers it)."""
+    text = (f"User-Name = {user}\nAcct-Status-Type = {status}\nFramed-IP-Address = {address}\n"
+            f"Acct-Session-Id = {session}\n")
+    hosts["nas"].run("radclient", "-r", "1", "-t", "1", f"{AAA}:1813", "acct", SECRET, input=text, check=False)
+
+
+def md_status(status_file: Path) -> dict:
+    try:
+        return json.loads(status_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _until(condition, status_file: Path, what: str) -> dict:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        status = md_status(status_file)
+        if status and condition(status):
+            return status
+        time.sleep(0.05)
+    raise SignallingError(f"the MD did not {what} within {WAIT:.0f}s; see md.log")
+
+
+def _derived(status: dict) -> dict:
+    return status.get("keeper", {}).get("intercepts", {}).get(str(CCCID_ALICE), {})
+
+
+def _radius(status: dict) -> dict:
+    return status.get("iri", {}).get("protocols", {}).get("radius", {})
+
+
+def session_start(hosts: dict, status_file: Path, progress) -> SignallingReport:
+    """bob's and alice's Accounting-Start, until alice's data tap is live."""
+    out = SignallingReport()
+    progress(f"NAS: radclient Accounting-Start for bob ({OTHER}, no warrant) and alice ({SUBJECT}, warrant "
+             f"{CCCID_ALICE}) to the RADIUS server {AAA}")
+    radclient(hosts, "Start", "bob", OTHER, "bob-1")
+    radclient(hosts, "Start", "alice", SUBJECT, "alice-1")
+    status = _until(lambda s: _derived(s).get("state") == "active"
+                    and sum(n["kind"] == "active" and n["content_id"] == CCCID_ALICE
+                            for n in s.get("notifications", [])) >= 2, status_file,
+                    "provision alice's tap")
+    start = next(t for t in _radius(status).get("targets", []) if t["cccid"] == CCCID_ALICE)["since"]
+    out.tap_live_ms = (_derived(status)["provisioned_at"] - start) * 1000
+    progress(f"MD: alice's session started: {CCCID_ALICE} provisioned on {SUBJECT} over SNMPv3, "
+             f"{out.tap_live_ms:.0f} ms after her Accounting-Start reached it", mark="   ")
+    return out
+
+
+def session_stop(hosts: dict, status_file: Path, out: SignallingReport, progress) -> None:
+    """Stop for both; alice's tap goes; what the subject sends after it is copied to nobody."""
+    progress("NAS: radclient Accounting-Stop for alice and bob")
+    radclient(hosts, "Stop", "alice", SUBJECT, "alice-1")
+    radclient(hosts, "Stop", "bob", OTHER, "bob-1")
+    status = _until(lambda s: "keeper" in s and str(CCCID_ALICE) not in s["keeper"]["intercepts"]
+                    and _radius(s).get("messages", 0) >= 4, status_file, "remove alice's tap")
+    before = _captured(status)
+    out.after_stop_sent = 5
+    hosts["subject"].run("ping", "-c", str(out.after_stop_sent), "-i", "0.05", "-W", "1", PEER, check=False)
+    # a marker through the same switch and MD link: once the IRI function has it, the pings' copies (if any) are in
+    radclient(hosts, "Interim-Update", "bob", OTHER, "bob-1")
+    status = _until(lambda s: _radius(s).get("messages", 0) >= 5, status_file, "see the marker")
+    out.after_stop_captured = _captured(status) - before
+    out.discarded_non_target = _radius(status).get("discarded_non_target", 0)
+    progress(f"MD: alice's tap removed at Stop; {out.after_stop_sent} pings after it, "
+             f"{out.after_stop_captured} copied; {out.discarded_non_target} messages of bob parsed and dropped",
+             mark="   ")
+
+
+def _captured(status: dict) -> int:
+    return sum(i["packets"] for i in status.get("content", {}).get("intercepts", []) if i["cccid"] == CCCID_ALICE)
+
+
+def judge(out: SignallingReport, run_dir: Path) -> None:
+    """IRI to lea-a only; nothing of bob or of the signalling kept anywhere."""
+    for name in AGENCIES:
+        records = [IriRecord.from_json(line) for f in sorted((run_dir / name).glob("iri-*.jsonl"))
+                   for line in f.read_bytes().splitlines()]
+        out.iri[name] = [r.kind for r in records]
+    if out.iri.get("lea-a") != ["session-start", "session-stop"]:
+        out.problems.append(f"lea-a got IRI {out.iri.get('lea-a')}, not alice's start and stop")
+    if out.iri.get("lea-b"):
+        out.problems.append(f"lea-b got IRI of another warrant: {out.iri['lea-b']}")
+    if out.after_stop_captured:
+        out.problems.append(f"{out.after_stop_captured} packets of the subject were copied after Stop")
+    if out.discarded_non_target != 3:
+        out.problems.append(f"{out.discarded_non_target} of bob's 3 messages were dropped, not 3")
+    for f in run_dir.rglob("*"):
+        if f.is_file() and f.suffix in (".pcap", ".jsonl") and (b"bob" in f.read_bytes()):
+            out.problems.append(f"{f} holds something of bob")
+    if list(run_dir.rglob(f"cccid-{CCCID_SIGNALLING}.pcap")):
+        out.problems.append("signalling copies were stored")
+
+
+def render(out: SignallingReport) -> list[str]:
+    lines = [f"  signalling: alice's tap live {out.tap_live_ms:.0f} ms after her Accounting-Start reached the MD"
+             if out.tap_live_ms is not None else "  signalling: alice's tap never went live"]
+    lines += [f"    IRI to {name}: {', '.join(kinds) or 'nothing'}" for name, kinds in out.iri.items()]
+    lines.append(f"    after Stop: {out.after_stop_sent} packets of the subject, {out.after_stop_captured} copied; "
+                 f"bob: {out.discarded_non_target} messages parsed and dropped, nothing kept")
+    return lines
