@@ -191,6 +191,19 @@ def _hosts(backend: str, layout: Layout) -> Iterator[dict]:
 
 
 @dataclass
+class Up:
+    """What bring_up started."""
+
+    hosts: dict
+    status_file: Path
+    watch: SwitchWatch
+    md: Child
+
+    def __iter__(self):
+        return iter((self.hosts, self.status_file, self.watch, self.md))
+
+
+@dataclass
 class Run:
     """What one run builds and collects; its ExitStack takes it all down."""
 
@@ -245,8 +258,10 @@ class Run:
                     plan = next(p for p in self.layout.switches if p.name == switch)
                     self.subject_ends[end] = (switch, plan.tap_source)
 
-    def scenario(self, stack: contextlib.ExitStack) -> None:
-        out, progress, report = self.out, self.progress, self.report
+    def bring_up(self, stack: contextlib.ExitStack, md_extra: str | None = None) -> Up:
+        """Hosts, switches, the IAP and the MD, until the MD's intercepts are provisioned.
+        `md_extra`: the MD's signalling TOML instead of the radius variant's (bench/radius_tap_latency.py)."""
+        out, progress = self.out, self.progress
         hosts = stack.enter_context(_hosts(self.backend, self.layout))
         switches = self.start_switches(stack, hosts)
         keeper = SwitchKeeper(switches).start()  # stopped before the switches (the stack unwinds in reverse)
@@ -255,6 +270,7 @@ class Run:
         stack.callback(watch.stop)
         configs = write_configs(out, self.layout, {n: s.grpc_address[len("unix:"):] for n, s in switches.items()},
                                 self.options.lifetime, {} if self.radius else INTERCEPTS, self.agencies,
+                                md_extra if md_extra is not None else
                                 radius_scenario.md_toml(self.options.lifetime) if self.radius else "")
         iap = Child(hosts["iap"], "the IAP (controller + SNMP agent)",
                     [sys.executable, "-m", "mib_bridge", "--config", str(configs["agent"]),
@@ -276,6 +292,11 @@ class Run:
         status_file = out / "md" / "md-status.json"
         _wait_provisioned(status_file, [md, iap], watch, progress, radius_scenario.SIGNALLING_STREAMS if self.radius
                           else sum(len(f) for f in INTERCEPTS.values()))
+        return Up(hosts, status_file, watch, md)
+
+    def scenario(self, stack: contextlib.ExitStack) -> None:
+        progress, report = self.progress, self.report
+        hosts, status_file, watch, md = self.bring_up(stack)
         if self.radius:
             self.signalling = radius_scenario.session_start(hosts, status_file, progress)
 
@@ -305,9 +326,8 @@ class Run:
             report.problems.append(md.failure())
 
 
-def run_demo(options: Options, progress: Progress | None = None) -> Report:
-    """The whole scenario and its report; raises DemoError when it cannot run or get going."""
-    progress = progress or Progress()
+def new_run(options: Options, progress: Progress) -> Run:
+    """A run checked and its output directory made fresh; raises DemoError when it cannot run here."""
     problem = preflight(options)
     if problem:
         raise DemoError(problem)
@@ -316,6 +336,14 @@ def run_demo(options: Options, progress: Progress | None = None) -> Report:
               Path(options.out_dir).resolve(), progress, Report(layout.name, "", ""))
     run.report.backend, run.report.target = run.backend, run.target
     prepare_out_dir(run.out)
+    return run
+
+
+def run_demo(options: Options, progress: Progress | None = None) -> Report:
+    """The whole scenario and its report; raises DemoError when it cannot run or get going."""
+    progress = progress or Progress()
+    run = new_run(options, progress)
+    layout = run.layout
     if options.hosts == "auto" and run.backend == "netns":
         progress(f"Mininet is not usable here ({mininet_skip_reason()}): plain network namespaces instead", mark="   ")
     progress(f"building the {layout.name} network with "

@@ -194,11 +194,41 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  keeper: IAP {keeper['iap']} {reach}; {keeper['audits']} audits, "
               f"{keeper['restarts_seen']} restarts seen")
         for content_id, kept in keeper["intercepts"].items():
-            print(f"    intercept {content_id}: {kept['state']}, provisioned {kept['provisioned']}x, "
+            origin = f" [{kept['derived_from']}]" if kept.get("derived_from") else ""
+            print(f"    intercept {content_id}{origin}: {kept['state']}, provisioned {kept['provisioned']}x, "
                   f"refreshed {kept['refreshed']}x, timeout {kept['timeout']}"
                   + (f", last problem: {kept['last_problem']}" if kept["last_problem"] else "")
                   + (f", IAP refuses: {kept['last_error']}" if kept.get("last_error") else ""))
+    _print_iri(listener.get("iri"))
     return 0 if iap is not None or config.iap is None else 1
+
+
+def _clock(stamp: float | None) -> str:
+    return f"{datetime.fromtimestamp(stamp):%H:%M:%S.%f}"[:-3] if stamp else "-"
+
+
+def _print_iri(iri: dict | None) -> None:
+    """The IRI function: targets, their current sessions, and the taps derived from them."""
+    if not iri:
+        return
+    print(f"  IRI function on {', '.join(iri['listening']) or '-'}: {iri['received']} signalling copies, "
+          f"{iri['malformed']} malformed, {iri['unknown_cccid']} of no signalling tap, {iri['failed']} failed")
+    for protocol, summary in iri["protocols"].items():
+        print(f"    {protocol}: {summary.get('messages', 0)} messages, {summary.get('discarded_non_target', 0)} "
+              f"of non-targets parsed and dropped")
+        for t in summary.get("targets", []):
+            who = ", ".join(f"{k} {v}" for k, v in t["identity"].items())
+            if t["addresses"]:
+                session = (f"session {t['session']} from {t['nas']} on {', '.join(t['addresses'])} since "
+                           f"{_clock(t['since'])}")
+            else:
+                session = f"no session now (last: {t['last']})" if t["last"] else "no session seen"
+            print(f"      target {t['cccid']} ({who}): {session}")
+    for cccid, tap in iri.get("derived_taps", {}).items():
+        for part in tap["parts"].values():
+            print(f"    derived tap {cccid}: {'; '.join(part['filters'])} ({part['why']})")
+    if not iri.get("derived_taps"):
+        print("    no derived taps now")
 
 
 def add_subcommands(md: argparse.ArgumentParser) -> None:

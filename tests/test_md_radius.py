@@ -26,7 +26,7 @@ from mediation.iri import IriRecord
 from mediation.pcli import encode
 from tests.radius_support import accounting, needs_radclient, radclient_bytes
 from tests.snmp_support import free_udp_port, tap_switch  # noqa: F401 (fixture)
-from tests.test_md_snmp import held, iap, wait_for
+from tests.test_md_snmp import held, iap, md, wait_for
 
 RADIUS, NAS = "198.51.100.50", "198.51.100.60"
 SIGNALLING_CCCID, ALICE, CAROL = 90001, 4242, 5555
@@ -88,6 +88,14 @@ def copy_of(radius: bytes, cccid: int = SIGNALLING_CCCID) -> bytes:
     return encode(cccid, bytes(IP(src=NAS, dst=RADIUS) / UDP(sport=40000, dport=1813) / Raw(radius)))
 
 
+def saved_status(config) -> dict:
+    """What the daemon last wrote for `p4tap md status` ({} before its first write)."""
+    try:
+        return json.loads(config.status_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
 def streams(controller, cccid: int) -> list[tuple[str, str]]:
     return [(str(s.filter.src_address), str(s.filter.dst_address)) for s in held(controller)[cccid][1]]
 
@@ -122,6 +130,16 @@ def test_target_session_becomes_a_tap_that_moves_and_goes_and_iri_reaches_only_i
             assert str(held(controller)[ALICE][0].dest_address) == "203.0.113.10"
             assert set(held(controller)) == {SIGNALLING_CCCID, ALICE}, "bob's session made no tap"
 
+            # `p4tap md status` shows the target, her session and the tap derived from it
+            wait_for(lambda: str(ALICE) in saved_status(config).get("iri", {}).get("derived_taps", {}), 30)
+            shown = md("status", "--config", str(tmp_path / "md.toml")).stdout
+            assert f"target {ALICE} (radius_username alice): session s1 from {NAS} on 192.0.2.10/32" in shown, shown
+            assert f"target {CAROL} (calling_station_id 02-00-00-00-0c-01): no session seen" in shown, shown
+            assert (f"derived tap {ALICE}: src 192.0.2.10/32; dst 192.0.2.10/32 "
+                    "(RADIUS session s1 at 192.0.2.10/32)") in shown, shown
+            assert f"intercept {ALICE} [RADIUS session s1 at 192.0.2.10/32]: active" in shown, shown
+            assert "bob" not in shown and "192.0.2.30" not in shown
+
             send.sendto(copy_of(alice[1]), ("127.0.0.1", signalling_port))  # a new address: the tap moves
             wait_for(lambda: ALICE in held(controller)
                      and streams(controller, ALICE) == [("192.0.2.11", "None"), ("None", "192.0.2.11")], 30)
@@ -152,3 +170,29 @@ def test_target_session_becomes_a_tap_that_moves_and_goes_and_iri_reaches_only_i
     assert not list(tmp_path.rglob(f"*{SIGNALLING_CCCID}*.pcap")), "signalling copies are never stored"
     saved = json.loads(config.status_file.read_text())
     assert saved["iri"]["derived_taps"] == {}, "no derived tap left after Stop"
+
+
+def test_a_derived_tap_never_outlives_its_warrant(tmp_path, tap_switch):
+    """The warrant's end bounds the Timeout the keeper gives the IAP, and the keeper removes the tap when it comes."""
+    from datetime import datetime, timedelta, timezone
+
+    from mediation.config import Endpoint, InterceptSpec, subject_filters
+    from mediation.keeper import Keeper
+    from tests.test_md_snmp import iap_settings
+
+    until = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=4)
+    with iap(tmp_path, tap_switch) as (controller, port):
+        keeper = Keeper(iap_settings(port), [])
+        try:
+            keeper.want(InterceptSpec(ALICE, Endpoint("203.0.113.10", 7000), subject_filters("192.0.2.10"), 600,
+                                      until=until, derived_from="RADIUS session s1"))
+            keeper.apply_pending()
+            mediation, _ = held(controller)[ALICE]
+            assert mediation.timeout == until, "600 s of lifetime, but the warrant ends first"
+            wait_for(lambda: datetime.now(timezone.utc) > until, 30)
+            keeper.audit()
+            assert ALICE not in held(controller) and ALICE not in keeper.status.intercepts
+            assert ALICE not in {s.content_id for s in keeper.specs}
+            assert any(f"intercept {ALICE}: its warrant ended" in e for e in keeper.status.events)
+        finally:
+            keeper.close()
