@@ -83,7 +83,8 @@ class MdDaemon:
         from mediation.derived_taps import DerivedTaps
         from mediation.radius_handler import RadiusHandler
 
-        self.derived = DerivedTaps(self.keeper.want, self.keeper.unwant, config.signalling.content_to or config.listen[0])
+        content_to = config.signalling.content_to or config.listen[0]  # where derived taps send their copies
+        self.derived = DerivedTaps(self.keeper.want, self.keeper.unwant, content_to)
         handlers: dict[int, SignallingHandler] = {}
         if config.radius_servers:
             radius = RadiusHandler(config.identity_targets, self.derived, self.receiver.submit_iri)

@@ -16,7 +16,6 @@ import json
 import threading
 from pathlib import Path
 
-import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.packet import Raw
 
