@@ -35,6 +35,7 @@ from pathlib import Path
 
 from bench import record
 from bmv2_topo import radius_scenario
+from bmv2_topo.bmv2_switch import resolve_target
 from bmv2_topo.demo import Options, Progress, new_run
 from bmv2_topo.layouts import AAA, MD_ADDRESS, PEER, SUBJECT
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         live, first = measure(args.cycles, args.interval, Path(tmp) / "run", Progress())
     load_after = os.getloadavg()
-    target = os.environ.get("P4TAP_TARGET") or "bmv2 where installed, else softswitch"
+    target = resolve_target(None)
     rows = [("tap live (Start's copy -> SETs done)", live), ("first copy (Start's copy -> first content)", first)]
     table = ("| from the Accounting-Start's copy at the MD | p50 ms | p99 ms | median ms | max ms |\n"
              "|---|---|---|---|---|\n"
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.record:
         record.append(f"radius_tap_latency: Accounting-Start -> first copy, {args.cycles} cycles",
                       " ".join(["sudo .venv/bin/python -m bench.radius_tap_latency"] + (argv or sys.argv[1:])),
-                      f"the demo's radius network ({target}); per cycle a fresh user's Accounting-Start by radclient "
+                      f"the demo's radius network on {target}; per cycle a fresh user's Accounting-Start by radclient "
                       f"(freeradius-utils) on the subject's address while the subject sends a datagram every "
                       f"{args.interval:g} ms; times on the MD's clock (kernel arrival stamps) from the Start's "
                       "signalling copy; p50/p99 over the cycles; goal (issue 15): first copy within 100 ms",
