@@ -130,6 +130,8 @@ class MdDaemon:
                 self.informs.start()
             except (OSError, RuntimeError):
                 self.receiver.close()
+                if self.iri is not None:
+                    self.iri.close()
                 raise
         if self.keeper is not None:
             self.keeper.start(remove_on_exit=self.remove_on_exit)

@@ -195,3 +195,45 @@ def test_a_derived_tap_never_outlives_its_warrant(tmp_path, tap_switch):
             assert any(f"intercept {ALICE}: its warrant ended" in e for e in keeper.status.events)
         finally:
             keeper.close()
+
+
+def test_iri_records_go_over_each_agencys_own_channel_and_to_no_other_agency(tmp_path):
+    """HI2 beside HI3: a file agency gets iri-N.jsonl, a UDP one a datagram, a TCP one a record, each
+    the CCCID then the JSON record; an agency without the CCCID gets nothing."""
+    import socket
+
+    from mediation.handover import Agency, FileDelivery, Handover, TcpDelivery, UdpDelivery, read_records
+    from mediation.iri import is_iri
+
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(10)
+    tcp = socket.create_server(("127.0.0.1", 0))
+    tcp.settimeout(10)
+    record = IriRecord(ALICE, 1.5, "radius", "session-start", {"radius_username": "alice"}, ("192.0.2.10/32",), "s1",
+                       peer=NAS)
+    handover = Handover([Agency("file", frozenset({ALICE}), FileDelivery(tmp_path / "file")),
+                         Agency("udp", frozenset({ALICE}), UdpDelivery(*udp.getsockname())),
+                         Agency("tcp", frozenset({ALICE}), TcpDelivery(*tcp.getsockname())),
+                         Agency("other", frozenset({CAROL}), FileDelivery(tmp_path / "other"))])
+    try:
+        assert handover.dispatch_iri(record) == 3
+        conn, _ = tcp.accept()
+        conn.settimeout(10)
+        stream = b""
+        while not read_records(stream):
+            stream += conn.recv(65536)
+        conn.close()
+        datagram = udp.recv(65536)
+    finally:
+        handover.close()
+        udp.close()
+        tcp.close()
+    assert IriRecord.from_json((tmp_path / "file" / f"iri-{ALICE}.jsonl").read_bytes()) == record
+    assert int.from_bytes(datagram[:4], "big") == ALICE and is_iri(datagram[4:])
+    assert IriRecord.from_json(datagram[4:]) == record
+    [(cccid, body)] = read_records(stream)
+    assert cccid == ALICE and is_iri(body) and IriRecord.from_json(body) == record
+    assert list((tmp_path / "other").iterdir()) == []
+    counts = {a["name"]: a["counts"] for a in handover.summary()}
+    assert counts["udp"][str(ALICE)]["iri"] == 1 and counts["other"] == {}
