@@ -47,3 +47,33 @@ def test_radclient_accounting_start_decoded():
     sock.close()
     ev = radius_iri.decode(payload)
     assert ev == radius_iri.RadiusEvent("start", "alice", None, "192.0.2.10", "s1")
+
+
+def test_radclient_dual_stack_start_and_calling_station_target():
+    """Framed-IPv6-Prefix as radclient encodes it, and a warrant on the Calling-Station-Id alone."""
+    from tests.radius_support import needs_radclient, radclient_bytes
+
+    if needs_radclient.args[0]:
+        pytest.skip(needs_radclient.kwargs["reason"])
+    payload = radclient_bytes({"User-Name": "dave", "Acct-Status-Type": "Interim-Update", "Acct-Session-Id": "d1",
+                               "Framed-IP-Address": "198.51.100.7", "Framed-IPv6-Prefix": "2001:db8:7::/64",
+                               "Calling-Station-Id": "02-00-00-00-0c-01"})
+    ev = radius_iri.decode(payload)
+    assert ev.kind == "interim" and ev.addresses() == ("198.51.100.7/32", "2001:db8:7::/64")
+    by_station = radius_iri.IdentityTarget(9, calling_station_id="02-00-00-00-0c-01")
+    assert radius_iri.target_of(ev, [radius_iri.IdentityTarget(7, radius_username="alice"), by_station]) is by_station
+    both = radius_iri.IdentityTarget(10, radius_username="dave", calling_station_id="another")
+    assert radius_iri.target_of(ev, [both]) is None, "both keys given: both must match"
+
+
+def test_access_accept_with_framed_address_is_an_event():
+    from pyrad.packet import AuthPacket
+
+    request = AuthPacket(dict=radius_iri._dict(), secret=b"s3cret", User_Name="alice")
+    request.RequestPacket()  # gives it its Request Authenticator, which the reply's is computed from
+    reply = request.CreateReply()
+    reply.code = 2  # Access-Accept
+    reply["User-Name"] = "alice"
+    reply["Framed-IP-Address"] = "192.0.2.10"
+    ev = radius_iri.decode(reply.ReplyPacket())
+    assert (ev.kind, ev.username, ev.framed_ip) == ("accept", "alice", "192.0.2.10")
