@@ -281,14 +281,10 @@ class Run:
                    [sys.executable, "-m", "p4tap_cli", "md", "listen", "--config", str(configs["md"]),
                     "--remove-on-exit"], out / "md.log")
         stack.callback(md.stop)
-        if self.radius:
-            progress(f"MD: `p4tap md listen` on {MD_ADDRESS}:{MD_PORT}, pid {md.proc.pid}; it provisions a standing "
-                     f"signalling tap {radius_scenario.CCCID_SIGNALLING} on the RADIUS server over SNMPv3 (copies to "
-                     f"its port {radius_scenario.SIGNALLING_PORT}); warrants: alice ({radius_scenario.CCCID_ALICE}, "
-                     f"lea-a), carol ({radius_scenario.CCCID_CAROL}, lea-b)")
-        else:
-            progress(f"MD: `p4tap md listen` on {MD_ADDRESS}:{MD_PORT}, pid {md.proc.pid}; it provisions {CCCID_ALL} "
-                     f"(all of {SUBJECT}, for lea-a and lea-b) and {CCCID_RTP} (its RTP, for lea-b) over SNMPv3")
+        progress(f"MD: `p4tap md listen` on {MD_ADDRESS}:{MD_PORT}, pid {md.proc.pid}; " + (
+            radius_scenario.WHAT_THE_MD_DOES if self.radius else
+            f"it provisions {CCCID_ALL} (all of {SUBJECT}, for lea-a and lea-b) and {CCCID_RTP} (its RTP, for lea-b) "
+            "over SNMPv3"))
         status_file = out / "md" / "md-status.json"
         _wait_provisioned(status_file, [md, iap], watch, progress, radius_scenario.SIGNALLING_STREAMS if self.radius
                           else sum(len(f) for f in INTERCEPTS.values()))

@@ -31,6 +31,9 @@ INTERCEPTS: dict[int, tuple[Filter, ...]] = {CCCID_ALICE: subject_filters(SUBJEC
 AGENCIES = {"lea-a": frozenset({CCCID_ALICE}), "lea-b": frozenset({CCCID_CAROL})}
 SIGNALLING_STREAMS = 2  # to the server's auth and acct ports (1812-1813), and from it
 WAIT = 60.0  # seconds, a hang guard
+WHAT_THE_MD_DOES = (f"it provisions a standing signalling tap {CCCID_SIGNALLING} on the RADIUS server over SNMPv3 "
+                    f"(copies to its port {SIGNALLING_PORT}); warrants: alice ({CCCID_ALICE}, lea-a), carol "
+                    f"({CCCID_CAROL}, lea-b)")
 
 
 class SignallingError(RuntimeError):

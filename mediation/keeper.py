@@ -13,11 +13,8 @@ over SNMPv3 and, for each intercept it wants:
   it is provisioned again with the three-PDU createAndGo sequence.
 
 Intercepts come and go while it runs: the IRI function wants a target's
-data tap when its session starts and unwants it at Stop (want / unwant).
-Such a change is made at once, between audits, with no table walk first (a
-tap should be live within milliseconds of the signalling that asks for it);
-the next audit checks it like any other. An intercept with an `until` (a
-warrant's end) never gets a Timeout past it and is torn down when it comes.
+data tap when its session starts and unwants it at Stop
+(mediation/keeper_changes.py); the next audit checks them like any other.
 
 An IAP that does not answer is reported once when it stops and once when it
 answers again (and when its sysUpTime went back: it restarted). The keeper
@@ -32,10 +29,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from mediation.config import IapSettings, InterceptSpec
 from mediation.informs import Notification
+from mediation.keeper_changes import InterceptChanges
 from mediation.snmp_client import ACTIVE, Filter, IapIntercept, Provisioning, TapClient, TapClientError
 
 log = logging.getLogger("p4tap.md")
@@ -95,7 +93,7 @@ class KeeperStatus:
     events: list[str] = field(default_factory=list)
 
 
-class Keeper:
+class Keeper(InterceptChanges):
     def __init__(self, iap: IapSettings, intercepts: Sequence[InterceptSpec],
                  client_factory: Callable[[IapSettings], TapClient] = client_for,
                  progress: Callable[[str], None] | None = None) -> None:
@@ -111,6 +109,7 @@ class Keeper:
             s.content_id: KeptIntercept(s.content_id, derived_from=s.derived_from) for s in self.specs})
         self._pending: dict[int, InterceptSpec | None] = {}  # want/unwant, applied by the keeper's thread
         self._orphans: set[int] = set()  # unwanted, but their rows may still be at the IAP
+        self._indexes: dict[int, dict[Filter, int]] = {}  # stream index of each filter, as this keeper made them
         self._lock = threading.Lock()
         self._last_uptime: int | None = None
         self._answered = False  # the IAP answered at least once
@@ -137,103 +136,9 @@ class Keeper:
             self._audit_asked = True
             self._wake.set()
 
-    # -- intercepts that come and go ---------------------------------------------------
-
-    def want(self, spec: InterceptSpec) -> None:
-        """Keep `spec` from now on (replacing one with its content ID): made at once by the keeper's thread."""
-        with self._lock:
-            self._pending[spec.content_id] = spec
-        self._wake.set()
-
-    def unwant(self, content_id: int) -> None:
-        """Stop keeping `content_id` and tear it down at the IAP, at once."""
-        with self._lock:
-            self._pending[content_id] = None
-        self._wake.set()
-
-    def apply_pending(self) -> None:
-        """Make the wanted and unwanted changes: tear down the old streams, provision the new."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        if not pending:
-            return
-        try:
-            client = self._client()
-        except TapClientError as error:
-            self._event(f"cannot change intercepts now ({error}); the next audit does", logging.WARNING)
-            self._adopt(pending)
-            return
-        olds = {cid: (next((s for s in self.specs if s.content_id == cid), None),
-                      self.status.intercepts.get(cid, KeptIntercept(cid)).provisioned) for cid in pending}
-        self._adopt(pending)
-        for content_id, spec in pending.items():
-            old, was_provisioned = olds[content_id]
-            try:
-                if old is not None and was_provisioned:
-                    self._orphans.add(content_id)  # until its rows are gone
-                    client.remove(content_id, len(old.filters))
-                    self._orphans.discard(content_id)
-                if spec is None:
-                    if old is not None:
-                        self._event(f"intercept {content_id}: removed ({old.derived_from or 'config'})")
-                    continue
-                provisioning = self._provisioning(spec, datetime.now(timezone.utc))
-                client.provision(content_id, provisioning.md_address, provisioning.md_port, provisioning.timeout,
-                                 list(spec.filters), spec.dscp)
-            except TapClientError as error:
-                if spec is not None and not self._failed(spec, error):
-                    return  # the IAP went away: the next audit provisions what is wanted
-                continue
-            kept = self.status.intercepts[content_id]
-            kept.state, kept.last_error, kept.provisioned = "active", "", kept.provisioned + 1
-            kept.timeout = provisioning.timeout.isoformat(timespec="seconds")
-            kept.provisioned_at = time.time()
-            self._event(f"intercept {content_id}: provisioned for {spec.derived_from or 'the config'} "
-                        f"({1 + 2 * len(spec.filters)} SETs)")
-
-    def _adopt(self, changes: dict[int, InterceptSpec | None]) -> None:
-        """Take changes into the wanted list and the status (the keeper's thread only)."""
-        for content_id, spec in changes.items():
-            self.specs = [s for s in self.specs if s.content_id != content_id] + ([spec] if spec else [])
-            with self._lock:
-                if spec is None:
-                    self.status.intercepts.pop(content_id, None)
-                else:
-                    old = self.status.intercepts.get(content_id)
-                    self.status.intercepts[content_id] = KeptIntercept(content_id, derived_from=spec.derived_from)
-                    if old is not None:
-                        self.status.intercepts[content_id].provisioned = old.provisioned
-
     @staticmethod
-    def _timeout(spec: InterceptSpec, now: datetime) -> datetime:
-        """Now plus the lifetime, never past the warrant's end."""
-        timeout = now + timedelta(seconds=spec.lifetime)
-        return min(timeout, spec.until) if spec.until is not None else timeout
-
-    def _provisioning(self, spec: InterceptSpec, now: datetime) -> Provisioning:
-        return Provisioning(spec.content_id, spec.md.host, spec.md.port, self._timeout(spec, now),
-                            tuple(spec.filters), spec.dscp)
-
-    def _expire(self, client: TapClient, table: dict[int, IapIntercept]) -> None:
-        """Tear down what is no longer wanted but a failed removal left, and what
-        outlived its warrant (the IAP's Timeout ends its copies anyway)."""
-        for content_id in sorted(self._orphans):
-            if content_id in table and all(s.content_id != content_id for s in self.specs):
-                try:
-                    self.tear_down(client, table[content_id])
-                except TapClientError as error:
-                    log.warning("intercept %d: tear-down failed: %s", content_id, error)
-                    continue
-            self._orphans.discard(content_id)
-        now = datetime.now(timezone.utc)
-        for spec in [s for s in self.specs if s.until is not None and s.until <= now]:
-            self._adopt({spec.content_id: None})
-            self._event(f"intercept {spec.content_id}: its warrant ended at {spec.until.isoformat()}: removed")
-            if table.get(spec.content_id) is not None:
-                try:
-                    self.tear_down(client, table[spec.content_id])
-                except TapClientError as error:
-                    log.warning("intercept %d: tear-down failed: %s", spec.content_id, error)
+    def kept_for(spec: InterceptSpec) -> KeptIntercept:
+        return KeptIntercept(spec.content_id, derived_from=spec.derived_from)
 
     # -- one audit ------------------------------------------------------------------
 
@@ -363,6 +268,7 @@ class Keeper:
             kept = self.status.intercepts[spec.content_id]
             kept.state, kept.last_error = "active", ""
             kept.timeout = provisioning.timeout.isoformat(timespec="seconds")
+            self._indexes[spec.content_id] = {f: i for i, f in enumerate(spec.filters, start=1)}
             kept.provisioned += 1
             kept.provisioned_at = time.time()
             self._event(f"intercept {spec.content_id}: provisioned over SNMPv3 ({1 + 2 * len(spec.filters)} SETs), "

@@ -142,6 +142,9 @@ def test_target_session_becomes_a_tap_that_moves_and_goes_and_iri_reaches_only_i
             send.sendto(copy_of(alice[1]), ("127.0.0.1", signalling_port))  # a new address: the tap moves
             wait_for(lambda: ALICE in held(controller)
                      and streams(controller, ALICE) == [("192.0.2.11", "None"), ("None", "192.0.2.11")], 30)
+            # made before broken: the new address's streams were added to the same mediation row before the
+            # old ones went (fresh indexes 3 and 4), so no packet of the target went untapped meanwhile
+            assert [s.index for s in held(controller)[ALICE][1]] == [3, 4]
 
             send.sendto(copy_of(bob[1]), ("127.0.0.1", signalling_port))
             send.sendto(copy_of(alice[2]), ("127.0.0.1", signalling_port))  # Stop: the tap goes
