@@ -22,7 +22,7 @@ from scapy.layers.inet6 import IPv6
 from mediation.derived_taps import DerivedTaps, prefix_filters
 from mediation.identity_taps import IdentityTaps
 from mediation.iri import IriRecord
-from mediation.radius_iri import IdentityTarget, decode, target_of
+from mediation.radius_iri import IdentityTarget, RadiusEvent, decode, targets_of
 
 IRI_KIND = {"start": "session-start", "interim": "session-update", "stop": "session-stop", "accept": "access-accept"}
 TAP_KEY = "radius"  # one session per warrant: its tap is the subscriber's current address
@@ -32,10 +32,13 @@ def udp_payload(packet: bytes) -> tuple[str, bytes] | None:
     """(source address, UDP payload) of an IP packet, or None."""
     if not packet or packet[0] >> 4 not in (4, 6):
         return None
-    ip = IP(packet) if packet[0] >> 4 == 4 else IPv6(packet)
-    if UDP not in ip:
+    try:
+        ip = IP(packet) if packet[0] >> 4 == 4 else IPv6(packet)
+        if UDP not in ip:
+            return None
+        return ip.src, bytes(ip[UDP].payload)
+    except Exception:  # scapy raises struct.error and others on a truncated packet: not RADIUS either
         return None
-    return ip.src, bytes(ip[UDP].payload)
 
 
 @dataclass
@@ -75,31 +78,37 @@ class RadiusHandler:
             self.not_radius += 1
             return
         self.messages += 1
-        target = target_of(event, self.targets)
-        if target is None:
+        targets = targets_of(event, self.targets)
+        if not targets:
             self.discarded += 1
             return
+        for target in targets:
+            self._follow(target, event, found[0], stamp)
+
+    def _follow(self, target: IdentityTarget, event: RadiusEvent, nas: str, stamp: float) -> None:
+        """One warrant's view of a message that names its target: its tap, its session, its IRI."""
         if target.until is not None and target.until <= datetime.now(timezone.utc):
             self.past_warrant += 1
             if self.state.forget(target.cccid) is not None:
                 self.taps.clear(target.cccid, TAP_KEY, stamp)
             return
-        for change in self.state.apply(target, event):
-            if change.op == "remove":
-                self.taps.clear(change.cccid, TAP_KEY, stamp)
-            else:
-                self.taps.set(target, TAP_KEY, prefix_filters(change.addresses),
-                              f"RADIUS session {event.session_id or '?'} at {', '.join(change.addresses)}", stamp)
+        changes = self.state.apply(target, event)
+        new = next((c for c in changes if c.op == "provision"), None)
+        if new is not None:  # a start, or a move: one replacement, so the keeper moves it make-before-break
+            self.taps.set(target, TAP_KEY, prefix_filters(new.addresses),
+                          f"RADIUS session {event.session_id or '?'} at {', '.join(new.addresses)}", stamp)
+        elif changes:  # a stop
+            self.taps.clear(target.cccid, TAP_KEY, stamp)
         addresses = event.addresses() or self.state.current.get(target.cccid, ())
         with self._lock:
             session = self.sessions[target.cccid]
             if event.kind in ("start", "accept") or session.since is None:
                 session.since = stamp
             session.addresses = self.state.current.get(target.cccid, ())
-            session.session, session.nas, session.last = event.session_id, found[0], event.kind
+            session.session, session.nas, session.last = event.session_id, nas, event.kind
             session.messages += 1
         self.emit(IriRecord(target.cccid, stamp, self.protocol, IRI_KIND[event.kind], target.identity(), addresses,
-                            event.session_id, peer=found[0]))
+                            event.session_id, peer=nas))
 
     def summary(self) -> dict:
         with self._lock:

@@ -103,5 +103,10 @@ def decode(payload: bytes) -> RadiusEvent | None:
 
 
 def target_of(event: RadiusEvent, targets: list[IdentityTarget]) -> IdentityTarget | None:
-    """The warrant the event names, or None: a non-target's event is discarded."""
+    """The first warrant the event names, or None: a non-target's event is discarded."""
     return next((t for t in targets if t.matches(event)), None)
+
+
+def targets_of(event: RadiusEvent, targets: list[IdentityTarget]) -> list[IdentityTarget]:
+    """Every warrant the event names: two agencies may each hold a warrant on one person."""
+    return [t for t in targets if t.matches(event)]
