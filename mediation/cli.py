@@ -67,15 +67,17 @@ def cmd_provision(args: argparse.Namespace) -> int:
     elif args.content_id:
         specs = []
         for content_id in args.content_id:
-            spec = config.intercept(content_id)
+            spec = config.intercept(content_id) or next(
+                (s for s in config.signalling_intercepts() if s.content_id == content_id), None)
             if spec is None:
                 raise ConfigError(f"no [[intercept]] with content_id {content_id} in {args.md_config} "
                                   "(or give --subject for an intercept not in the config)")
             specs.append(spec)
     else:
-        specs = list(config.intercepts)
+        specs = list(config.intercepts) + list(config.signalling_intercepts())
         if not specs:
-            raise ConfigError(f"{args.md_config} has no [[intercept]]: give --content-id and --subject")
+            raise ConfigError(f"{args.md_config} has no [[intercept]] nor [[radius_server]]: give --content-id "
+                              "and --subject")
     keeper = Keeper(config.iap, specs, progress=lambda line: print(f"  {line}", flush=True))
     print(f"auditing {len(specs)} intercept(s) at IAP {config.iap.address} over SNMPv3", flush=True)
     try:

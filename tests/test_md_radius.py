@@ -240,3 +240,14 @@ def test_iri_records_go_over_each_agencys_own_channel_and_to_no_other_agency(tmp
     assert list((tmp_path / "other").iterdir()) == []
     counts = {a["name"]: a["counts"] for a in handover.summary()}
     assert counts["udp"][str(ALICE)]["iri"] == 1 and counts["other"] == {}
+
+
+def test_md_provision_provisions_the_standing_signalling_tap(tmp_path, tap_switch):
+    with iap(tmp_path / "iap", tap_switch) as (controller, agent_port):
+        path = md_toml(tmp_path, agent_port, free_udp_port(), free_udp_port())
+        result = md("provision", "--config", str(path))
+        assert f"intercept {SIGNALLING_CCCID}: provisioned" in result.stdout, result.stdout + result.stderr
+        assert streams(controller, SIGNALLING_CCCID) == [("None", RADIUS), (RADIUS, "None")]
+        assert set(held(controller)) == {SIGNALLING_CCCID}, "warrants on identities derive taps only from signalling"
+        md("remove", "--config", str(path), str(SIGNALLING_CCCID))
+        assert held(controller) == {}
