@@ -116,16 +116,16 @@ def test_target_session_becomes_a_tap_that_moves_and_goes_and_iri_reaches_only_i
         send = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             # the standing signalling tap: the server's requests and its answers, to the signalling port
-            wait_for(lambda: SIGNALLING_CCCID in held(controller), 30)
+            wait_for(lambda: SIGNALLING_CCCID in held(controller)
+                     and streams(controller, SIGNALLING_CCCID) == [("None", RADIUS), (RADIUS, "None")], 30)
             mediation, _ = held(controller)[SIGNALLING_CCCID]
             assert (str(mediation.dest_address), mediation.dest_port) == ("203.0.113.10", 7001)
-            assert streams(controller, SIGNALLING_CCCID) == [("None", RADIUS), (RADIUS, "None")]
 
             # the non-target's session: nothing provisioned
             send.sendto(copy_of(bob[0]), ("127.0.0.1", signalling_port))
             send.sendto(copy_of(alice[0]), ("127.0.0.1", signalling_port))
-            wait_for(lambda: ALICE in held(controller), 30)
-            assert streams(controller, ALICE) == [("192.0.2.10", "None"), ("None", "192.0.2.10")]
+            wait_for(lambda: ALICE in held(controller)
+                     and streams(controller, ALICE) == [("192.0.2.10", "None"), ("None", "192.0.2.10")], 30)
             assert str(held(controller)[ALICE][0].dest_address) == "203.0.113.10"
             assert set(held(controller)) == {SIGNALLING_CCCID, ALICE}, "bob's session made no tap"
 
