@@ -127,8 +127,10 @@ class InterceptChanges:
                 else:
                     old = self.status.intercepts.get(content_id)
                     self.status.intercepts[content_id] = self.kept_for(spec)
-                    if old is not None:
-                        self.status.intercepts[content_id].provisioned = old.provisioned
+                    if old is not None:  # what the IAP holds of it until the change is made
+                        new = self.status.intercepts[content_id]
+                        new.provisioned, new.timeout, new.provisioned_at = \
+                            old.provisioned, old.timeout, old.provisioned_at
 
     @staticmethod
     def _timeout(spec: InterceptSpec, now: datetime) -> datetime:
