@@ -37,6 +37,10 @@ and the agencies it hands content over to.
     cccids = [4242]
     file = "lea-a"                       # a directory; or udp = "HOST:PORT", or tcp = "HOST:PORT"
 
+    [signalling], [[radius_server]], [[identity_target]]: warrants on a person
+    rather than an address, followed through the operator's signalling
+    (described in mediation/radius_config.py).
+
 The file holds SNMPv3 keys: with an [iap] section it must be readable by its
 owner only (mode 0600), else it is refused. Keys never appear in a repr or
 an error message. Every mistake names the section and key.
