@@ -1,0 +1,207 @@
+"""SIP messages and their SDP, as the MD's VoIP IRI function needs them (issue 15).
+
+Why its own module: the signalling tap hands the MD copies of SIP messages of
+every subscriber; this module turns one message into a small `SipMessage`
+(dialog keys, the identities it names, the media endpoints its SDP offers or
+answers), so the call machine (mediation/sip_calls.py) works on facts and
+not on text.
+
+What is kept and what is written here, and why:
+- the SIP grammar is `sipmessage` (PyPI, BSD-2, pure Python, typed): request
+  and status lines, headers with their compact forms, addresses and their
+  tags, Via branches, CSeq, Authorization credentials;
+- the SDP grammar is `sdp-transform` (PyPI, MIT, the Python port of the
+  JavaScript library WebRTC stacks use): c=, m=, a=rtcp, a=rtcp-mux;
+- written here: which headers carry a subscriber's identity (OpenLI's
+  collector is the reference: To, P-Asserted-Identity, Remote-Party-ID, the
+  username and realm of Authorization and Proxy-Authorization; From alone is
+  what the caller claims and is not trusted), which RTP and RTCP ports an m=
+  line means (RFC 3550 port+1, RFC 3605 a=rtcp, RFC 5761 mux; port 0 and
+  c=0.0.0.0 carry no media), and `split_stream`: cutting a TCP byte stream
+  into messages by Content-Length (RFC 3261 18.3), which neither library does.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+import sdp_transform
+import sipmessage
+
+from mediation.snmp_client import Filter
+
+UDP = 17
+MAX_MESSAGE = 65535  # a SIP message larger than the largest UDP datagram is junk
+_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+_START = re.compile(rb"^(?:SIP/2\.0 \d{3} |[A-Z]+ \S+ SIP/2\.0\r\n)")
+
+
+class SipError(ValueError):
+    """A payload that is not a SIP message this module can use (one line, why)."""
+
+
+@dataclass(frozen=True, order=True)
+class MediaEndpoint:
+    """Where one party of a call receives one media stream: RTP and RTCP ports."""
+
+    address: str
+    rtp_port: int
+    rtcp_port: int
+
+    def filters(self) -> tuple[Filter, ...]:
+        """The narrow stream filters that copy what this endpoint receives:
+        UDP to its address on its RTP and RTCP ports (one range when they are
+        adjacent or the same, else one filter each). A call's media in both
+        directions is the union over both parties' endpoints."""
+        prefix = f"{self.address}/{ipaddress.ip_address(self.address).max_prefixlen}"
+        low, high = sorted((self.rtp_port, self.rtcp_port))
+        if high - low <= 1:
+            return (Filter(dst=prefix, protocol=UDP, dst_ports=(low, high)),)
+        return (Filter(dst=prefix, protocol=UDP, dst_ports=(low, low)),
+                Filter(dst=prefix, protocol=UDP, dst_ports=(high, high)))
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A SIP identity: user part (or tel: number), and host (None for tel:)."""
+
+    user: str
+    host: str | None = None
+
+
+@dataclass(frozen=True)
+class SipMessage:
+    """What one SIP message says about a call."""
+
+    method: str | None            # the request's method; None for a response
+    status: int | None            # the response's code; None for a request
+    call_id: str
+    cseq: int
+    cseq_method: str
+    from_tag: str | None
+    to_tag: str | None
+    branch: str | None            # top Via branch: names the transaction
+    identities: tuple[Identity, ...]
+    media: tuple[MediaEndpoint, ...] | None  # None: no SDP in the message
+    raw: bytes
+
+    @property
+    def is_request(self) -> bool:
+        return self.method is not None
+
+
+def _identity_of_uri(uri: sipmessage.URI) -> Identity | None:
+    if uri.scheme == "tel":
+        return Identity(uri.user) if uri.user else None
+    if not uri.user:
+        return None
+    return Identity(uri.user, uri.host.lower() if uri.host else None)
+
+
+def _addresses(msg: sipmessage.Message, header: str) -> list[sipmessage.Address]:
+    found = []
+    for value in msg.headers.getlist(header):
+        try:
+            found += sipmessage.Address.parse_many(value)
+        except ValueError:
+            continue  # one malformed identity header must not hide the others
+    return found
+
+
+def identities(msg: sipmessage.Message) -> tuple[Identity, ...]:
+    """The identities a message names, OpenLI's way (see the module docstring)."""
+    found: list[Identity] = []
+    uris = [msg.to_address.uri]
+    uris += [a.uri for h in ("P-Asserted-Identity", "Remote-Party-ID") for a in _addresses(msg, h)]
+    for uri in uris:
+        ident = _identity_of_uri(uri)
+        if ident is not None:
+            found.append(ident)
+    for header in ("Authorization", "Proxy-Authorization"):
+        for value in msg.headers.getlist(header):
+            try:
+                params = sipmessage.AuthCredentials.parse(value).parameters
+            except ValueError:
+                continue
+            if params.get("username"):
+                found.append(Identity(params["username"], params.get("realm", "").lower() or None))
+    return tuple(dict.fromkeys(found))
+
+
+def sdp_media(body: bytes) -> tuple[MediaEndpoint, ...]:
+    """The endpoints an SDP body offers or answers: one per m= line with a
+    port, its own c= or the session's; rejected (port 0) and on-hold
+    (c=0.0.0.0 or ::) lines carry no media and give none."""
+    try:
+        sdp = sdp_transform.parse(body.decode("utf-8", "replace"))
+    except Exception as exc:  # sdp-transform raises whatever its regexes raise on junk
+        raise SipError(f"SDP does not parse: {exc}") from None
+    session_ip = (sdp.get("connection") or {}).get("ip")
+    found: list[MediaEndpoint] = []
+    for m in sdp.get("media", []):
+        port = int(m.get("port") or 0)
+        address = (m.get("connection") or {}).get("ip") or session_ip
+        if port == 0 or address is None:
+            continue
+        try:
+            ip = ipaddress.ip_address(address.split("/")[0])
+        except ValueError:
+            continue  # an FQDN in c=: no address to tap (RFC 4566 allows it, nobody sends it)
+        if ip.is_unspecified:
+            continue
+        rtcp = m.get("rtcp") or {}
+        rtcp_port = port if m.get("rtcpMux") else int(rtcp.get("port") or port + 1)
+        found.append(MediaEndpoint(str(ip), port, rtcp_port))
+    return tuple(dict.fromkeys(found))
+
+
+def parse(data: bytes) -> SipMessage:
+    """One SIP message (a UDP datagram's payload, or one cut by split_stream)."""
+    try:
+        msg = sipmessage.Message.parse(data)
+        call_id, cseq = msg.call_id, msg.cseq
+        from_tag = msg.from_address.parameters.get("tag")
+        to_tag = msg.to_address.parameters.get("tag")
+        vias = msg.via
+    except (ValueError, KeyError, IndexError) as exc:
+        raise SipError(f"not a SIP message: {exc or type(exc).__name__}") from None
+    media = None
+    ctype = msg.content_type
+    if ctype is not None and f"{ctype.mime_type}".lower() == "application/sdp" and msg.body.strip():
+        media = sdp_media(msg.body)
+    if isinstance(msg, sipmessage.Request):
+        method, status = msg.method.upper(), None
+    else:
+        method, status = None, msg.code
+    return SipMessage(method, status, call_id, cseq.sequence, cseq.method.upper(), from_tag, to_tag,
+                      vias[0].parameters.get("branch") if vias else None, identities(msg), media, data)
+
+
+def split_stream(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """Whole messages at the front of a stream buffer, and what is left.
+
+    Keep-alive CRLFs between messages are dropped (RFC 5626 3.5.1). Raises
+    SipError when the buffer cannot be framed (no Content-Length, a header
+    past MAX_MESSAGE): the caller drops the stream, as a proxy would close it.
+    """
+    messages: list[bytes] = []
+    while True:
+        buffer = buffer.lstrip(b"\r\n")
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > MAX_MESSAGE:
+                raise SipError("SIP header longer than 64 KiB")
+            return messages, buffer
+        if not _START.match(buffer):
+            raise SipError("stream does not start with a SIP request or status line")
+        found = _CONTENT_LENGTH.search(buffer[:end + 2])
+        if found is None:
+            raise SipError("SIP message over a stream without Content-Length")
+        total = end + 4 + int(found.group(1))
+        if total > MAX_MESSAGE:
+            raise SipError("SIP message longer than 64 KiB")
+        if len(buffer) < total:
+            return messages, buffer
+        messages.append(buffer[:total])
+        buffer = buffer[total:]

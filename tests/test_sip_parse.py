@@ -1,0 +1,75 @@
+"""SIP and SDP parsing on the messages real sipp runs sent, and variants."""
+import pytest
+
+pytest.importorskip("sipmessage")
+pytest.importorskip("sdp_transform")
+from scapy.layers.inet import IP, UDP  # noqa: E402
+
+from mediation.sip_parse import Identity, MediaEndpoint, SipError, parse, sdp_media, split_stream  # noqa: E402
+from tests.sip_support import sdp, sipp_call, variant  # noqa: E402
+
+
+def test_sipp_call_parsed():
+    invite, ringing, ok, ack, bye, bye_ok = (parse(m) for m in sipp_call())
+    assert (invite.method, invite.cseq, invite.to_tag, invite.branch) == ("INVITE", 1, None, "z9hG4bK-31322-1-0")
+    assert invite.identities == (Identity("bob", "example.test"), Identity("alice", "example.test"))
+    assert invite.media == (MediaEndpoint("127.0.0.1", 6000, 6001),)
+    assert (ringing.status, ringing.media, ringing.to_tag) == (180, None, "30953SIPpTag011")
+    assert ok.media == (MediaEndpoint("127.0.0.2", 6000, 6001),) and ok.cseq_method == "INVITE"
+    assert ack.media is None and bye.method == "BYE" and bye_ok.cseq_method == "BYE"
+    assert len({m.call_id for m in (invite, ringing, ok, ack, bye, bye_ok)}) == 1
+
+
+def test_identities_openli_headers_and_not_from():
+    invite = sipp_call()[0]
+    bare = parse(variant(invite, headers={"P-Asserted-Identity": None}))
+    assert bare.identities == (Identity("bob", "example.test"),)   # From: alice is only a claim
+    authed = parse(variant(invite, headers={
+        "P-Asserted-Identity": None,
+        "Proxy-Authorization": 'Digest username="carol", realm="Example.TEST", nonce="n", uri="sip:x", response="r"',
+        "Remote-Party-ID": '"Dave" <tel:+15550100>;party=calling'}))
+    assert Identity("carol", "example.test") in authed.identities
+    assert Identity("+15550100") in authed.identities
+
+
+def test_sdp_ports_rtcp_mux_rejected_hold_and_ipv6():
+    assert sdp_media(sdp("192.0.2.1", 4000, "a=rtcp:4009\r\n")) == (MediaEndpoint("192.0.2.1", 4000, 4009),)
+    assert sdp_media(sdp("192.0.2.1", 4000, "a=rtcp-mux\r\n")) == (MediaEndpoint("192.0.2.1", 4000, 4000),)
+    assert sdp_media(sdp("192.0.2.1", 0)) == ()
+    assert sdp_media(sdp("0.0.0.0", 4000)) == ()
+    two = sdp("192.0.2.1", 4000) + b"m=video 5000 RTP/AVP 96\r\nc=IN IP6 2001:db8::5\r\n"
+    assert sdp_media(two) == (MediaEndpoint("192.0.2.1", 4000, 4001), MediaEndpoint("2001:db8::5", 5000, 5001))
+
+
+def test_endpoint_filters_select_its_rtp_and_rtcp_only():
+    (one,) = MediaEndpoint("192.0.2.1", 4000, 4001).filters()
+    assert (one.dst, one.protocol, one.dst_ports) == ("192.0.2.1/32", 17, (4000, 4001))
+    def pkt(dst, dport):
+        return bytes(IP(src="198.51.100.1", dst=dst) / UDP(sport=9, dport=dport) / b"x")
+    assert one.matches(pkt("192.0.2.1", 4000)) and one.matches(pkt("192.0.2.1", 4001))
+    assert not one.matches(pkt("192.0.2.1", 4002)) and not one.matches(pkt("192.0.2.2", 4000))
+    apart = MediaEndpoint("192.0.2.1", 4000, 4009).filters()
+    assert [f.dst_ports for f in apart] == [(4000, 4000), (4009, 4009)]
+    assert not any(f.matches(pkt("192.0.2.1", 4005)) for f in apart)
+
+
+def test_junk_is_a_one_line_error():
+    for junk in (b"", b"\x00\x01garbage", b"HELLO world\r\n\r\n", b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n"):
+        with pytest.raises(SipError) as err:
+            parse(junk)
+        assert "\n" not in str(err.value)
+
+
+def test_split_stream_frames_by_content_length():
+    invite, ringing, ok = sipp_call("tcp")[:3]
+    stream = b"\r\n\r\n" + invite + ringing + ok[:100]
+    messages, rest = split_stream(stream)
+    assert messages == [invite, ringing] and rest == ok[:100]
+    messages, rest = split_stream(rest + ok[100:])
+    assert messages == [ok] and rest == b""
+    compact = invite.replace(b"Content-Length:", b"l:")
+    assert split_stream(compact + b"\r\n")[0] == [compact]
+    with pytest.raises(SipError):
+        split_stream(variant(invite, headers={"Content-Length": None}).replace(b"Content-Length: 129\r\n", b""))
+    with pytest.raises(SipError):
+        split_stream(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
