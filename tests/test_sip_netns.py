@@ -3,7 +3,10 @@ link carried, as a signalling tap copies it (IP packets off the wire), goes
 through sip_transport, sip_parse and the call machine; the media taps it
 derives must select exactly the RTP and RTCP the subject sent and received
 (the wire reference capture), and nothing of a concurrent call between two
-non-targets, over UDP and over TCP.
+non-targets, over UDP and over TCP. Then the same wires go, frame by frame,
+through p4tap's compiled pipeline (the softswitch): the signalling copies it
+makes feed the call machine, its taps are installed as intercepts, and the
+copies of the target's media are exactly the subject's media on the wire.
 
     subject 192.0.2.10  eth0 ---- eth0  peer 198.51.100.20  (uas, media 6000)
     other   192.0.2.30  eth0 ---- eth1       198.51.100.21  (uas, media 6100)
@@ -16,6 +19,7 @@ import signal
 import struct
 import subprocess
 import time
+from dataclasses import dataclass
 
 import pytest
 
@@ -37,12 +41,12 @@ pytestmark = [needs_root, pytest.mark.root,
 
 SUBJECT, OTHER, PEER, PEER_B = "192.0.2.10", "192.0.2.30", "198.51.100.20", "198.51.100.21"
 SPECS = [
-    HostSpec("subj", ifaces=(Iface("eth0", "02:00:00:00:51:01", (f"{SUBJECT}/24",), peer=("peer", "eth0")),),
+    HostSpec("subj", ifaces=(Iface("eth0", "02:00:00:00:00:01", (f"{SUBJECT}/24",), peer=("peer", "eth0")),),
              routes=("198.51.100.0/24 dev eth0",)),
-    HostSpec("othr", ifaces=(Iface("eth0", "02:00:00:00:51:03", (f"{OTHER}/24",), peer=("peer", "eth1")),),
+    HostSpec("othr", ifaces=(Iface("eth0", "02:00:00:00:00:03", (f"{OTHER}/24",), peer=("peer", "eth1")),),
              routes=("198.51.100.0/24 dev eth0",)),
-    HostSpec("peer", ifaces=(Iface("eth0", "02:00:00:00:51:02", (f"{PEER}/24",), peer=("subj", "eth0")),
-                             Iface("eth1", "02:00:00:00:51:04", (f"{PEER_B}/32",), peer=("othr", "eth0"))),
+    HostSpec("peer", ifaces=(Iface("eth0", "02:00:00:00:00:02", (f"{PEER}/24",), peer=("subj", "eth0")),
+                             Iface("eth1", "02:00:00:00:00:02", (f"{PEER_B}/32",), peer=("othr", "eth0"))),
              routes=(f"{SUBJECT}/32 dev eth0 src {PEER}", f"{OTHER}/32 dev eth1 src {PEER_B}")),
 ]
 ALICE = SipTarget(7, "alice", "example.test")
@@ -96,6 +100,17 @@ def _sipp(host, *args: str) -> subprocess.Popen:
                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def _wait_listening(host, addresses: list[str], transport: str) -> None:
+    """Until sipp listens on each address's port 5060 (a caller any sooner is refused)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        out = host.run("ss", "-Hln" + ("t" if transport.startswith("t") else "u"), "sport = :5060").stdout
+        if all(f"{a}:5060" in out for a in addresses):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"sipp does not listen on {addresses} port 5060")
+
+
 def _finish(proc: subprocess.Popen, what: str) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, f"{what} failed ({proc.returncode}): {err.strip()[-400:]}"
@@ -106,8 +121,23 @@ def _media(packets) -> list[bytes]:
     return [bytes(p[IP]) for p in packets if UDP in p and 5060 not in (p[UDP].sport, p[UDP].dport)]
 
 
-@pytest.mark.parametrize("transport", ["u1", "t1"])
-def test_target_call_media_tapped_exactly_non_target_call_not(tmp_path, transport):
+@dataclass
+class Wires:
+    """One run's reference captures: the subject's link and the other's."""
+
+    transport: str
+    subject: list
+    other: list
+
+    def in_order(self) -> list:
+        return sorted(self.subject + self.other, key=lambda p: float(p.time))
+
+
+@pytest.fixture(scope="module", params=["u1", "t1"])
+def wires(request, tmp_path_factory) -> Wires:
+    """A target's call (alice -> bob) and two non-targets' (carol -> dave) at
+    once, with RTP both ways, over UDP or TCP signalling; both links recorded."""
+    transport, tmp_path = request.param, tmp_path_factory.mktemp(f"sipp-{request.param}")
     rtp = tmp_path / "rtp.pcap"
     _rtp_pcap(rtp)
     scenario = str(FIXTURES / "uac_rtp.xml")
@@ -115,23 +145,25 @@ def test_target_call_media_tapped_exactly_non_target_call_not(tmp_path, transpor
         subj, othr, peer = hosts["subj"], hosts["othr"], hosts["peer"]
         wire_subject = Capture(subj, "eth0", tmp_path / "subject.pcap")
         wire_other = Capture(othr, "eth0", tmp_path / "other.pcap")
-        uas = [_sipp(peer, "-sf", str(FIXTURES / "uas_rtp.xml"), "-t", transport, "-i", addr, "-p", "5060", "-mi", addr, "-mp", port,
-                     "-rtp_echo", "-m", "1") for addr, port in ((PEER, "6000"), (PEER_B, "6100"))]
-        for ns, own, far, caller, callee in ((subj, SUBJECT, PEER, "alice", "bob"), (othr, OTHER, PEER_B, "carol", "dave")):
-            uac = _sipp(ns, f"{far}:5060", "-sf", scenario, "-t", transport, "-key", "caller", caller,
-                        "-key", "rtp", str(rtp), "-s", callee, "-i", own, "-mi", own, "-m", "1")
-            uac.name = f"uac {caller}"
-            uas.append(uac)
-        for proc in uas[2:]:
-            _finish(proc, proc.name)
-        for proc in uas[:2]:
-            _finish(proc, "uas")
+        procs = [_sipp(peer, "-sf", str(FIXTURES / "uas_rtp.xml"), "-t", transport, "-i", addr, "-p", "5060",
+                       "-mi", addr, "-mp", port, "-rtp_echo", "-m", "1")
+                 for addr, port in ((PEER, "6000"), (PEER_B, "6100"))]
+        _wait_listening(peer, [PEER, PEER_B], transport)
+        for ns, own, far, caller, callee in ((subj, SUBJECT, PEER, "alice", "bob"),
+                                             (othr, OTHER, PEER_B, "carol", "dave")):
+            procs.append(_sipp(ns, f"{far}:5060", "-sf", scenario, "-t", transport, "-key", "caller", caller,
+                               "-key", "rtp", str(rtp), "-s", callee, "-i", own, "-mi", own, "-m", "1"))
+        for proc, what in zip(procs[::-1], ("uac carol", "uac alice", "uas", "uas")):
+            _finish(proc, what)
         # the call's last two messages, its BYE and the 200 to it, name CSeq 2 BYE
-        subject_wire, other_wire = wire_subject.packets(b"2 BYE", 2), wire_other.packets(b"2 BYE", 2)
+        return Wires(transport, wire_subject.packets(b"2 BYE", 2), wire_other.packets(b"2 BYE", 2))
 
+
+def test_taps_from_the_wires_signalling_select_the_target_media_only(wires):
+    subject_wire, other_wire = wires.subject, wires.other
     # The signalling tap's copies: SIP of both links, in the order they were on the wire.
     streams, calls, changes, iri = SignallingStreams(), SipCalls(), [], []
-    for p in sorted(subject_wire + other_wire, key=lambda p: float(p.time)):
+    for p in wires.in_order():
         ip = bytes(p[IP])
         if UDP in p and 5060 not in (p[UDP].sport, p[UDP].dport):
             continue   # media is not signalling
@@ -153,3 +185,82 @@ def test_target_call_media_tapped_exactly_non_target_call_not(tmp_path, transpor
     tapped = [pkt for pkt in subject_media + other_media if any(f.matches(pkt) for f in filters)]
     assert tapped == subject_media                 # all the subject sent and received, nothing else
     assert not any(f.matches(bytes(p[IP])) for f in filters for p in other_wire)
+
+
+# -- through the switch ---------------------------------------------------------------
+# The same wires replayed, frame by frame in their order, into p4tap's committed
+# pipeline (the softswitch, tests/p4tap_rig.py) wired as the PTF lab, whose hosts
+# the namespaces above are (same addresses and MACs): a signalling intercept of
+# the subject's SIP sends its copies to MD A; they feed the call machine, whose
+# media taps are installed as intercepts before the next frame.
+
+SIGNALLING_CCCID = 100
+
+
+def _signalling_streams() -> list:
+    from controller.model import Stream
+    from ptf_tests.base import ip_filter
+    hosts = {"subject": f"{SUBJECT}/32", "peer": f"{PEER}/32"}
+    filters = [ip_filter(src=hosts["subject"], dst=hosts["peer"], protocol=17, dst_port_min=5060, dst_port_max=5060),
+               ip_filter(src=hosts["peer"], dst=hosts["subject"], protocol=17, dst_port_min=5060, dst_port_max=5060),
+               ip_filter(src=hosts["subject"], dst=hosts["peer"], protocol=6, dst_port_min=5060, dst_port_max=5060),
+               ip_filter(src=hosts["peer"], dst=hosts["subject"], protocol=6)]   # the UA's port is ephemeral
+    return [Stream(SIGNALLING_CCCID, n + 1, f, enabled=True) for n, f in enumerate(filters)]
+
+
+def _media_streams(installed) -> list:
+    from controller.model import Stream
+    from ptf_tests.base import ip_filter
+    streams = []
+    for (cccid, endpoint) in sorted(installed):
+        for f in endpoint.filters():
+            streams.append(Stream(cccid, len(streams) + 1, ip_filter(dst=f.dst, protocol=f.protocol,
+                                                                     dst_port_min=f.dst_ports[0],
+                                                                     dst_port_max=f.dst_ports[1]), enabled=True))
+    return streams
+
+
+def test_through_the_switch_pipeline_copies_exactly_the_target_media(wires):
+    from datetime import UTC, datetime
+
+    from controller.pipeline import P4TAP, Pipeline
+    from controller.plan import IdAllocator, plan_intercepts
+    from mediation.pcli import decode
+    from ptf_tests.base import MD_A, OTHER as LAB_OTHER, PEER as LAB_PEER, SUBJECT as LAB_SUBJECT
+    from ptf_tests.base import lab_topology, mediation
+    from tests.p4tap_rig import P4tapRig
+
+    if not P4TAP.exists():
+        pytest.skip("compiled pipeline missing: make p4")
+    pipeline, topo = Pipeline.load(), lab_topology()
+    port_of = {h.mac: h.port for h in (LAB_SUBJECT, LAB_PEER, LAB_OTHER)}
+    mediations = [mediation(SIGNALLING_CCCID, MD_A), mediation(ALICE.cccid, MD_A)]
+
+    def rig_for(installed) -> P4tapRig:
+        rig = P4tapRig(pipeline, topo)
+        rig.install(plan_intercepts(mediations, _signalling_streams() + _media_streams(installed), topo,
+                                    IdAllocator(), datetime.now(UTC)))
+        return rig
+
+    streams, calls = SignallingStreams(), SipCalls()
+    rig, copies = rig_for({}), {SIGNALLING_CCCID: [], ALICE.cccid: []}
+    for p in wires.in_order():
+        frame = bytes(p)
+        for out in rig.send(port_of[p[Ether].src], frame).get(MD_A.port, []):
+            content = decode(bytes(Ether(out)[UDP].payload))
+            copies[content.cccid].append(content.ip_packet)
+            if content.cccid != SIGNALLING_CCCID:
+                continue
+            changes = []
+            for payload in streams.feed(content.ip_packet, float(p.time)):
+                changes += calls.handle(parse(payload.data), [ALICE], float(p.time)).changes
+            if changes:
+                rig = rig_for(calls.installed)   # the taps as they are after this message
+
+    subject_ip = [bytes(p[IP]) for p in wires.subject]
+    subject_media = _media(wires.subject)
+    assert copies[ALICE.cccid] == subject_media and len(subject_media) >= 2 * RTP_PACKETS
+    assert copies[SIGNALLING_CCCID] == [ip for ip in subject_ip if ip not in subject_media]   # its SIP, all of it
+    other_ip = {bytes(p[IP]) for p in wires.other}
+    assert not other_ip & set(copies[ALICE.cccid] + copies[SIGNALLING_CCCID])
+    assert not calls.installed   # the BYE removed them
