@@ -101,6 +101,7 @@ class _Call:
     open_invites: set[str | None] = field(default_factory=set)
     dialogs: dict[str | None, _Dialog] = field(default_factory=dict)
     seen: set[bytes] = field(default_factory=set)
+    tapped: set[MediaEndpoint] = field(default_factory=set)   # what this call holds of SipCalls.installed
 
     def media(self) -> set[MediaEndpoint]:
         # before any dialog the open INVITE's offer stands alone; each dialog starts with its copy
@@ -126,7 +127,7 @@ class SipCalls:
     idle_timeout: float = IDLE_TIMEOUT
     calls: dict[str, _Call] = field(default_factory=dict)
     ended: dict[str, tuple[int, float]] = field(default_factory=dict)     # call id -> (cccid, when)
-    installed: dict[tuple[int, MediaEndpoint], str] = field(default_factory=dict)
+    installed: dict[tuple[int, MediaEndpoint], set[str]] = field(default_factory=dict)   # -> calls using it
 
     def handle(self, msg: SipMessage, targets: list[SipTarget], now: float) -> Update:
         """The tap changes and IRI one signalling message makes."""
@@ -152,10 +153,11 @@ class SipCalls:
         update = Update()
         if call.over():
             kind = "end"
-            self._end(call, now)
+            update.changes = self._end(call, now)
+        else:
+            update.changes = self._sync(call, call.media())
         if not retransmitted:
             update.iri.append(SipIri(kind, call.cccid, call.call_id, now, msg.raw, _reason(msg)))
-        update.changes = self._sync()
         return update
 
     def expire(self, now: float) -> Update:
@@ -164,37 +166,43 @@ class SipCalls:
         for call in list(self.calls.values()):
             answered = any(d.confirmed for d in call.dialogs.values())
             if now - call.last_seen > (self.idle_timeout if answered else self.setup_timeout):
-                self._end(call, now)
+                update.changes += self._end(call, now)
                 update.iri.append(SipIri("end", call.cccid, call.call_id, now, None, "timeout"))
         for call_id in [c for c, (_, when) in self.ended.items() if now - when > LINGER]:
             del self.ended[call_id]
-        update.changes = self._sync()
         return update
 
     def drop_target(self, cccid: int, now: float) -> Update:
         """A warrant ended: its calls end now and their taps go."""
         update = Update()
         for call in [c for c in self.calls.values() if c.cccid == cccid]:
-            self._end(call, now)
+            update.changes += self._end(call, now)
             update.iri.append(SipIri("end", cccid, call.call_id, now, None, "warrant ended"))
-        update.changes = self._sync()
         return update
 
-    def _end(self, call: _Call, now: float) -> None:
+    def _end(self, call: _Call, now: float) -> list[MediaChange]:
         del self.calls[call.call_id]
         self.ended[call.call_id] = (call.cccid, now)
+        return self._sync(call, set())
 
-    def _sync(self) -> list[MediaChange]:
-        """Provision what live calls want and is not there, then remove what none wants."""
-        want: dict[tuple[int, MediaEndpoint], str] = {}
-        for call in self.calls.values():
-            for endpoint in sorted(call.media()):
-                want.setdefault((call.cccid, endpoint), call.call_id)
-        changes = [MediaChange("provision", k[0], want[k], k[1]) for k in sorted(want.keys() - self.installed.keys())]
-        changes += [MediaChange("remove", k[0], self.installed[k], k[1])
-                    for k in sorted(self.installed.keys() - want.keys())]
-        self.installed = {k: self.installed.get(k, v) for k, v in want.items()}
-        return changes
+    def _sync(self, call: _Call, want: set[MediaEndpoint]) -> list[MediaChange]:
+        """One call now wants `want`: provision what no call held yet, then
+        remove what no call holds any more (the cost is the call's, not the
+        number of calls')."""
+        provision, remove = [], []
+        for endpoint in sorted(want - call.tapped):
+            users = self.installed.setdefault((call.cccid, endpoint), set())
+            if not users:
+                provision.append(MediaChange("provision", call.cccid, call.call_id, endpoint))
+            users.add(call.call_id)
+        for endpoint in sorted(call.tapped - want):
+            users = self.installed[(call.cccid, endpoint)]
+            users.discard(call.call_id)
+            if not users:
+                del self.installed[(call.cccid, endpoint)]
+                remove.append(MediaChange("remove", call.cccid, call.call_id, endpoint))
+        call.tapped = set(want)
+        return provision + remove
 
 
 def _reason(msg: SipMessage) -> str:
