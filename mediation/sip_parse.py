@@ -160,22 +160,23 @@ def parse(data: bytes) -> SipMessage:
     """One SIP message (a UDP datagram's payload, or one cut by split_stream)."""
     try:
         msg = sipmessage.Message.parse(data)
-        call_id, cseq = msg.call_id, msg.cseq
-        from_tag = msg.from_address.parameters.get("tag")
-        to_tag = msg.to_address.parameters.get("tag")
-        vias = msg.via
-    except (ValueError, KeyError, IndexError) as exc:
-        raise SipError(f"not a SIP message: {exc or type(exc).__name__}") from None
-    media = None
-    ctype = msg.content_type
-    if ctype is not None and f"{ctype.mime_type}".lower() == "application/sdp" and msg.body.strip():
-        media = sdp_media(msg.body)
-    if isinstance(msg, sipmessage.Request):
-        method, status = msg.method.upper(), None
-    else:
-        method, status = None, msg.code
-    return SipMessage(method, status, call_id, cseq.sequence, cseq.method.upper(), from_tag, to_tag,
-                      vias[0].parameters.get("branch") if vias else None, identities(msg), media, data)
+        if isinstance(msg, sipmessage.Request):
+            method, status = msg.method.upper(), None
+        else:
+            method, status = None, msg.code
+        cseq, vias, ctype = msg.cseq, msg.via, msg.content_type
+        media = None
+        if ctype is not None and ctype.mime_type.lower() == "application/sdp" and msg.body.strip():
+            media = sdp_media(msg.body)
+        return SipMessage(method, status, msg.call_id, cseq.sequence, cseq.method.upper(),
+                          msg.from_address.parameters.get("tag"), msg.to_address.parameters.get("tag"),
+                          vias[0].parameters.get("branch") if vias else None, identities(msg), media, data)
+    except SipError:
+        raise
+    # sipmessage raises ValueError for what its grammar refuses, KeyError for a
+    # missing mandatory header, and what its properties raise on damaged values
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        raise SipError(f"not a SIP message: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
 def split_stream(buffer: bytes) -> tuple[list[bytes], bytes]:

@@ -224,3 +224,24 @@ def test_sipp_tcp_call_through_stream_reassembly():
             changes += calls.handle(parse(payload.data), [BOB], float(n)).changes
     assert [(c.op, c.endpoint) for c in changes] == [
         ("provision", CALLER_EP), ("provision", CALLEE_EP), ("remove", CALLER_EP), ("remove", CALLEE_EP)]
+
+
+def test_any_order_of_messages_leaves_nothing_tapped_after_the_timeouts():
+    """Messages lost, repeated or reordered (a tap joined late, UDP): the machine
+    never raises, and once signalling stops every tap goes (lifetime)."""
+    import random
+    ep_a = sdp("192.0.2.21", 4000)
+    pool = [INVITE, RINGING, OK, ACK, BYE, BYE_OK, _reinvite(sdp("127.0.0.2", 6100)),
+            _response("183 Session Progress", "a", body=ep_a), _response("486 Busy Here", "a"),
+            _response("200 OK", "a", body=ep_a),
+            variant(INVITE, first_line="CANCEL sip:bob@127.0.0.2:5060 SIP/2.0", headers={"CSeq": "1 CANCEL"}, body=b"")]
+    rng = random.Random(15)
+    for _ in range(300):
+        run = Run()
+        for raw in rng.choices(pool, k=rng.randrange(1, 12)):
+            run(raw)
+        held = {k for k, users in run.calls.installed.items() if users}
+        assert held == set(run.calls.installed)
+        u = run.calls.expire(run.now + sip_calls.IDLE_TIMEOUT + 1)
+        assert {(c.cccid, c.endpoint) for c in u.changes if c.op == "remove"} == held
+        assert not run.calls.calls and not run.calls.installed

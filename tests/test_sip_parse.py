@@ -73,3 +73,21 @@ def test_split_stream_frames_by_content_length():
         split_stream(variant(invite, headers={"Content-Length": None}).replace(b"Content-Length: 129\r\n", b""))
     with pytest.raises(SipError):
         split_stream(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
+
+def test_every_truncation_and_corruption_parses_or_is_a_sip_error():
+    """Cut or damaged copies (a tap joined mid-message, a bit flipped) never raise anything else."""
+    import random
+    rng = random.Random(15)
+    for raw in sipp_call() + sipp_call("tcp"):
+        cases = [raw[:n] for n in range(0, len(raw), 7)]
+        for _ in range(200):
+            damaged = bytearray(raw)
+            for _ in range(rng.randrange(1, 6)):
+                damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+            cases.append(bytes(damaged))
+        for case in cases:
+            try:
+                parse(case)
+            except SipError as err:
+                assert "\n" not in str(err)

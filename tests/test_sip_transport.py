@@ -91,3 +91,12 @@ def test_junk_counted_never_raised():
                  bytes(IP(src=A, dst=B) / TCP(sport=1, dport=5060, flags="PA", seq=1) / b"NOT SIP AT ALL\r\n\r\n")):
         assert s.feed(junk, 1.0) == []
     assert s.dropped >= 3
+
+
+def test_ipv6_udp_and_tcp_unfragmented():
+    invite = sipp_call()[0]
+    s = SignallingStreams()
+    (got,) = s.feed(bytes(IPv6(src="2001:db8::a", dst="2001:db8::b") / UDP(sport=5060, dport=5070) / invite), 1.0)
+    assert (got.src, got.dport, got.data) == ("2001:db8::a", 5070, invite)
+    seg = IPv6(src="2001:db8::a", dst="2001:db8::b") / TCP(sport=40000, dport=5060, flags="PA", seq=7) / invite
+    assert [p.data for p in s.feed(bytes(seg), 1.0)] == [invite]
