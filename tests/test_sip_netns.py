@@ -13,7 +13,6 @@ copies of the target's media are exactly the subject's media on the wire.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import struct
@@ -29,9 +28,9 @@ from scapy.layers.l2 import Ether  # noqa: E402
 from scapy.utils import rdpcap, wrpcap  # noqa: E402
 
 from bmv2_topo.netns import HostSpec, Iface, namespace_hosts  # noqa: E402
-from mediation.sip_calls import SipCalls, SipTarget  # noqa: E402
-from mediation.sip_parse import MediaEndpoint, SipError, parse  # noqa: E402
-from mediation.sip_transport import SignallingStreams  # noqa: E402
+from mediation.sip_calls import SipTarget  # noqa: E402
+from mediation.sip_iri import SipIriFunction  # noqa: E402
+from mediation.sip_parse import MediaEndpoint, parse  # noqa: E402
 from tests.conftest import needs_root  # noqa: E402
 from tests.sip_support import FIXTURES  # noqa: E402
 
@@ -165,15 +164,14 @@ def wires(request, tmp_path_factory) -> Wires:
 def test_taps_from_the_wires_signalling_select_the_target_media_only(wires):
     subject_wire, other_wire = wires.subject, wires.other
     # The signalling tap's copies: SIP of both links, in the order they were on the wire.
-    streams, calls, changes, iri = SignallingStreams(), SipCalls(), [], []
+    function, changes, iri = SipIriFunction(), [], []
     for p in wires.in_order():
-        ip = bytes(p[IP])
         if UDP in p and 5060 not in (p[UDP].sport, p[UDP].dport):
             continue   # media is not signalling
-        for payload in streams.feed(ip, float(p.time)):
-            update = calls.handle(parse(payload.data), [ALICE], float(p.time))
-            changes += update.changes
-            iri += update.iri
+        update = function.feed(bytes(p[IP]), [ALICE], float(p.time))
+        changes += update.changes
+        iri += update.iri
+    calls = function.calls
 
     if wires.transport == "u1":
         assert sum(1 for p in subject_wire if p[IP].flags.MF or p[IP].frag) >= 2, "the INVITE went in fragments"
@@ -250,7 +248,7 @@ def test_through_the_switch_pipeline_copies_exactly_the_target_media(wires):
                                     IdAllocator(), datetime.now(UTC)))
         return rig
 
-    streams, calls = SignallingStreams(), SipCalls()
+    function = SipIriFunction()
     rig, copies = rig_for({}), {SIGNALLING_CCCID: [], ALICE.cccid: []}
     for p in wires.in_order():
         frame = bytes(p)
@@ -259,15 +257,8 @@ def test_through_the_switch_pipeline_copies_exactly_the_target_media(wires):
             copies[content.cccid].append(content.ip_packet)
             if content.cccid != SIGNALLING_CCCID:
                 continue
-            changes = []
-            for payload in streams.feed(content.ip_packet, float(p.time)):
-                try:
-                    msg = parse(payload.data)
-                except SipError:
-                    continue   # the media this signalling tap also copies
-                changes += calls.handle(msg, [ALICE], float(p.time)).changes
-            if changes:
-                rig = rig_for(calls.installed)   # the taps as they are after this message
+            if function.feed(content.ip_packet, [ALICE], float(p.time)).changes:
+                rig = rig_for(function.calls.installed)   # the taps as they are after this message
 
     subject_ip = [bytes(p[IP]) for p in wires.subject]
     subject_media = _media(wires.subject)
@@ -276,4 +267,5 @@ def test_through_the_switch_pipeline_copies_exactly_the_target_media(wires):
     assert [ip for ip in copies[SIGNALLING_CCCID] if ip not in subject_media] == signalling   # its SIP, all of it
     other_ip = {bytes(p[IP]) for p in wires.other}
     assert not other_ip & set(copies[ALICE.cccid] + copies[SIGNALLING_CCCID])
-    assert not calls.installed   # the BYE removed them
+    assert not function.calls.installed   # the BYE removed them
+    assert function.not_sip >= len(subject_media)   # the media this signalling tap also copied, not SIP
