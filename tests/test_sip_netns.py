@@ -51,7 +51,8 @@ SPECS = [
                              Iface("eth1", "02:00:00:00:00:02", (f"{PEER_B}/32",), peer=("othr", "eth0"))),
              routes=(f"{SUBJECT}/32 dev eth0 src {PEER}", f"{OTHER}/32 dev eth1 src {PEER_B}")),
 ]
-ALICE = SipTarget(7, "alice", "example.test")
+ALICE = SipTarget(7, "alice", "example.test")   # the subject, calling: named by its P-Asserted-Identity
+BOB = SipTarget(8, "bob")                        # whom it calls: named by the To of the INVITE
 RTP_PACKETS = 25
 
 
@@ -161,14 +162,15 @@ def wires(request, tmp_path_factory) -> Wires:
         return Wires(transport, wire_subject.packets(b"2 BYE", 2), wire_other.packets(b"2 BYE", 2))
 
 
-def test_taps_from_the_wires_signalling_select_the_target_media_only(wires):
+@pytest.mark.parametrize("target", [ALICE, BOB], ids=["target-calls", "target-called"])
+def test_taps_from_the_wires_signalling_select_the_target_media_only(wires, target):
     subject_wire, other_wire = wires.subject, wires.other
     # The signalling tap's copies: SIP of both links, in the order they were on the wire.
     function, changes, iri = SipIriFunction(), [], []
     for p in wires.in_order():
         if UDP in p and 5060 not in (p[UDP].sport, p[UDP].dport):
             continue   # media is not signalling
-        update = function.feed(bytes(p[IP]), [ALICE], float(p.time))
+        update = function.feed(bytes(p[IP]), [target], float(p.time))
         changes += update.changes
         iri += update.iri
     calls = function.calls
