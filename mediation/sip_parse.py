@@ -35,6 +35,7 @@ UDP = 17
 MAX_MESSAGE = 65535  # a SIP message larger than the largest UDP datagram is junk
 _CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 _START = re.compile(rb"^(?:SIP/2\.0 \d{3} |[A-Z]+ \S+ SIP/2\.0\r\n)")
+_NEXT_START = re.compile(rb"\r\n(?:SIP/2\.0 \d{3} |[A-Z]+ \S+ SIP/2\.0\r\n)")
 
 
 class SipError(ValueError):
@@ -182,9 +183,11 @@ def parse(data: bytes) -> SipMessage:
 def split_stream(buffer: bytes) -> tuple[list[bytes], bytes]:
     """Whole messages at the front of a stream buffer, and what is left.
 
-    Keep-alive CRLFs between messages are dropped (RFC 5626 3.5.1). Raises
-    SipError when the buffer cannot be framed (no Content-Length, a header
-    past MAX_MESSAGE): the caller drops the stream, as a proxy would close it.
+    Keep-alive CRLFs between messages are dropped (RFC 5626 3.5.1). When the
+    buffer's first message cannot be framed (no start line: a tap that joined
+    mid-stream; no Content-Length; longer than MAX_MESSAGE) it raises
+    SipError, and the caller skips to the next start line with `resync`;
+    messages framed before such a one are returned first.
     """
     messages: list[bytes] = []
     while True:
@@ -192,17 +195,36 @@ def split_stream(buffer: bytes) -> tuple[list[bytes], bytes]:
         end = buffer.find(b"\r\n\r\n")
         if end < 0:
             if len(buffer) > MAX_MESSAGE:
-                raise SipError("SIP header longer than 64 KiB")
+                return _fail(messages, buffer, "SIP header longer than 64 KiB")
+            if b"\r\n" in buffer and not _START.match(buffer):   # its first line is whole, and no start line
+                return _fail(messages, buffer, "stream does not start with a SIP request or status line")
             return messages, buffer
         if not _START.match(buffer):
-            raise SipError("stream does not start with a SIP request or status line")
+            return _fail(messages, buffer, "stream does not start with a SIP request or status line")
         found = _CONTENT_LENGTH.search(buffer[:end + 2])
         if found is None:
-            raise SipError("SIP message over a stream without Content-Length")
+            return _fail(messages, buffer, "SIP message over a stream without Content-Length")
         total = end + 4 + int(found.group(1))
         if total > MAX_MESSAGE:
-            raise SipError("SIP message longer than 64 KiB")
+            return _fail(messages, buffer, "SIP message longer than 64 KiB")
         if len(buffer) < total:
             return messages, buffer
         messages.append(buffer[:total])
         buffer = buffer[total:]
+
+
+def _fail(messages: list[bytes], buffer: bytes, why: str) -> tuple[list[bytes], bytes]:
+    if messages:
+        return messages, buffer   # the caller meets the error on its next call
+    raise SipError(why)
+
+
+def resync(buffer: bytes) -> bytes:
+    """The buffer from the next SIP start line after its first byte (a tap
+    joined mid-message, or a message could not be framed); what may still
+    become one if it is only cut short; else nothing."""
+    found = _NEXT_START.search(buffer, 1)
+    if found:
+        return buffer[found.start() + 2:]
+    tail = buffer.rfind(b"\r\n", 1)
+    return buffer[tail + 2:] if tail >= 0 and len(buffer) - tail < 64 else b""

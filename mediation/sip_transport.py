@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
 
-from mediation.sip_parse import MAX_MESSAGE, SipError, split_stream
+from mediation.sip_parse import MAX_MESSAGE, SipError, resync, split_stream
 
 FRAGMENT_TTL = 30.0     # seconds a fragment set may stay incomplete (Linux ipfrag_time)
 STREAM_TTL = 3600.0     # seconds a TCP flow may stay idle before its state is dropped
@@ -190,14 +190,18 @@ class SignallingStreams:
             seq = (seq + 1) & 0xFFFFFFFF
         if data:
             if stream.next_seq is None:
-                stream.next_seq = seq   # joined mid-stream: split_stream resynchronises or drops
+                stream.next_seq = seq   # joined mid-stream: resync finds the next message
             self._accept(stream, seq, data)
-        try:
-            messages, stream.buffer = split_stream(stream.buffer)
-        except SipError:
-            del self.streams[key]
-            self.dropped += 1
-            return []
+        messages: list[bytes] = []
+        while True:
+            try:
+                found, stream.buffer = split_stream(stream.buffer)
+            except SipError:   # joined mid-message, or one that cannot be framed: on to the next start line
+                self.dropped += 1
+                stream.buffer = resync(stream.buffer)
+                continue
+            messages += found
+            break
         if flags.F:
             self.streams.pop(key, None)
         return [SipPayload("tcp", src, seg.sport, dst, seg.dport, m, now) for m in messages]

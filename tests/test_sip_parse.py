@@ -91,3 +91,14 @@ def test_every_truncation_and_corruption_parses_or_is_a_sip_error():
                 parse(case)
             except SipError as err:
                 assert "\n" not in str(err)
+
+
+def test_split_stream_returns_what_it_framed_before_junk_then_resync_skips_it():
+    from mediation.sip_parse import resync
+    invite, ringing = sipp_call("tcp")[:2]
+    messages, rest = split_stream(invite + b"junk\r\n\r\n" + ringing)
+    assert messages == [invite] and rest.startswith(b"junk")
+    with pytest.raises(SipError):
+        split_stream(rest)
+    assert split_stream(resync(rest)) == ([ringing], b"")
+    assert split_stream(b"INVITE sip:bob@exa") == ([], b"INVITE sip:bob@exa")   # a start line still coming

@@ -100,3 +100,17 @@ def test_ipv6_udp_and_tcp_unfragmented():
     assert (got.src, got.dport, got.data) == ("2001:db8::a", 5070, invite)
     seg = IPv6(src="2001:db8::a", dst="2001:db8::b") / TCP(sport=40000, dport=5060, flags="PA", seq=7) / invite
     assert [p.data for p in s.feed(bytes(seg), 1.0)] == [invite]
+
+
+def test_tcp_tap_joined_mid_message_resynchronises_on_the_next():
+    """The signalling tap came while the INVITE was on its way: its tail is
+    skipped, the ACK and BYE after it are read, junk between them too."""
+    messages = sipp_call("tcp")
+    invite, ack, bye = messages[0], messages[3], messages[4]
+    stream = invite[200:] + ack + b"GARBAGE LINE\r\nmore\r\n\r\n" + bye
+    s = SignallingStreams()
+    got = []
+    for at in range(0, len(stream), 50):
+        seg = IP(src=A, dst=B) / TCP(sport=40000, dport=5060, flags="PA", seq=1000 + at) / stream[at:at + 50]
+        got += [p.data for p in s.feed(bytes(seg), 1.0)]
+    assert got == [ack, bye] and s.dropped >= 2
