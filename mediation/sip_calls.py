@@ -98,20 +98,22 @@ class _Call:
     caller_tag: str | None
     last_seen: float
     caller_offer: tuple[MediaEndpoint, ...] = ()
+    cseq: int = 0              # the highest CSeq seen: an INVITE above it after the end is a new attempt
     open_invites: set[str | None] = field(default_factory=set)
     dialogs: dict[str | None, _Dialog] = field(default_factory=dict)
     seen: set[bytes] = field(default_factory=set)
+    challenged: bool = False   # a 401/407 answered the INVITE: the caller sends it again, authenticated
     tapped: set[MediaEndpoint] = field(default_factory=set)   # what this call holds of SipCalls.installed
 
     def media(self) -> set[MediaEndpoint]:
         # before any dialog the open INVITE's offer stands alone; each dialog starts with its copy
-        found = set(self.caller_offer) if self.open_invites and not self.dialogs else set()
+        found = set(self.caller_offer) if (self.open_invites or self.challenged) and not self.dialogs else set()
         for d in self.dialogs.values():
             found |= d.media()
         return found
 
     def over(self) -> bool:
-        return not self.open_invites and not self.dialogs
+        return not self.open_invites and not self.dialogs and not self.challenged
 
     def dialog(self, key: str | None, branch: str | None) -> _Dialog:
         if key not in self.dialogs:
@@ -126,16 +128,16 @@ class SipCalls:
     setup_timeout: float = SETUP_TIMEOUT
     idle_timeout: float = IDLE_TIMEOUT
     calls: dict[str, _Call] = field(default_factory=dict)
-    ended: dict[str, tuple[int, float]] = field(default_factory=dict)     # call id -> (cccid, when)
+    ended: dict[str, tuple[int, float, int]] = field(default_factory=dict)   # call id -> (cccid, when, last CSeq)
     installed: dict[tuple[int, MediaEndpoint], set[str]] = field(default_factory=dict)   # -> calls using it
 
     def handle(self, msg: SipMessage, targets: list[SipTarget], now: float) -> Update:
         """The tap changes and IRI one signalling message makes."""
         call = self.calls.get(msg.call_id)
         if call is None:
-            if msg.call_id in self.ended:
-                cccid = self.ended[msg.call_id][0]
-                return Update(iri=[SipIri("report", cccid, msg.call_id, now, msg.raw, _reason(msg))])
+            ended = self.ended.get(msg.call_id)
+            if ended is not None and not (msg.method == "INVITE" and msg.to_tag is None and msg.cseq > ended[2]):
+                return Update(iri=[SipIri("report", ended[0], msg.call_id, now, msg.raw, _reason(msg))])
             target = target_of(msg, targets) if msg.method in ("INVITE", "UPDATE") else None
             if target is None:
                 return Update()   # not a target's call: discarded, nothing kept
@@ -143,7 +145,7 @@ class SipCalls:
             kind = "begin"
         else:
             kind = "continue"
-        call.last_seen = now
+        call.last_seen, call.cseq = now, max(call.cseq, msg.cseq)
         retransmitted = msg.raw in call.seen
         call.seen.add(msg.raw)
         if msg.is_request:
@@ -168,7 +170,7 @@ class SipCalls:
             if now - call.last_seen > (self.idle_timeout if answered else self.setup_timeout):
                 update.changes += self._end(call, now)
                 update.iri.append(SipIri("end", call.cccid, call.call_id, now, None, "timeout"))
-        for call_id in [c for c, (_, when) in self.ended.items() if now - when > LINGER]:
+        for call_id in [c for c, (_, when, _) in self.ended.items() if now - when > LINGER]:
             del self.ended[call_id]
         return update
 
@@ -182,7 +184,7 @@ class SipCalls:
 
     def _end(self, call: _Call, now: float) -> list[MediaChange]:
         del self.calls[call.call_id]
-        self.ended[call.call_id] = (call.cccid, now)
+        self.ended[call.call_id] = (call.cccid, now, call.cseq)
         return self._sync(call, set())
 
     def _sync(self, call: _Call, want: set[MediaEndpoint]) -> list[MediaChange]:
@@ -218,6 +220,7 @@ def _request(call: _Call, msg: SipMessage) -> None:
     method, key = msg.method, _dialog_key(call, msg)
     if method == "INVITE" and msg.to_tag is None:
         call.open_invites.add(msg.branch)
+        call.challenged = False
         if msg.media is not None:
             call.caller_offer = msg.media
         return
@@ -245,6 +248,8 @@ def _response(call: _Call, msg: SipMessage) -> None:
     pending_key = (msg.from_tag, msg.cseq, method)
     if method == "INVITE" and status >= 300 and pending_key not in _pending_anywhere(call):
         call.open_invites.discard(msg.branch)        # the INVITE failed: its early dialogs end
+        if status in (401, 407) and not call.dialogs:
+            call.challenged = True                   # ... but the call goes on, authenticated
         for k in [k for k, d in call.dialogs.items()
                   if not d.confirmed and (d.branch == msg.branch or k == key)]:
             del call.dialogs[k]

@@ -245,3 +245,42 @@ def test_any_order_of_messages_leaves_nothing_tapped_after_the_timeouts():
         u = run.calls.expire(run.now + sip_calls.IDLE_TIMEOUT + 1)
         assert {(c.cccid, c.endpoint) for c in u.changes if c.op == "remove"} == held
         assert not run.calls.calls and not run.calls.installed
+
+
+def _authenticated(invite: bytes, user: str) -> bytes:
+    """The INVITE again after a 407: CSeq up, new branch, credentials."""
+    return variant(invite, headers={
+        "CSeq": "2 INVITE", "Via": "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-auth",
+        "Proxy-Authorization": f'Digest username="{user}", realm="example.test", nonce="n", uri="sip:bob@example.test", '
+                               'response="0123456789abcdef0123456789abcdef"'})
+
+
+def test_proxy_challenge_keeps_the_call_and_its_taps():
+    run = Run()
+    assert run(INVITE).changes == [prov(CALLER_EP)]
+    challenge = run(_response("407 Proxy Authentication Required", "proxy"))
+    assert challenge.changes == [] and challenge.iri[0].kind == "continue"
+    assert run(variant(ACK, headers={"To": set_tag(header(ACK, "To"), "proxy")})).changes == []
+    assert run(_authenticated(INVITE, "alice")).iri[0].kind == "continue"
+    ok = variant(OK, headers={"CSeq": "2 INVITE", "Via": "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-auth"})
+    assert run(ok).changes == [prov(CALLEE_EP)]
+
+
+def test_caller_named_only_by_its_credentials():
+    """The first INVITE names carol nowhere but From; the one after the
+    challenge carries her Proxy-Authorization: the call is hers from there."""
+    carol = SipTarget(11, "carol", "example.test")
+    run = Run([carol])
+    plain = variant(INVITE, headers={"P-Asserted-Identity": None})
+    assert run(plain).iri == [] and run(_response("407 Proxy Authentication Required", "proxy", of=plain)).iri == []
+    u = run(_authenticated(plain, "carol"))
+    assert u.changes == [prov(CALLER_EP, 11)] and u.iri[0].kind == "begin"
+
+
+def test_new_invite_after_a_failure_is_a_new_attempt_a_retransmission_is_not():
+    run = Run()
+    run(INVITE), run(_response("486 Busy Here", "x"))
+    assert run(INVITE).iri[0].kind == "report"                      # the old INVITE again
+    again = variant(INVITE, headers={"CSeq": "2 INVITE", "Via": "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-2"})
+    u = run(again)
+    assert u.iri[0].kind == "begin" and u.changes == [prov(CALLER_EP)]
