@@ -11,7 +11,8 @@ What is kept and what is written here, and why:
   and status lines, headers with their compact forms, addresses and their
   tags, Via branches, CSeq, Authorization credentials;
 - the SDP grammar is `sdp-transform` (PyPI, MIT, the Python port of the
-  JavaScript library WebRTC stacks use): c=, m=, a=rtcp, a=rtcp-mux;
+  JavaScript library WebRTC stacks use): c=, m=, a=rtcp, a=rtcp-mux; the
+  SDP part of a multipart body is found by the standard library's `email`;
 - written here: which headers carry a subscriber's identity (OpenLI's
   collector is the reference: To, P-Asserted-Identity, Remote-Party-ID, the
   username and realm of Authorization and Proxy-Authorization; From alone is
@@ -22,6 +23,8 @@ What is kept and what is written here, and why:
 """
 from __future__ import annotations
 
+import email
+import email.policy
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -157,6 +160,24 @@ def sdp_media(body: bytes) -> tuple[MediaEndpoint, ...]:
     return tuple(dict.fromkeys(found))
 
 
+def _sdp_body(content_type: str, body: bytes) -> bytes | None:
+    """The SDP in a body: the body itself, or the application/sdp part of a
+    multipart one (SIP-I/SIP-T carry ISUP beside it, RFC 3204), read by the
+    standard library's MIME parser."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "application/sdp":
+        return body if body.strip() else None
+    if not kind.startswith("multipart/"):
+        return None
+    mime = email.message_from_bytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body,
+                                    policy=email.policy.compat32)
+    for part in mime.walk():
+        if part.get_content_type() == "application/sdp":
+            payload = part.get_payload(decode=True)
+            return payload if payload and payload.strip() else None
+    return None
+
+
 def parse(data: bytes) -> SipMessage:
     """One SIP message (a UDP datagram's payload, or one cut by split_stream)."""
     try:
@@ -166,9 +187,8 @@ def parse(data: bytes) -> SipMessage:
         else:
             method, status = None, msg.code
         cseq, vias, ctype = msg.cseq, msg.via, msg.content_type
-        media = None
-        if ctype is not None and ctype.mime_type.lower() == "application/sdp" and msg.body.strip():
-            media = sdp_media(msg.body)
+        sdp = _sdp_body(str(ctype), msg.body) if ctype is not None else None
+        media = sdp_media(sdp) if sdp else None
         return SipMessage(method, status, msg.call_id, cseq.sequence, cseq.method.upper(),
                           msg.from_address.parameters.get("tag"), msg.to_address.parameters.get("tag"),
                           vias[0].parameters.get("branch") if vias else None, identities(msg), media, data)

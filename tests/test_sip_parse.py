@@ -102,3 +102,18 @@ def test_split_stream_returns_what_it_framed_before_junk_then_resync_skips_it():
         split_stream(rest)
     assert split_stream(resync(rest)) == ([ringing], b"")
     assert split_stream(b"INVITE sip:bob@exa") == ([], b"INVITE sip:bob@exa")   # a start line still coming
+
+
+def test_compact_headers_and_sdp_in_a_multipart_body():
+    raw = sipp_call()[0]
+    for long, short in ((b"Via:", b"v:"), (b"From:", b"f:"), (b"To:", b"t:"), (b"Call-ID:", b"i:"),
+                        (b"Content-Type:", b"c:"), (b"Content-Length:", b"l:")):
+        raw = raw.replace(long, short, 1)
+    compact = parse(raw)
+    assert compact.call_id == "1-31322@127.0.0.1" and compact.media == (MediaEndpoint("127.0.0.1", 6000, 6001),)
+    isup = b"\x01\x00\x49\x00\x00\x03\x02\x00\x07\x04\x10\x00\x33\x63\x21\x43\x00"
+    body = (b"--b1\r\nContent-Type: application/sdp\r\n\r\n" + sdp("192.0.2.7", 4000) +
+            b"\r\n--b1\r\nContent-Type: application/ISUP;version=itu-t92+\r\nContent-Disposition: signal;handling=optional"
+            b"\r\n\r\n" + isup + b"\r\n--b1--\r\n")
+    sip_i = parse(variant(sipp_call()[0], headers={"Content-Type": "multipart/mixed;boundary=b1"}, body=body))
+    assert sip_i.media == (MediaEndpoint("192.0.2.7", 4000, 4001),)
