@@ -54,16 +54,20 @@ class MediaEndpoint:
     rtcp_port: int
 
     def filters(self) -> tuple[Filter, ...]:
-        """The narrow stream filters that copy what this endpoint receives:
-        UDP to its address on its RTP and RTCP ports (one range when they are
-        adjacent or the same, else one filter each). A call's media in both
-        directions is the union over both parties' endpoints."""
+        """The narrow stream filters of this endpoint's media both ways: UDP to
+        its address on its RTP and RTCP ports (what it receives), and UDP from
+        its address and those ports (what it sends: symmetric RTP, RFC 4961).
+        One port range where RTP and RTCP are adjacent or the same, else one
+        filter per port. Why both ways: the offer's endpoint is known at the
+        INVITE, the answer's only at the 183/200, and media starts 1-3 ms after
+        that; tapped both ways, the offer's endpoint alone covers the call from
+        while the phone rings, and the answer's adds what symmetric RTP would
+        not (tests/test_sip_switch.py)."""
         prefix = f"{self.address}/{ipaddress.ip_address(self.address).max_prefixlen}"
         low, high = sorted((self.rtp_port, self.rtcp_port))
-        if high - low <= 1:
-            return (Filter(dst=prefix, protocol=UDP, dst_ports=(low, high)),)
-        return (Filter(dst=prefix, protocol=UDP, dst_ports=(low, low)),
-                Filter(dst=prefix, protocol=UDP, dst_ports=(high, high)))
+        ranges = [(low, high)] if high - low <= 1 else [(low, low), (high, high)]
+        return tuple([Filter(dst=prefix, protocol=UDP, dst_ports=r) for r in ranges]
+                     + [Filter(src=prefix, protocol=UDP, src_ports=r) for r in ranges])
 
 
 @dataclass(frozen=True)

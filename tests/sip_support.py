@@ -56,3 +56,25 @@ def header(raw: bytes, name: str) -> str:
         if line.split(":", 1)[0].strip().lower() == name.lower():
             return line.split(":", 1)[1].strip()
     raise KeyError(name)
+
+
+def ip_filter_of(f):
+    """The IAP's IpFilter for an MD Filter, column for column as the SNMP agent
+    maps citapStreamEntry: for tests that provision through the controller or
+    the in-process switch rather than over SNMPv3."""
+    import ipaddress
+
+    from controller.model import InetAddressType, IpFilter
+
+    def split(prefix):
+        if prefix is None:
+            return None, 0
+        net = ipaddress.ip_network(prefix, strict=False)
+        return net.network_address, net.prefixlen
+
+    (sa, sl), (da, dl) = split(f.src), split(f.dst)
+    version = (ipaddress.ip_network(f.src or f.dst)).version
+    return IpFilter(InetAddressType.IPV4 if version == 4 else InetAddressType.IPV6, dst_address=da, dst_length=dl,
+                    src_address=sa, src_length=sl, protocol=f.protocol,
+                    dst_port_min=f.dst_ports[0], dst_port_max=f.dst_ports[1],
+                    src_port_min=f.src_ports[0], src_port_max=f.src_ports[1])

@@ -32,7 +32,7 @@ from mediation.sip_calls import SipTarget  # noqa: E402
 from mediation.sip_iri import SipIriFunction  # noqa: E402
 from mediation.sip_parse import MediaEndpoint, parse  # noqa: E402
 from tests.conftest import needs_root  # noqa: E402
-from tests.sip_support import FIXTURES  # noqa: E402
+from tests.sip_support import FIXTURES, ip_filter_of  # noqa: E402
 
 pytestmark = [needs_root, pytest.mark.root,
               pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp not installed (Debian sip-tester; make apt-deps)"),
@@ -218,13 +218,10 @@ def _signalling_streams() -> list:
 
 def _media_streams(installed) -> list:
     from controller.model import Stream
-    from ptf_tests.base import ip_filter
     streams = []
     for (cccid, endpoint) in sorted(installed):
         for f in endpoint.filters():
-            streams.append(Stream(cccid, len(streams) + 1, ip_filter(dst=f.dst, protocol=f.protocol,
-                                                                     dst_port_min=f.dst_ports[0],
-                                                                     dst_port_max=f.dst_ports[1]), enabled=True))
+            streams.append(Stream(cccid, len(streams) + 1, ip_filter_of(f), enabled=True))
     return streams
 
 

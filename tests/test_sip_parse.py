@@ -41,16 +41,37 @@ def test_sdp_ports_rtcp_mux_rejected_hold_and_ipv6():
     assert sdp_media(two) == (MediaEndpoint("192.0.2.1", 4000, 4001), MediaEndpoint("2001:db8::5", 5000, 5001))
 
 
-def test_endpoint_filters_select_its_rtp_and_rtcp_only():
-    (one,) = MediaEndpoint("192.0.2.1", 4000, 4001).filters()
-    assert (one.dst, one.protocol, one.dst_ports) == ("192.0.2.1/32", 17, (4000, 4001))
-    def pkt(dst, dport):
-        return bytes(IP(src="198.51.100.1", dst=dst) / UDP(sport=9, dport=dport) / b"x")
-    assert one.matches(pkt("192.0.2.1", 4000)) and one.matches(pkt("192.0.2.1", 4001))
-    assert not one.matches(pkt("192.0.2.1", 4002)) and not one.matches(pkt("192.0.2.2", 4000))
+def test_endpoint_filters_select_its_rtp_and_rtcp_both_ways_only():
+    received, sent = MediaEndpoint("192.0.2.1", 4000, 4001).filters()
+    assert (received.dst, received.protocol, received.dst_ports) == ("192.0.2.1/32", 17, (4000, 4001))
+    assert (sent.src, sent.protocol, sent.src_ports) == ("192.0.2.1/32", 17, (4000, 4001))
+
+    def pkt(src, sport, dst, dport):
+        return bytes(IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / b"x")
+    ours = [pkt("198.51.100.1", 9, "192.0.2.1", 4000), pkt("198.51.100.1", 9, "192.0.2.1", 4001),
+            pkt("192.0.2.1", 4000, "198.51.100.1", 9), pkt("192.0.2.1", 4001, "198.51.100.1", 9)]
+    not_ours = [pkt("198.51.100.1", 9, "192.0.2.1", 4002), pkt("198.51.100.1", 4000, "192.0.2.2", 4000),
+                pkt("192.0.2.1", 4002, "198.51.100.1", 4000), pkt("192.0.2.2", 4000, "198.51.100.1", 9)]
+    assert all(received.matches(p) or sent.matches(p) for p in ours)
+    assert not any(received.matches(p) or sent.matches(p) for p in not_ours)
     apart = MediaEndpoint("192.0.2.1", 4000, 4009).filters()
-    assert [f.dst_ports for f in apart] == [(4000, 4000), (4009, 4009)]
-    assert not any(f.matches(pkt("192.0.2.1", 4005)) for f in apart)
+    assert [f.dst_ports for f in apart[:2]] == [(4000, 4000), (4009, 4009)]
+    assert [f.src_ports for f in apart[2:]] == [(4000, 4000), (4009, 4009)]
+    assert not any(f.matches(pkt("198.51.100.1", 9, "192.0.2.1", 4005)) for f in apart)
+    assert not any(f.matches(pkt("192.0.2.1", 4005, "198.51.100.1", 9)) for f in apart)
+
+
+def test_md_filter_source_ports_through_snmp_columns_and_config():
+    """The MD's Filter carries citapStreamSourceL4PortMin/Max (columns 13, 14)
+    out in its varbinds and back from the IAP's columns, and from md.toml."""
+    from mediation.config import _filter
+    from mediation.snmp_client import Filter, filter_from_columns, filter_varbinds
+
+    f = Filter(src="192.0.2.1/32", protocol=17, src_ports=(4000, 4001))
+    columns = {oid[-3]: value for oid, value in filter_varbinds(7, 1, f)}
+    assert (int(columns[13]), int(columns[14])) == (4000, 4001) and 11 not in columns
+    assert filter_from_columns(columns) == f
+    assert _filter({"src": "192.0.2.1", "protocol": 17, "src_ports": [4000, 4001]}, "test") == f
 
 
 def test_junk_is_a_one_line_error():

@@ -35,7 +35,7 @@ from mediation.sip_calls import SipTarget  # noqa: E402
 from mediation.sip_iri import SipIriFunction  # noqa: E402
 from ptf_tests.base import MD_A, OTHER, PEER, SUBJECT, lab_topology  # noqa: E402
 from tests.conftest import SWITCH_SKIP_REASON, needs_root  # noqa: E402
-from tests.sip_support import FIXTURES  # noqa: E402
+from tests.sip_support import FIXTURES, ip_filter_of  # noqa: E402
 from tests.test_sip_netns import RTP_PACKETS, Capture, _finish, _media, _rtp_pcap, _sipp, _wait_listening  # noqa: E402
 
 pytestmark = [needs_root, pytest.mark.root,
@@ -72,22 +72,6 @@ def _signalling_streams() -> list[Stream]:
     filters = [_filter(s, p, protocol=17), _filter(p, s, protocol=17),
                _filter(s, p, protocol=6, dst_port_min=5060, dst_port_max=5060), _filter(p, s, protocol=6)]
     return [Stream(SIGNALLING, n + 1, f, True) for n, f in enumerate(filters)]
-
-
-def _both_ways(endpoint) -> list[IpFilter]:
-    """What an endpoint receives (its filters() as the MD's keeper provisions
-    them: UDP to it, on its RTP and RTCP ports) and what it sends: UDP from it,
-    from those ports (symmetric RTP, RFC 4961). The offer's endpoint alone so
-    covers the whole call from the INVITE on, while the phone rings; the
-    answer's endpoint is known only at the 183/200, and the media starts 1-3 ms
-    after it: with filters() alone the first packets to the answerer are lost
-    (this test, so changed, missed 1 to 4 of 50 in runs here). The MD's Filter has no source
-    ports yet (CISCO-IP-TAP-MIB citapStreamSourceL4PortMin/Max, columns 13/14):
-    the keeper needs them for this."""
-    low, high = sorted((endpoint.rtp_port, endpoint.rtcp_port))
-    received = [_filter(dst=endpoint.address, protocol=f.protocol, dst_port_min=f.dst_ports[0],
-                        dst_port_max=f.dst_ports[1]) for f in endpoint.filters()]
-    return received + [_filter(src=endpoint.address, protocol=17, src_port_min=low, src_port_max=high)]
 
 
 class MdPort:
@@ -129,7 +113,8 @@ class MdPort:
             return
         held = sorted(ep for (cccid, ep) in self.function.calls.installed if cccid == ALICE.cccid)
         if held:
-            streams = [Stream(ALICE.cccid, n + 1, f, True) for n, f in enumerate(f for ep in held for f in _both_ways(ep))]
+            streams = [Stream(ALICE.cccid, n + 1, ip_filter_of(f), True)
+                       for n, f in enumerate(f for ep in held for f in ep.filters())]
             self.controller.provision(_mediation(ALICE.cccid), streams, actor="sip-iri")
         else:
             self.controller.remove(ALICE.cccid, actor="sip-iri")
