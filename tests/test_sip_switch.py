@@ -31,6 +31,7 @@ from bmv2_topo.veth import COPY_HEADROOM_MTU  # noqa: E402
 from controller.model import InetAddressType, IpFilter, Mediation, Stream  # noqa: E402
 from controller.service import Controller, SwitchConfig  # noqa: E402
 from mediation.pcli import decode  # noqa: E402
+from mediation.receiver import enable_kernel_timestamps, recv_stamped  # noqa: E402
 from mediation.sip_calls import SipTarget  # noqa: E402
 from mediation.sip_iri import SipIriFunction  # noqa: E402
 from ptf_tests.base import MD_A, OTHER, PEER, SUBJECT, lab_topology  # noqa: E402
@@ -82,10 +83,12 @@ class MdPort:
     def __init__(self, interface: str, controller: Controller) -> None:
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
         self.sock.bind((interface, 0))
+        enable_kernel_timestamps(self.sock)   # arrival as the kernel saw it, not when this thread got to it
         self.controller, self.function = controller, SipIriFunction()
         self.copies: dict[int, list[bytes]] = {SIGNALLING: [], ALICE.cccid: []}
         self.latencies: list[float] = []      # 200 OK copy in -> its tap in place, seconds
         self.errors: list[BaseException] = []
+        self.first_media_at: float | None = None   # wall clock, as the wire captures' stamps
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -95,13 +98,15 @@ class MdPort:
             while not self.stopping.is_set():
                 if not select.select([self.sock], [], [], 0.1)[0]:
                     continue
-                frame, _ = self.sock.recvfrom(65535)
-                arrived = time.monotonic()
+                frame, _, stamp = recv_stamped(self.sock)
+                arrived = time.monotonic() - (time.time() - stamp)
                 eth = Ether(frame)
                 if UDP not in eth or eth[UDP].dport != MD_PORT:
                     continue
                 content = decode(bytes(eth[UDP].payload))
                 self.copies[content.cccid].append(content.ip_packet)
+                if content.cccid == ALICE.cccid and self.first_media_at is None:
+                    self.first_media_at = stamp
                 if content.cccid == SIGNALLING:
                     self._signalling(content.ip_packet, arrived)
         except BaseException as exc:  # noqa: BLE001 - reported by the test
@@ -178,7 +183,8 @@ def test_live_switch_target_call_media_copied_exactly(tmp_path):
     ok_at = next(float(p.time) for p in subject_wire if b"200 OK" in bytes(p) and b"INVITE" in bytes(p))
     first = next(float(p.time) for p in subject_wire if bytes(p[IP]) in subject_media)
     print(f"wire: 200 OK at 0, first media at {1000 * (first - ok_at):.1f} ms, the answer's tap in place at "
-          f"{1000 * (md.ready_at - ok_at):.1f} ms; missed (source, RTP seq):",
+          f"{1000 * (md.ready_at - ok_at):.1f} ms, the first media copy at the MD at "
+          f"{1000 * (md.first_media_at - ok_at):.1f} ms; missed (source, RTP seq):",
           [(IP(m).src, int.from_bytes(m[30:32], "big")) for m in missed])
     assert md.copies[ALICE.cccid] == subject_media, f"{len(missed)} media packets missed, the first {missed[:1]}"
     assert not other_ip & set(md.copies[ALICE.cccid] + md.copies[SIGNALLING])
