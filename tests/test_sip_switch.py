@@ -89,6 +89,7 @@ class MdPort:
         self.latencies: list[float] = []      # 200 OK copy in -> its tap in place, seconds
         self.errors: list[BaseException] = []
         self.first_media_at: float | None = None   # wall clock, as the wire captures' stamps
+        self.media_log: list[tuple[float, bytes]] = []   # (kernel arrival, packet) of each media copy
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -105,8 +106,10 @@ class MdPort:
                     continue
                 content = decode(bytes(eth[UDP].payload))
                 self.copies[content.cccid].append(content.ip_packet)
-                if content.cccid == ALICE.cccid and self.first_media_at is None:
-                    self.first_media_at = stamp
+                if content.cccid == ALICE.cccid:
+                    self.media_log.append((stamp, content.ip_packet))
+                    if self.first_media_at is None:
+                        self.first_media_at = stamp
                 if content.cccid == SIGNALLING:
                     self._signalling(content.ip_packet, arrived)
         except BaseException as exc:  # noqa: BLE001 - reported by the test
