@@ -18,7 +18,7 @@ help:  ## this list
 # tools play the mediation device, radclient (freeradius-utils) plays a NAS, Mininet builds the demo's hosts. Installed
 # only when missing, and only as root. Mininet comes without its recommended
 # Open vSwitch: the demo's switch is bmv2, and only Mininet's hosts and links are used.
-APT_PACKAGES := iproute2 ethtool iputils-ping tshark snmp snmptrapd freeradius-utils
+APT_PACKAGES := iproute2 ethtool iputils-ping tshark snmp snmptrapd freeradius-utils sip-tester
 APT_NO_RECOMMENDS := mininet
 
 apt-deps:

@@ -28,7 +28,7 @@ and the agencies it hands content over to.
     content_id = 4242                    # the CCCID
     md = "203.0.113.10:7000"             # where the IAP sends the copies
     subject = "192.0.2.10"               # all traffic from and to it (two streams); or filters:
-    # filters = [{ src = "192.0.2.10/32", protocol = 17, dst_ports = [5004, 5004] }]
+    # filters = [{ src = "192.0.2.10/32", protocol = 17, dst_ports = [5004, 5004] }]  (and src_ports)
     lifetime = 600                       # seconds; the MD refreshes the Timeout while it keeps it
     dscp = 34
 
@@ -145,7 +145,7 @@ def _prefix(value: Any, where: str) -> str:
 
 
 def _filter(raw: dict[str, Any], where: str) -> Filter:
-    _only(raw, {"src", "dst", "protocol", "dst_ports"}, where)
+    _only(raw, {"src", "dst", "protocol", "dst_ports", "src_ports"}, where)
     src = _prefix(raw["src"], where) if "src" in raw else None
     dst = _prefix(raw["dst"], where) if "dst" in raw else None
     if src is None and dst is None:
@@ -155,10 +155,14 @@ def _filter(raw: dict[str, Any], where: str) -> Filter:
     protocol = _get(raw, "protocol", int, where, -1)
     if not -1 <= protocol <= 255:
         raise ConfigError(f"{where}: protocol must be 0..255 (or -1: any)")
-    ports = tuple(_get(raw, "dst_ports", list, where, [0, 65535]))
-    if len(ports) != 2 or not all(isinstance(p, int) and 0 <= p <= 65535 for p in ports) or ports[0] > ports[1]:
-        raise ConfigError(f"{where}: dst_ports must be [MIN, MAX] with 0 <= MIN <= MAX <= 65535")
-    return Filter(src=src, dst=dst, protocol=protocol, dst_ports=ports)
+    ports = {}
+    for name in ("dst_ports", "src_ports"):
+        ports[name] = tuple(_get(raw, name, list, where, [0, 65535]))
+        low_high = ports[name]
+        if len(low_high) != 2 or not all(isinstance(p, int) and 0 <= p <= 65535 for p in low_high) \
+                or low_high[0] > low_high[1]:
+            raise ConfigError(f"{where}: {name} must be [MIN, MAX] with 0 <= MIN <= MAX <= 65535")
+    return Filter(src=src, dst=dst, protocol=protocol, **ports)
 
 
 def _intercept(raw: dict[str, Any], i: int) -> InterceptSpec:

@@ -49,7 +49,7 @@ def client_for(iap: IapSettings) -> TapClient:
 
 def _key(f: Filter | None) -> tuple:
     """A filter as a sortable, comparable tuple."""
-    return ("",) if f is None else (f.src or "", f.dst or "", f.protocol, tuple(f.dst_ports))
+    return ("",) if f is None else (f.src or "", f.dst or "", f.protocol, tuple(f.dst_ports), tuple(f.src_ports))
 
 
 def problem(spec: InterceptSpec, have: IapIntercept | None) -> str | None:

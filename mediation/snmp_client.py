@@ -62,12 +62,14 @@ def refusal(status: int, index: int, where: str = "") -> TapClientError:
 
 @dataclass(frozen=True)
 class Filter:
-    """A citapStreamEntry's selectors: "address/length" prefixes, protocol, destination ports."""
+    """A citapStreamEntry's selectors: "address/length" prefixes, protocol, destination
+    and source ports (a media stream is told by its ports, either way: issue 15)."""
 
     src: str | None = None
     dst: str | None = None
     protocol: int = -1
     dst_ports: tuple[int, int] = (0, 65535)
+    src_ports: tuple[int, int] = (0, 65535)
 
     def matches(self, packet: bytes) -> bool:
         """Whether an IP packet (from its first header byte) is one this filter
@@ -75,7 +77,7 @@ class Filter:
         fields = ip_fields(packet)
         if fields is None:
             return False
-        version, src, dst, protocol, dst_port = fields
+        version, src, dst, protocol, dst_port, src_port = fields
         for prefix, address in ((self.src, src), (self.dst, dst)):
             if prefix is not None:
                 net = ipaddress.ip_network(prefix, strict=False)
@@ -83,9 +85,8 @@ class Filter:
                     return False
         if self.protocol != -1 and protocol != self.protocol:
             return False
-        if self.dst_ports != (0, 65535):
-            low, high = self.dst_ports
-            if dst_port is None or not low <= dst_port <= high:
+        for ports, port in ((self.dst_ports, dst_port), (self.src_ports, src_port)):
+            if ports != (0, 65535) and (port is None or not ports[0] <= port <= ports[1]):
                 return False
         return True
 
@@ -93,12 +94,14 @@ class Filter:
 def describe(f: Filter) -> str:
     parts = [f"src {f.src}" if f.src else "", f"dst {f.dst}" if f.dst else "",
              f"protocol {f.protocol}" if f.protocol != -1 else "",
-             f"dst ports {f.dst_ports[0]}-{f.dst_ports[1]}" if f.dst_ports != (0, 65535) else ""]
+             f"dst ports {f.dst_ports[0]}-{f.dst_ports[1]}" if f.dst_ports != (0, 65535) else "",
+             f"src ports {f.src_ports[0]}-{f.src_ports[1]}" if f.src_ports != (0, 65535) else ""]
     return ", ".join(p for p in parts if p) or "everything"
 
 
 def ip_fields(packet: bytes):
-    """(version, src, dst, protocol, destination port or None) of an IP packet, or None."""
+    """(version, src, dst, protocol, destination port, source port) of an IP
+    packet (the ports None where it has none: a fragment after the first), or None."""
     if not packet:
         return None
     version = packet[0] >> 4
@@ -114,10 +117,11 @@ def ip_fields(packet: bytes):
         l4 = header
     else:
         return None
-    dst_port = None
+    dst_port = src_port = None
     if l4 is not None and protocol in (6, 17, 132) and len(packet) >= l4 + 4:
+        src_port = int.from_bytes(packet[l4:l4 + 2], "big")
         dst_port = int.from_bytes(packet[l4 + 2:l4 + 4], "big")
-    return version, src, dst, protocol, dst_port
+    return version, src, dst, protocol, dst_port, src_port
 
 
 def date_and_time(moment: datetime) -> bytes:
@@ -205,6 +209,9 @@ def filter_varbinds(content_id: int, index: int, f: Filter) -> list[tuple[tuple[
     if f.dst_ports != (0, 65535):
         out += [(IP_STREAM + (11,) + i, rfc1902.Unsigned32(f.dst_ports[0])),
                 (IP_STREAM + (12,) + i, rfc1902.Unsigned32(f.dst_ports[1]))]
+    if f.src_ports != (0, 65535):
+        out += [(IP_STREAM + (13,) + i, rfc1902.Unsigned32(f.src_ports[0])),
+                (IP_STREAM + (14,) + i, rfc1902.Unsigned32(f.src_ports[1]))]
     return out + [(IP_STREAM + (16,) + i, rfc1902.Integer32(CREATE_AND_GO))]
 
 
@@ -222,7 +229,8 @@ def filter_from_columns(columns: dict[int, Any]) -> Filter | None:
     except ValueError:
         return None
     ports = (int(columns.get(11, 0)), int(columns.get(12, 65535)))
-    return Filter(src=src, dst=dst, protocol=int(columns.get(10, -1)), dst_ports=ports)
+    src_ports = (int(columns.get(13, 0)), int(columns.get(14, 65535)))
+    return Filter(src=src, dst=dst, protocol=int(columns.get(10, -1)), dst_ports=ports, src_ports=src_ports)
 
 
 def stream_varbinds(content_id: int, index: int, enable: bool = True) -> list[tuple[tuple[int, ...], Any]]:

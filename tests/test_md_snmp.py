@@ -13,6 +13,7 @@ packets (tests/test_e2e_demo.py has both).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import subprocess
 import sys
@@ -343,3 +344,36 @@ def test_filter_matches_what_the_iap_selects():
     assert not rtp.matches(bytes(IP(src="192.0.2.10", dst="192.0.2.20") / TCP(sport=1, dport=5004)))
     assert not rtp.matches(bytes(IP(src="192.0.2.11", dst="192.0.2.20") / UDP(sport=1, dport=5004)))
     assert Filter(dst="192.0.2.0/24").matches(bytes(IP(src="198.51.100.1", dst="192.0.2.99")))
+
+
+def test_keeper_provisions_a_media_endpoint_both_ways_and_reads_it_back_as_wanted(tmp_path, tap_switch):
+    """A SIP call's media tap (mediation/sip_parse.MediaEndpoint.filters(): to
+    the endpoint on its RTP/RTCP ports, and from it on those ports) over the
+    real agent: source ports travel as citapStreamSourceL4PortMin/Max, and the
+    next audit reads the same filters back, so it leaves the intercept alone."""
+    from mediation.sip_parse import MediaEndpoint
+
+    media = InterceptSpec(CID, MD, MediaEndpoint("192.0.2.10", 6000, 6001).filters(), 60)
+    with iap(tmp_path, tap_switch) as (controller, port):
+        keeper = Keeper(iap_settings(port), [media])
+        try:
+            keeper.audit()
+            streams = held(controller)[CID][1]
+            assert sorted((str(s.filter.src_address), s.filter.src_port_min, s.filter.src_port_max,
+                           str(s.filter.dst_address), s.filter.dst_port_min, s.filter.dst_port_max)
+                          for s in streams) == [("192.0.2.10", 6000, 6001, "None", 0, 65535),
+                                                ("None", 0, 65535, "192.0.2.10", 6000, 6001)]
+            keeper.audit()
+            kept = keeper.status.intercepts[CID]
+            assert (kept.state, kept.provisioned) == ("active", 1)   # left alone: not provisioned again
+            keeper.close()
+            # an MD wanting other source ports only (the rest alike) sees the difference and repairs it
+            received, sent = MediaEndpoint("192.0.2.10", 6000, 6001).filters()
+            moved = InterceptSpec(CID, MD, (received, dataclasses.replace(sent, src_ports=(7000, 7001))), 60)
+            keeper = Keeper(iap_settings(port), [moved])
+            keeper.audit()
+            assert keeper.status.intercepts[CID].provisioned == 1
+            assert sorted((s.filter.src_port_min, s.filter.src_port_max) for s in held(controller)[CID][1]) == \
+                [(0, 65535), (7000, 7001)]
+        finally:
+            keeper.close()
