@@ -220,7 +220,7 @@ class Controller:
             put = [(m, s, targets) for m, s in intercepts]
             seq = self._announce(staged, actor, "provision", put)
             try:
-                self._carry(staged, previous, put=put)
+                self._carry(staged, previous, seq, put=put)
             except SwitchError as error:
                 self._conclude(actor, "refuse", intent_seq=seq, content_ids=content_ids, reason=f"switch: {error}")
                 raise ProvisionError(f"intercept not installed, nothing changed: {error}") from error
@@ -262,7 +262,7 @@ class Controller:
             staged = self._stage({name: {content_id: None} for name in old[2] if name in self.switches})
             seq = self._announce(staged, actor, action, content_ids=[content_id])
             try:
-                self._carry(staged, {content_id: old}, remove=[content_id], keep_intent=action == "expire")
+                self._carry(staged, {content_id: old}, seq, remove=[content_id], keep_intent=action == "expire")
             except SwitchError as error:
                 if action != "expire":
                     self._conclude(actor, "refuse", intent_seq=seq, content_id=content_id,
@@ -391,9 +391,10 @@ class Controller:
             raise
         return staged
 
-    def _carry(self, staged: Mapping[str, SwitchChange], previous: Mapping[int, Intent],
+    def _carry(self, staged: Mapping[str, SwitchChange], previous: Mapping[int, Intent], seq: int,
                put: Sequence[Intent] = (), remove: Sequence[int] = (), keep_intent: bool = False) -> None:
-        """Store the intent with the ids it uses, then write every switch's part.
+        """Store the intent with the ids it uses, marked with `seq` (its
+        write-ahead audit record), then write every switch's part.
 
         If a switch fails, the switches already written are undone and every
         switch's state rolled back; the stored intent goes back to `previous`
@@ -401,7 +402,7 @@ class Controller:
         the switches are left to reconcile)."""
         written = {name: self.switches[name].ids.take_changes() for name in staged}
         try:
-            self.store.change(put=put, remove=remove, ids=written)
+            self.store.change(put=put, remove=remove, ids=written, intent_seq=seq)
         except (StoreError, InterceptError):
             for name in staged:
                 self.switches[name].rollback()
@@ -429,7 +430,7 @@ class Controller:
                 self.store.change(ids=ids)
             else:
                 fresh = [m.content_id for m, _, _ in put if m.content_id not in previous]
-                self.store.change(put=previous.values(), remove=fresh, ids=ids)
+                self.store.change(put=previous.values(), remove=fresh, ids=ids, intent_seq=seq)
                 for name, refused in self.refused.items():  # putting them back dropped their refusals
                     if refused.keys() & previous.keys():
                         self.store.set_refusals(name, refused)

@@ -15,7 +15,7 @@ from typing import Self, TypeVar
 from controller.private_files import fsync_dir, open_private
 
 from .rows import Intent
-from .schema import _REFUSALS, _SCHEMA, SCHEMA_VERSION, StoreError
+from .schema import _INTENT_MARKS, _REFUSALS, _SCHEMA, SCHEMA_VERSION, StoreError
 
 T = TypeVar("T")
 
@@ -158,5 +158,8 @@ class Database:
             if version < 2:  # 1 -> 2: intercepts a switch refused (see `refusals`)
                 db.execute(_REFUSALS)
                 db.execute("UPDATE schema_version SET version = 2")
+            if version < 3:  # 2 -> 3: which audited change last touched each intercept (`intent_marks`)
+                db.execute(_INTENT_MARKS)
+                db.execute("UPDATE schema_version SET version = 3")
 
         self._write(work)
