@@ -31,6 +31,7 @@ from pysnmp.entity import engine as snmp_engine
 from pysnmp.entity.rfc3413 import context as snmp_context
 from pysnmp.proto import rfc1902
 
+from controller.audit import AuditError
 from controller.model import MAX_CONTENT_ID, Mediation, StreamKey
 from controller.service import Controller
 from mib_bridge import engine_loop, oids
@@ -358,5 +359,7 @@ class Agent:
     def _audit(self, actor: str, action: str, **detail: Any) -> None:
         try:
             self.controller.audit.append(actor, action, **detail)
+        except (AuditError, OSError) as error:  # a full disk: said in one line, the request was refused anyway
+            log.error("could not write the audit record of a refused request (%s): %s", action, error)
         except Exception:
             log.exception("could not write the audit record of a refused request")

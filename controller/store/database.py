@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
-from controller.private_files import fsync_dir, open_private
+from controller.private_files import disk_trouble, fsync_dir, open_private
 
 from .rows import Intent
 from .schema import _INTENT_MARKS, _REFUSALS, _SCHEMA, SCHEMA_VERSION, StoreError
@@ -60,7 +60,8 @@ class Database:
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
         except sqlite3.Error as error:
-            raise StoreError(f"cannot open intent store {self.path}: {error}") from error
+            trouble = disk_trouble(self.path)
+            raise StoreError(f"cannot open intent store {self.path}: {trouble or error}") from error
         self._db.row_factory = sqlite3.Row
         try:
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -73,6 +74,9 @@ class Database:
             self._init_schema()
         except sqlite3.DatabaseError as error:
             self.close()
+            trouble = disk_trouble(self.path)
+            if trouble is not None:
+                raise StoreError(f"cannot open intent store {self.path}: {trouble} (SQLite: {error})") from error
             raise StoreError(f"{self.path} is not a usable intent store: {error}") from error
         except BaseException:
             self.close()
