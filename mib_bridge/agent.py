@@ -160,6 +160,10 @@ class Agent:
             return
         self._running = True
         self._ready.set()
+        if self.controller.intent_lost:  # the rows the MDs provisioned are gone: they must provision again
+            log.error("intent of %d intercept(s) lost across the restart: sending ciscoTap2Switchover",
+                      len(self.controller.intent_lost))
+            self.notifier.switchover()
         loop.call_later(TICK, self._tick)
         try:
             loop.run_forever()

@@ -38,6 +38,10 @@ class Database:
         self._cache: list[Intent] | None = None
         self._cache_version: int | None = None
         existed = self.path.exists()
+        #: True when this open created the store (no file, or a file with no
+        #: tables): a controller whose audit log names intercepts then knows
+        #: its intent was lost (controller.intent_trail).
+        self.created = False
         try:
             os.close(open_private(self.path, os.O_RDWR, StoreError))
         except OSError as error:
@@ -77,7 +81,9 @@ class Database:
             trouble = disk_trouble(self.path)
             if trouble is not None:
                 raise StoreError(f"cannot open intent store {self.path}: {trouble} (SQLite: {error})") from error
-            raise StoreError(f"{self.path} is not a usable intent store: {error}") from error
+            raise StoreError(f"{self.path} is not a usable intent store: {error} (keep it for the record and move it "
+                             "aside to start with no intent: the mediation devices are told to provision again)"
+                             ) from error
         except BaseException:
             self.close()
             raise
@@ -145,6 +151,7 @@ class Database:
                     if statement.strip():
                         db.execute(statement)
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+                self.created = True
                 return
             if "schema_version" not in tables:
                 raise StoreError(f"{self.path} is an SQLite file but not a p4tap intent store (no schema_version)")
