@@ -40,9 +40,10 @@ def controller_of(config: Path) -> Iterator[Controller]:
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    """(config, state dir) of a controller that provisioned 42, 43 and 44 and removed 42."""
-    with switch_of("softswitch", tmp_path) as switch:
+def state(tmp_path: Path, target: str) -> Iterator[tuple[Path, Path]]:
+    """(config, state dir) of a controller on each switch target that
+    provisioned 42, 43 and 44 and removed 42."""
+    with switch_of(target, tmp_path) as switch:
         config = crash_config(tmp_path, switch)
         with controller_of(config) as controller:
             for content_id in (42, 43, 44):

@@ -136,10 +136,10 @@ def assert_log_records_the_intent(state: Path) -> None:
     assert lag.ok, lag.problems
 
 
-def test_audit_log_that_cannot_grow_refuses_changes_over_the_control_socket(tmp_path: Path,
+def test_audit_log_that_cannot_grow_refuses_changes_over_the_control_socket(tmp_path: Path, target: str,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(control, "_peer", lambda sock: LONG_ACTOR)  # every record needs a page of its own
-    with switch_of("softswitch", tmp_path) as switch:
+    with switch_of(target, tmp_path) as switch:
         config = crash_config(tmp_path, switch)
         state = controller_config.load(config).state_dir
         with audit_log_on_full_disk(state, tmp_path) as disk, controller_on(config) as (controller, sock):
@@ -165,9 +165,9 @@ def test_audit_log_that_cannot_grow_refuses_changes_over_the_control_socket(tmp_
 
 
 @needs_net_snmp
-def test_audit_log_that_cannot_grow_refuses_snmp_sets(tmp_path: Path) -> None:
+def test_audit_log_that_cannot_grow_refuses_snmp_sets(tmp_path: Path, target: str) -> None:
     home = tmp_path / "home"
-    with switch_of("softswitch", tmp_path) as switch, audit_log_on_full_disk(home, tmp_path) as disk:
+    with switch_of(target, tmp_path) as switch, audit_log_on_full_disk(home, tmp_path) as disk:
         controller = switch_controller(home, switch)
         controller.start()
         running = start_agent(home, controller, listen='"127.0.0.1:0"')
