@@ -123,3 +123,20 @@ def test_a_store_from_before_the_marks_still_verifies_and_is_checked_from_then_o
     cut_log_before(state_dir / "audit.jsonl", "provision-intent", 46)
     status, out, err = verify(state_dir / "audit.jsonl", capsys)
     assert status == 1 and "intercept(s) 46 " in out, out + err
+
+
+def test_a_lost_store_is_found_from_the_log_at_start(state) -> None:
+    """The store is gone: the next start finds, from the log, the intercepts it
+    held (43 and 44; 42 was removed) and audits their loss; the agent tells the
+    MDs (tests/test_intent_restart.py)."""
+    config, state_dir = state
+    for name in ("intent.db", "intent.db-wal", "intent.db-shm"):
+        (state_dir / name).unlink(missing_ok=True)
+    with controller_of(config) as controller:
+        assert controller.intent_lost == [43, 44]
+        assert controller.intercepts() == []
+    lost = [json.loads(line) for line in (state_dir / "audit.jsonl").read_text().splitlines()
+            if '"intent-lost"' in line]
+    assert [r["detail"]["content_ids"] for r in lost] == [[43, 44]]
+    with controller_of(config) as controller:  # said once: the store is no longer new
+        assert controller.intent_lost == []

@@ -218,8 +218,11 @@ class AuditLog:
             prev = line_hash(line)
         size = os.fstat(fd).st_size
         try:
-            self._write_all(b"".join(line + b"\n" for line in lines))
-            os.fsync(fd)
+            try:
+                self._write_all(b"".join(line + b"\n" for line in lines))
+                os.fsync(fd)
+            except OSError as error:  # name the file: "No space left on device" alone does not say which disk
+                raise OSError(error.errno, error.strerror, str(self.path)) from error
         except BaseException:
             # Whole or not at all: cut the file back to where this write began
             # (shrinking needs no free space). If even that fails, memory may
