@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 
 from mediation.config import Endpoint, IapSettings, InterceptSpec, subject_filters
 from mediation.informs import InformReceiver

@@ -99,7 +99,9 @@ _REFUSALS = _SCHEMA[_SCHEMA.index("CREATE TABLE refusals"):_SCHEMA.index("CREATE
 # transaction as the change, so `p4tap audit verify` can tell a log that lags
 # the intent (controller.intent_trail). A store upgraded from version 2 has no
 # marks for its older intercepts; they are not checked.
-_INTENT_MARKS = _SCHEMA[_SCHEMA.index("CREATE TABLE intent_marks"):_SCHEMA.index("CREATE TABLE session_ids")].strip().rstrip(";")
+_INTENT_MARKS = (
+    _SCHEMA[_SCHEMA.index("CREATE TABLE intent_marks"):_SCHEMA.index("CREATE TABLE session_ids")].strip().rstrip(";")
+)
 
 
 class StoreError(Exception):
