@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # controller.config builds on this module's SwitchConfig
     from controller.config import ControllerSettings
 from controller.plan import IdChanges
 from controller.reconcile import Diff
-from controller.recovery import announce, recover
+from controller.recovery import announce, intent_detail, recover
 from controller.store import IntentStore, StoreError
 from controller.switch import SwitchError, WriteError
 
@@ -281,7 +281,7 @@ class Controller:
             if old is None:
                 return False
             staged = self._stage({name: {content_id: None} for name in old[2] if name in self.switches})
-            seq = self._announce(staged, actor, action, content_ids=[content_id])
+            seq = self._announce(staged, actor, action, content_ids=[content_id], late_ok=action == "expire")
             try:
                 self._carry(staged, {content_id: old}, seq, remove=[content_id], keep_intent=action == "expire")
             except SwitchError as error:
@@ -357,15 +357,29 @@ class Controller:
                     raise InterceptError(f"stream {stream.key} does not belong to mediation {mediation.content_id}")
 
     def _announce(self, staged: Mapping[str, SwitchChange], actor: str, op: str, put: Sequence[Intent] = (),
-                  content_ids: Sequence[int] = ()) -> int:
+                  content_ids: Sequence[int] = (), late_ok: bool = False) -> int:
         """The write-ahead audit record of a change; if it cannot be written,
-        nothing is changed (the staged plans are rolled back) and the caller is told."""
+        nothing is changed (the staged plans are rolled back) and the caller is told.
+
+        `late_ok` (an expiry: past its Timeout nothing may be delivered, full
+        disk or not): the record is owed instead, written ahead of anything
+        else once the log has room, with `late` saying why."""
         try:
             if self._owed:  # the log must conclude the changes before this one first
                 self.audit.append_many(self._owed)
                 self._owed = []
             seq = announce(self.audit, actor, op, put, content_ids)
         except (AuditError, OSError) as error:
+            if late_ok:
+                for owed in self._owed:  # outcomes of earlier changes stay ahead of this one
+                    self.audit.owe(owed[0], owed[1], **owed[2])
+                self._owed = []
+                seq = self.audit.owe(actor, f"{op}-intent", **intent_detail(put, content_ids),
+                                     late=f"the audit log could not take it at {self.clock().isoformat()}: {error}")
+                log.error("%s of %s carried out though the audit log cannot record it yet (%s): its record (seq %d) "
+                          "is written once there is room", op, ", ".join(map(str, content_ids)), error, seq)
+                crashpoints.reached("before-store")
+                return seq
             for name in staged:
                 self.switches[name].rollback()
             raise ProvisionError(f"not changed: the audit log cannot record it: {error}") from error

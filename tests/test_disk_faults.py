@@ -17,12 +17,16 @@ bind mount, a file bind-mounted from a full tmpfs. Mounting needs root.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -35,7 +39,7 @@ from controller.pipeline import P4TAP
 from controller.store import IntentStore
 from tests.snmp_support import (MED, agent_config, filter_pdu, mediation_pdu, needs_net_snmp, start_agent,
                                 stream_pdu, switch_controller)
-from tests.test_controller_crash import crash_config, switch_of
+from tests.test_controller_crash import crash_config, switch_of, tap
 from tests.test_controller_deployment import lab_config
 from tests.test_disk_full import LONG_ACTOR, Disk, add, ask, controller_on
 
@@ -197,3 +201,38 @@ def test_audit_log_that_cannot_grow_refuses_snmp_sets(tmp_path: Path, target: st
             running.agent.stop()
             controller.stop()
         assert_log_records_the_intent(home)
+
+
+def test_an_expiry_is_not_held_up_by_an_audit_log_that_cannot_grow(tmp_path: Path, target: str) -> None:
+    """A warrant's end is not negotiable: past its Timeout the intercept leaves
+    the intent and the switch even when the log has no room; its records are
+    owed and written, in order and at the seq the store's mark names, once
+    there is room."""
+    with switch_of(target, tmp_path) as switch:
+        config = crash_config(tmp_path, switch)
+        state = controller_config.load(config).state_dir
+        with audit_log_on_full_disk(state, tmp_path) as disk, controller_on(config) as (controller, sock):
+            mediation, streams = tap(42)
+            soon = datetime.now(timezone.utc) + timedelta(seconds=3)
+            controller.provision(dataclasses.replace(mediation, timeout=soon), streams, actor="test")
+            disk.fill()
+            while True:  # use up the room left in the log's last page
+                try:
+                    controller.audit.append("test", "pad")
+                except OSError:
+                    break
+            deadline = time.monotonic() + 60
+            while 42 in {m.content_id for m, _, _ in controller.intercepts()}:
+                assert time.monotonic() < deadline, "the expiry waited for the disk"
+                time.sleep(0.1)
+            for name in controller.switches:  # and no switch holds it
+                assert not controller.reconcile(name), name
+            assert '"expire-intent"' not in (state / "audit.jsonl").read_text()  # not recorded yet
+            disk.free()
+            assert ask(add, sock, 43)[0]
+            records = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()]
+            expiry = next(r for r in records if r["action"] == "expire-intent")
+            assert expiry["detail"]["content_id"] == 42 and "could not take it" in expiry["detail"]["late"]
+            outcome = next(r for r in records if r["detail"].get("intent_seq") == expiry["seq"])
+            assert outcome["action"] == "expire" and outcome["seq"] > expiry["seq"]
+            assert_log_records_the_intent(state)
