@@ -22,6 +22,7 @@ those are not checked (the log itself still verifies as before).
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,9 +30,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from controller.audit import AuditLog
 from controller.recovery import INTENT_ACTIONS
+from controller.store import IntentStore
 
-__all__ = ["Lag", "held_by_log", "lagging"]
+__all__ = ["Lag", "held_by_log", "lagging", "record_lost_intent"]
+
+log = logging.getLogger("p4tap.controller")
 
 
 class TrailError(Exception):
@@ -139,3 +144,21 @@ def held_by_log(log_path: Path, now: datetime) -> list[int]:
             else:
                 held.pop(content_id, None)
     return sorted(c for c, t in held.items() if t is None or datetime.fromisoformat(t) > now)
+
+
+def record_lost_intent(audit: AuditLog, store: IntentStore, now: datetime) -> list[int]:
+    """The intent is durable: an IAP restart keeps every intercept (README,
+    "Intercepts across an IAP restart"). A store this start created while the
+    audit log records intercepts as held is the exception: their loss is
+    audited (`intent-lost`) and they are returned, for the SNMP agent to send
+    ciscoTap2Switchover so the mediation devices provision them again."""
+    if not store.created:
+        return []
+    lost = held_by_log(audit.path, now)
+    if lost:
+        log.error("the intent store %s is new but the audit log records %d intercept(s) as held (%s): their intent "
+                  "was not kept across the restart; the mediation devices must provision them again", store.path,
+                  len(lost), ", ".join(map(str, lost[:10])) + (" ..." if len(lost) > 10 else ""))
+        audit.append("controller", "intent-lost", content_ids=lost,
+                     reason="the intent store was new at start; the audit log records these as held")
+    return lost

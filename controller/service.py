@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 from controller.audit import AuditError, AuditLog
 from controller import crashpoints, ets
 from controller.incremental import Intercept
-from controller.intent_trail import held_by_log
+from controller.intent_trail import record_lost_intent
 from controller.lifetime import ExpirySchedule
 from controller.managed_switch import Intent, ManagedSwitch, StreamCounters, SwitchChange, SwitchConfig
 from controller.model import InterceptError, Mediation, Stream, StreamKey
@@ -93,7 +93,7 @@ class Controller:
         #: Intercepts the audit log says were held but the store did not keep
         #: (it was lost, or damaged and moved aside): the SNMP agent sends
         #: ciscoTap2Switchover so the mediation devices provision them again.
-        self.intent_lost = self._intent_lost()
+        self.intent_lost = record_lost_intent(self.audit, self.store, self.clock())
         self.refused: dict[str, Refusals] = {name: {} for name in self.switches}
         for content_id, by_switch in self.store.refusals().items():
             for name, reason in by_switch.items():
@@ -113,22 +113,6 @@ class Controller:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
-
-    def _intent_lost(self) -> list[int]:
-        """The intent is durable: an IAP restart keeps every intercept (README,
-        "Intercepts across a restart"). A store this start created while the
-        audit log records intercepts as held is the exception: audited, and
-        returned for the agent to tell the mediation devices."""
-        if not self.store.created:
-            return []
-        lost = held_by_log(self.audit.path, self.clock())
-        if lost:
-            log.error("the intent store %s is new but the audit log records %d intercept(s) as held (%s): their "
-                      "intent was not kept across the restart; the mediation devices must provision them again",
-                      self.store.path, len(lost), ", ".join(map(str, lost[:10])) + (" ..." if len(lost) > 10 else ""))
-            self.audit.append("controller", "intent-lost", content_ids=lost,
-                              reason="the intent store was new at start; the audit log records these as held")
-        return lost
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> Controller:
