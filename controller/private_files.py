@@ -33,6 +33,22 @@ def open_private(path: Path, flags: int, error: type[Exception], what: str = "")
     return fd
 
 
+def disk_trouble(path: Path) -> str | None:
+    """Why the filesystem holding `path` may refuse writes (read-only, full),
+    or None. SQLite reports a full disk as "disk I/O error" when it cannot
+    even create its shared-memory file: the operator must read the cause, not
+    a guess at damage, in the one line a refusal gets."""
+    try:
+        fs = os.statvfs(path if path.is_dir() else path.parent)
+    except OSError:
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        return "its filesystem is read-only"
+    if fs.f_bavail == 0 or fs.f_favail == 0:
+        return "its filesystem is full (no space left)"
+    return None
+
+
 def fsync_dir(path: Path) -> None:
     """Make a newly created file's directory entry durable, not just its data."""
     fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)

@@ -26,7 +26,7 @@ from controller import codec
 from controller.audit import AuditLog, canonical
 from controller.store import Intent, IntentStore
 
-__all__ = ["INTENT_ACTIONS", "announce", "intent_digest", "recover"]
+__all__ = ["INTENT_ACTIONS", "announce", "intent_detail", "intent_digest", "recover"]
 
 INTENT_ACTIONS = frozenset({"provision-intent", "remove-intent", "expire-intent"})
 
@@ -77,6 +77,12 @@ def announce(audit: AuditLog, actor: str, op: str, intents: Sequence[Intent] = (
              content_ids: Sequence[int] = ()) -> int:
     """Append (and fsync) the intent record of a change; returns its seq, which
     the outcome record carries as `intent_seq`."""
+    return audit.append(actor, f"{op}-intent", **intent_detail(intents, content_ids))["seq"]
+
+
+def intent_detail(intents: Sequence[Intent] = (), content_ids: Sequence[int] = ()) -> dict[str, Any]:
+    """The detail of a change's intent record: what is put (digest, switches,
+    and for one intercept its MD, timeout and streams) or which are removed."""
     detail: dict[str, Any] = {}
     if intents:
         ids = [m.content_id for m, _, _ in intents]
@@ -92,4 +98,4 @@ def announce(audit: AuditLog, actor: str, op: str, intents: Sequence[Intent] = (
     else:
         ids = list(content_ids)
         detail.update({"content_id": ids[0]} if len(ids) == 1 else {"content_ids": ids})
-    return audit.append(actor, f"{op}-intent", **detail)["seq"]
+    return detail

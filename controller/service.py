@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 from controller.audit import AuditError, AuditLog
 from controller import crashpoints, ets
 from controller.incremental import Intercept
+from controller.intent_trail import record_lost_intent
 from controller.lifetime import ExpirySchedule
 from controller.managed_switch import Intent, ManagedSwitch, StreamCounters, SwitchChange, SwitchConfig
 from controller.model import InterceptError, Mediation, Stream, StreamKey
@@ -53,7 +54,7 @@ if TYPE_CHECKING:  # controller.config builds on this module's SwitchConfig
     from controller.config import ControllerSettings
 from controller.plan import IdChanges
 from controller.reconcile import Diff
-from controller.recovery import announce, recover
+from controller.recovery import announce, intent_detail, recover
 from controller.store import IntentStore, StoreError
 from controller.switch import SwitchError, WriteError
 
@@ -89,6 +90,10 @@ class Controller:
         self.clock = clock
         self.switches = {c.name: ManagedSwitch(c, self.pipeline, ids=self.store.load_ids(c.name)) for c in switches}
         recover(self.audit, self.store)  # before anything new is recorded
+        #: Intercepts the audit log says were held but the store did not keep
+        #: (it was lost, or damaged and moved aside): the SNMP agent sends
+        #: ciscoTap2Switchover so the mediation devices provision them again.
+        self.intent_lost = record_lost_intent(self.audit, self.store, self.clock())
         self.refused: dict[str, Refusals] = {name: {} for name in self.switches}
         for content_id, by_switch in self.store.refusals().items():
             for name, reason in by_switch.items():
@@ -220,7 +225,7 @@ class Controller:
             put = [(m, s, targets) for m, s in intercepts]
             seq = self._announce(staged, actor, "provision", put)
             try:
-                self._carry(staged, previous, put=put)
+                self._carry(staged, previous, seq, put=put)
             except SwitchError as error:
                 self._conclude(actor, "refuse", intent_seq=seq, content_ids=content_ids, reason=f"switch: {error}")
                 raise ProvisionError(f"intercept not installed, nothing changed: {error}") from error
@@ -260,9 +265,9 @@ class Controller:
             if old is None:
                 return False
             staged = self._stage({name: {content_id: None} for name in old[2] if name in self.switches})
-            seq = self._announce(staged, actor, action, content_ids=[content_id])
+            seq = self._announce(staged, actor, action, content_ids=[content_id], late_ok=action == "expire")
             try:
-                self._carry(staged, {content_id: old}, remove=[content_id], keep_intent=action == "expire")
+                self._carry(staged, {content_id: old}, seq, remove=[content_id], keep_intent=action == "expire")
             except SwitchError as error:
                 if action != "expire":
                     self._conclude(actor, "refuse", intent_seq=seq, content_id=content_id,
@@ -336,15 +341,29 @@ class Controller:
                     raise InterceptError(f"stream {stream.key} does not belong to mediation {mediation.content_id}")
 
     def _announce(self, staged: Mapping[str, SwitchChange], actor: str, op: str, put: Sequence[Intent] = (),
-                  content_ids: Sequence[int] = ()) -> int:
+                  content_ids: Sequence[int] = (), late_ok: bool = False) -> int:
         """The write-ahead audit record of a change; if it cannot be written,
-        nothing is changed (the staged plans are rolled back) and the caller is told."""
+        nothing is changed (the staged plans are rolled back) and the caller is told.
+
+        `late_ok` (an expiry: past its Timeout nothing may be delivered, full
+        disk or not): the record is owed instead, written ahead of anything
+        else once the log has room, with `late` saying why."""
         try:
             if self._owed:  # the log must conclude the changes before this one first
                 self.audit.append_many(self._owed)
                 self._owed = []
             seq = announce(self.audit, actor, op, put, content_ids)
         except (AuditError, OSError) as error:
+            if late_ok:
+                for owed in self._owed:  # outcomes of earlier changes stay ahead of this one
+                    self.audit.owe(owed[0], owed[1], **owed[2])
+                self._owed = []
+                seq = self.audit.owe(actor, f"{op}-intent", **intent_detail(put, content_ids),
+                                     late=f"the audit log could not take it at {self.clock().isoformat()}: {error}")
+                log.error("%s of %s carried out though the audit log cannot record it yet (%s): its record (seq %d) "
+                          "is written once there is room", op, ", ".join(map(str, content_ids)), error, seq)
+                crashpoints.reached("before-store")
+                return seq
             for name in staged:
                 self.switches[name].rollback()
             raise ProvisionError(f"not changed: the audit log cannot record it: {error}") from error
@@ -391,9 +410,10 @@ class Controller:
             raise
         return staged
 
-    def _carry(self, staged: Mapping[str, SwitchChange], previous: Mapping[int, Intent],
+    def _carry(self, staged: Mapping[str, SwitchChange], previous: Mapping[int, Intent], seq: int,
                put: Sequence[Intent] = (), remove: Sequence[int] = (), keep_intent: bool = False) -> None:
-        """Store the intent with the ids it uses, then write every switch's part.
+        """Store the intent with the ids it uses, marked with `seq` (its
+        write-ahead audit record), then write every switch's part.
 
         If a switch fails, the switches already written are undone and every
         switch's state rolled back; the stored intent goes back to `previous`
@@ -401,7 +421,7 @@ class Controller:
         the switches are left to reconcile)."""
         written = {name: self.switches[name].ids.take_changes() for name in staged}
         try:
-            self.store.change(put=put, remove=remove, ids=written)
+            self.store.change(put=put, remove=remove, ids=written, intent_seq=seq)
         except (StoreError, InterceptError):
             for name in staged:
                 self.switches[name].rollback()
@@ -429,7 +449,7 @@ class Controller:
                 self.store.change(ids=ids)
             else:
                 fresh = [m.content_id for m, _, _ in put if m.content_id not in previous]
-                self.store.change(put=previous.values(), remove=fresh, ids=ids)
+                self.store.change(put=previous.values(), remove=fresh, ids=ids, intent_seq=seq)
                 for name, refused in self.refused.items():  # putting them back dropped their refusals
                     if refused.keys() & previous.keys():
                         self.store.set_refusals(name, refused)

@@ -194,7 +194,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if keeper:
         reach = {True: "answering", False: "NOT answering", None: "not asked yet"}[keeper["reachable"]]
         print(f"  keeper: IAP {keeper['iap']} {reach}; {keeper['audits']} audits, "
-              f"{keeper['restarts_seen']} restarts seen")
+              f"{keeper['restarts_seen']} restarts seen"
+              + (f" (the last kept {keeper['kept_across_last_restart']} of {len(keeper['intercepts'])} intercepts)"
+                 if keeper.get("kept_across_last_restart") is not None else ""))
         for content_id, kept in keeper["intercepts"].items():
             origin = f" [{kept['derived_from']}]" if kept.get("derived_from") else ""
             print(f"    intercept {content_id}{origin}: {kept['state']}, provisioned {kept['provisioned']}x, "

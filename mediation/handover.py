@@ -69,32 +69,52 @@ class FileDelivery:
         self.directory = Path(directory)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.writers: dict[int, RawPcapWriter] = {}
+        self.failing = False
 
     def path(self, cccid: int) -> Path:
         return self.directory / capture_name(cccid)
 
     def deliver(self, stamp: float, cccid: int, packet: bytes) -> bool:
-        writer = self.writers.get(cccid)
-        if writer is None:
-            writer = self.writers[cccid] = RawPcapWriter(self.path(cccid))
-        writer.write(stamp, packet)
+        try:
+            writer = self.writers.get(cccid)
+            if writer is None:
+                writer = self.writers[cccid] = RawPcapWriter(self.path(cccid))
+            writer.write(stamp, packet)
+        except OSError as error:  # a full or read-only disk: counted as failed, the other agencies go on
+            if not self.failing:
+                log.error("handover to %s: %s", self.describe(), error)
+            self.failing = True
+            return False
+        self.failing = False
         return True
 
     def deliver_iri(self, record: IriRecord) -> bool:
-        with open(self.directory / iri_name(record.cccid), "ab", opener=_private_opener) as f:
-            f.write(record.to_json() + b"\n")
+        # A full or read-only disk costs this record (counted by the caller), never the writer thread.
+        try:
+            with open(self.directory / iri_name(record.cccid), "ab", opener=_private_opener) as f:
+                f.write(record.to_json() + b"\n")
+        except OSError as error:
+            log.error("IRI for CCCID %d not written to %s: %s", record.cccid, self.directory, error)
+            return False
         return True
 
     def flush(self) -> None:
         for writer in self.writers.values():
-            writer.flush()
+            try:
+                writer.flush()
+            except OSError as error:  # the records it lost were counted delivered: say so
+                log.error("handover to %s: %d packets not written: %s", self.describe(),
+                          getattr(error, "lost", 0), error)
 
     def describe(self) -> str:
         return f"files in {self.directory}"
 
     def close(self) -> None:
         for writer in self.writers.values():
-            writer.close()
+            try:
+                writer.close()
+            except OSError as error:
+                log.error("handover to %s: closing: %s", self.describe(), error)
 
 
 def _private_opener(path: str, flags: int) -> int:

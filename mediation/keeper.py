@@ -8,16 +8,22 @@ over SNMPv3 and, for each intercept it wants:
 - present and as wanted: nothing, except refreshing cTap2MediationTimeout
   once less than half of the lifetime is left (an MD that stops caring, or
   dies, lets the intercept lapse on its own);
-- missing, partial or different (the IAP restarted with empty tables, a row
-  was destroyed, a stream disabled): whatever is left of it is torn down and
-  it is provisioned again with the three-PDU createAndGo sequence.
+- missing, partial or different (the IAP restarted without its intercepts, or
+  said ciscoTap2Switchover; a row was destroyed, a stream disabled): whatever
+  is left of it is torn down and it is provisioned again with the three-PDU
+  createAndGo sequence.
+
+The MIB allows an IAP to keep its rows across a restart or to lose them;
+the keeper learns which from the tables it reads after sysUpTime went back,
+so it works with both (p4tap's IAP keeps them).
 
 Intercepts come and go while it runs: the IRI function wants a target's
 data tap when its session starts and unwants it at Stop
 (mediation/keeper_changes.py); the next audit checks them like any other.
 
 An IAP that does not answer is reported once when it stops and once when it
-answers again (and when its sysUpTime went back: it restarted). The keeper
+answers again (and when it restarted: a new snmpEngineID or snmpEngineBoots,
+or sysUpTime went back). The keeper
 never blocks the content receiver: it runs in its own thread with its own
 SNMP client.
 """
@@ -88,6 +94,10 @@ class KeeperStatus:
     reachable: bool | None = None
     down_since: float | None = None
     restarts_seen: int = 0
+    # Of the intercepts wanted, how many the IAP still held as wanted after
+    # its last restart: p4tap keeps its intent across a restart, a volatile
+    # IAP keeps none (README, "Intercepts across an IAP restart").
+    kept_across_last_restart: int | None = None
     audits: int = 0
     intercepts: dict[int, KeptIntercept] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
@@ -111,7 +121,8 @@ class Keeper(InterceptChanges):
         self._orphans: set[int] = set()  # unwanted, but their rows may still be at the IAP
         self._indexes: dict[int, dict[Filter, int]] = {}  # stream index of each filter, as this keeper made them
         self._lock = threading.Lock()
-        self._last_uptime: int | None = None
+        # (sysUpTime, snmpEngineID, snmpEngineBoots) at the last audit: a change says the IAP restarted
+        self._last_incarnation: tuple[int | None, bytes | None, int | None] | None = None
         self._answered = False  # the IAP answered at least once
         self._wake = threading.Event()
         self._audit_asked = False  # a notification asks for an audit before the interval is up
@@ -164,7 +175,7 @@ class Keeper(InterceptChanges):
         """Read the IAP's tables and put right what is not as wanted."""
         try:
             client = self._client()
-            uptime = client.uptime()
+            uptime, engine, boots = client.incarnation()
             table = client.intercepts()
         except TapClientError as error:
             if self.status.reachable is not False:
@@ -181,11 +192,18 @@ class Keeper(InterceptChanges):
             self._event(f"IAP {self.iap.address} answers{' again' if self._answered else ''} after "
                         f"{time.time() - (self.status.down_since or time.time()):.1f}s")
         self._answered = True
-        if self._last_uptime is not None and uptime is not None and uptime < self._last_uptime:
+        before = self._last_incarnation
+        restarted = before is not None and (
+            (uptime is not None and before[0] is not None and uptime < before[0])
+            or (engine is not None and before[1] is not None and engine != before[1])
+            or (boots is not None and before[2] is not None and boots != before[2]))
+        self._last_incarnation = (uptime, engine, boots)
+        if restarted:
             self.status.restarts_seen += 1
-            self._event(f"IAP {self.iap.address} restarted (sysUpTime went back): auditing its intercepts",
-                        logging.WARNING)
-        self._last_uptime = uptime
+            kept = sum(problem(spec, table.get(spec.content_id)) is None for spec in self.specs)
+            self.status.kept_across_last_restart = kept
+            self._event(f"IAP {self.iap.address} restarted (new engine, or sysUpTime went back): it kept {kept} of the "
+                        f"{len(self.specs)} intercept(s) kept here; provisioning again what it lost", logging.WARNING)
         self.status.reachable, self.status.down_since = True, None
         self.status.audits += 1
         self._expire(client, table)

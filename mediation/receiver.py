@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mediation.capture import RawPcapWriter, capture_name
+from mediation.capture import CaptureWriteError, RawPcapWriter, capture_name
 from mediation.handover import FileDelivery, Handover
 from mediation.iri import IriRecord
 from mediation.pcli import PcliError, decode
@@ -66,6 +66,7 @@ class InterceptStats:
     first: float | None = None
     last: float | None = None
     capture: str = ""
+    not_captured: int = 0  # received and handed over, but refused by the capture file's disk
     sources: dict[str, int] = field(default_factory=dict)  # sending switch address -> packets
 
 
@@ -109,6 +110,8 @@ class ContentReceiver:
         self.malformed = 0
         self.dropped = 0
         self.written = 0
+        self.not_captured = 0
+        self._failing: set[int] = set()  # CCCIDs whose capture file the disk refuses now
         self._stop = threading.Event()
         self._flush = threading.Event()
         self._writers: dict[int, RawPcapWriter] = {}
@@ -130,8 +133,8 @@ class ContentReceiver:
                 item = ()
             if self._flush.is_set() or item == ():
                 self._flush.clear()
-                for writer in self._writers.values():
-                    writer.flush()
+                for cccid, writer in self._writers.items():
+                    self._capture(cccid, writer.flush)
                 if self.handover is not None:
                     self.handover.flush()
             if item is None:
@@ -145,19 +148,43 @@ class ContentReceiver:
                     self.handover.dispatch_iri(packet)
                 self.iri_records += 1
                 continue
-            writer = self._writers.get(cccid)
-            if writer is None:
-                path = self.out_dir / capture_name(cccid)
-                writer = self._writers[cccid] = RawPcapWriter(path)
-                self.stats[cccid].capture = str(path)
-            writer.write(stamp, packet)
-            if self.handover is not None:
+            self._capture(cccid, lambda: self._writer(cccid).write(stamp, packet), packets=1)
+            if self.handover is not None:  # the agencies get it whatever the MD's disk says
                 self.handover.dispatch(stamp, cccid, packet)
             self.written += 1
-        for writer in self._writers.values():
-            writer.close()
+        for cccid, writer in self._writers.items():
+            self._capture(cccid, writer.close)
         if self.handover is not None:
             self.handover.close()
+
+    def _writer(self, cccid: int) -> RawPcapWriter:
+        writer = self._writers.get(cccid)
+        if writer is None:
+            path = self.out_dir / capture_name(cccid)
+            writer = self._writers[cccid] = RawPcapWriter(path)
+            self.stats[cccid].capture = str(path)
+        return writer
+
+    def _capture(self, cccid: int, step: Callable[[], None], packets: int = 0) -> None:
+        """One step of the capture file of `cccid`. A disk that refuses it (full,
+        read-only) costs the capture those packets, counted per CCCID and said
+        once when it starts and once when it ends, never the writer thread:
+        the handover to the agencies goes on."""
+        try:
+            step()
+        except OSError as error:
+            lost = error.lost if isinstance(error, CaptureWriteError) else packets
+            self.stats[cccid].not_captured += lost
+            self.not_captured += lost
+            if cccid not in self._failing:
+                self._failing.add(cccid)
+                log.error("CCCID %d: capture file not written (%s); packets still handed over, counted meanwhile",
+                          cccid, error)
+            return
+        if cccid in self._failing and (packets == 0 or self._writers[cccid].pending == 0):
+            self._failing.discard(cccid)
+            log.warning("CCCID %d: capture file written again (%d packets were not)", cccid,
+                        self.stats[cccid].not_captured)
 
     def run(self, duration: float | None = None, on_tick: Callable[[], None] | None = None) -> None:
         """Receive until stop() (or `duration` seconds); `on_tick` is called about once a second."""
@@ -229,7 +256,7 @@ class ContentReceiver:
     def summary(self) -> dict:
         intercepts = [asdict(s) for s in sorted(self.stats.values(), key=lambda s: s.cccid)]
         out = {"intercepts": intercepts, "malformed": self.malformed, "not_written": self.dropped,
-               "iri_records": self.iri_records,
+               "iri_records": self.iri_records, "not_captured": self.not_captured,
                "listening": [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses]}
         if self.handover is not None:
             out["agencies"] = self.handover.summary()

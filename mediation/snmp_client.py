@@ -43,6 +43,8 @@ MEDIATION = TAP2 + (1, 1, 2, 1)
 STREAM = TAP2 + (1, 2, 1, 1)
 IP_STREAM = (1, 3, 6, 1, 4, 1, 9, 9, 394, 1, 1, 2, 1)
 SYS_UP_TIME = (1, 3, 6, 1, 2, 1, 1, 3, 0)
+SNMP_ENGINE_ID = (1, 3, 6, 1, 6, 3, 10, 2, 1, 1, 0)
+SNMP_ENGINE_BOOTS = (1, 3, 6, 1, 6, 3, 10, 2, 1, 2, 0)
 ACTIVE, CREATE_AND_GO, DESTROY = 1, 4, 6
 
 
@@ -449,6 +451,17 @@ class TapClient:
         if value.tagSet != rfc1902.TimeTicks.tagSet:
             return None
         return int(value)
+
+    def incarnation(self) -> tuple[int | None, bytes | None, int | None]:
+        """(sysUpTime, snmpEngineID, snmpEngineBoots) in one GET, each None
+        where this user's view lacks it. A restart shows in any of them:
+        sysUpTime going back misses a quick restart (the new uptime may pass
+        the old), a new engine ID or boot count does not."""
+        values = [value for _, value in self.get(SYS_UP_TIME, SNMP_ENGINE_ID, SNMP_ENGINE_BOOTS)]
+        uptime = int(values[0]) if values[0].tagSet == rfc1902.TimeTicks.tagSet else None
+        engine = bytes(values[1]) if values[1].tagSet == rfc1902.OctetString.tagSet else None
+        boots = int(values[2]) if values[2].tagSet == rfc1902.Integer32.tagSet else None
+        return uptime, engine, boots
 
     def intercepts(self) -> dict[int, IapIntercept]:
         """Every mediation row the IAP shows this user, with its streams and filters."""

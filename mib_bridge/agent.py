@@ -31,6 +31,7 @@ from pysnmp.entity import engine as snmp_engine
 from pysnmp.entity.rfc3413 import context as snmp_context
 from pysnmp.proto import rfc1902
 
+from controller.audit import AuditError
 from controller.model import MAX_CONTENT_ID, Mediation, StreamKey
 from controller.service import Controller
 from mib_bridge import engine_loop, oids
@@ -159,6 +160,10 @@ class Agent:
             return
         self._running = True
         self._ready.set()
+        if self.controller.intent_lost:  # the rows the MDs provisioned are gone: they must provision again
+            log.error("intent of %d intercept(s) lost across the restart: sending ciscoTap2Switchover",
+                      len(self.controller.intent_lost))
+            self.notifier.switchover()
         loop.call_later(TICK, self._tick)
         try:
             loop.run_forever()
@@ -358,5 +363,7 @@ class Agent:
     def _audit(self, actor: str, action: str, **detail: Any) -> None:
         try:
             self.controller.audit.append(actor, action, **detail)
+        except (AuditError, OSError) as error:  # a full disk: said in one line, the request was refused anyway
+            log.error("could not write the audit record of a refused request (%s): %s", action, error)
         except Exception:
             log.exception("could not write the audit record of a refused request")

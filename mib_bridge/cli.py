@@ -42,8 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from controller import config as controller_config
+    from controller.audit import AuditError
     from controller.control import ControlServer
     from controller.service import Controller
+    from controller.store import StoreError
     from mib_bridge.agent import Agent, AgentError
 
     log = logging.getLogger("p4tap.snmp")
@@ -66,10 +68,19 @@ def run(args: argparse.Namespace) -> int:
     except controller_config.ConfigError as error:
         print(f"mib_bridge: {error}", file=sys.stderr)
         return 2
-    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    controller = Controller.from_settings(settings)
+    try:  # a state dir that is read-only or full: its cause in one line, not a traceback
+        settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        controller = Controller.from_settings(settings)
+    except (StoreError, AuditError, OSError) as error:
+        print(f"mib_bridge: {error}", file=sys.stderr)
+        return 1
     agent = Agent(cfg, controller)
-    controller.start()
+    try:
+        controller.start()
+    except (StoreError, AuditError, OSError) as error:
+        print(f"mib_bridge: {error}", file=sys.stderr)
+        controller.stop()
+        return 1
     server = ControlServer(settings.control_socket, controller)
     server.start()
     try:

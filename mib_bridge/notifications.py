@@ -7,7 +7,11 @@
   asking (its Timeout came, or it was removed on the controller), carrying
   cTap2MediationStatus.<ContentId> = destroy(6): the row is gone;
 - ciscoTap2MediationDebug / ciscoTap2StreamDebug on faults, carrying the
-  cTap2DebugTable row.
+  cTap2DebugTable row;
+- ciscoTap2Switchover once at start when the controller could not keep its
+  intent across the restart (its store was lost): the MIB tells the MD to
+  "assume that configured intercepts ... no longer exist" and configure them
+  again. It has no objects, and is not per mediation, so it is always sent.
 
 Callers honour cTap2MediationNotificationEnable; pysnmp's VACM drops a
 notification whose objects are outside the target user's notify view.
@@ -90,6 +94,9 @@ class Notifier:
         self.send(oids.NOTIFY_MEDIATION_TIMED_OUT, [
             (oids.MEDIATION_ENTRY + (MediationColumn.STATUS, content_id), rfc1902.Integer32(RowStatus.DESTROY)),
         ])
+
+    def switchover(self) -> None:
+        self.send(oids.NOTIFY_SWITCHOVER, [])
 
     def debug(self, debug: DebugTable, index: tuple[int]) -> None:
         """ciscoTap2StreamDebug if the row names a stream, else ciscoTap2MediationDebug."""

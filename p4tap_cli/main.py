@@ -160,9 +160,29 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """The log's hash chain, then whether it accounts for every change the
+    intent store holds (controller.intent_trail): a log that lags the intent
+    is not intact either."""
     from controller import audit
+    from controller.intent_trail import TrailError, lagging
 
-    return audit.main(["verify", str(args.path)])
+    status = audit.main(["verify", str(args.path)])
+    store = args.store if args.store is not None else args.path.parent / "intent.db"
+    if status == 2 or (args.store is None and not store.exists()):
+        return status
+    try:
+        lag = lagging(args.path, store)
+    except (TrailError, OSError) as error:
+        print(f"{args.path}: cannot check against {store}: {error}", file=sys.stderr)
+        return 2
+    if lag.ok:
+        print(f"{args.path}: records every change {store} holds")
+        return status
+    print(f"{args.path}: LAGS THE INTENT: {store} holds changes of intercept(s) "
+          f"{', '.join(map(str, lag.content_ids))} the log has no record of; first: {lag.problems[0]}")
+    for problem in lag.problems:
+        print(problem, file=sys.stderr)
+    return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,8 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     aud = sub.add_parser("audit", help="the audit log")
     aud_sub = aud.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    ver = aud_sub.add_parser("verify", help="check the hash chain of an audit log")
+    ver = aud_sub.add_parser("verify", help="check the hash chain of an audit log, and that it records every change "
+                                            "of the intent store")
     ver.add_argument("path", type=Path)
+    ver.add_argument("--store", type=Path, metavar="INTENT_DB",
+                     help="the intent store to check the log against (default: intent.db beside the log, if there)")
     ver.set_defaults(func=cmd_audit_verify)
     return parser
 

@@ -389,6 +389,7 @@ def test_version_1_store_is_migrated_and_keeps_its_intercepts(path: Path):
         store.put_intercept(mediation(1), [])
     db = sqlite3.connect(path)
     db.execute("DROP TABLE refusals")
+    db.execute("DROP TABLE intent_marks")
     db.execute("UPDATE schema_version SET version = 1")
     db.commit()
     db.close()
@@ -400,7 +401,7 @@ def test_version_1_store_is_migrated_and_keeps_its_intercepts(path: Path):
         assert store.refusals() == {}
     db = sqlite3.connect(path)
     try:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     finally:
         db.close()
 

@@ -190,6 +190,22 @@ class AuditLog:
         with self._lock:
             return self._append_locked_many(entries)
 
+    def owe(self, actor: str, action: str, /, **detail: Any) -> int:
+        """Queue a record the disk cannot take now, to be written ahead of the
+        next append (nothing can overtake it); returns the seq it will have.
+        For what must happen whatever the disk says (an expiry: a warrant's
+        end is not negotiable), recorded as soon as there is room. Lost if
+        the process ends first: the store's mark then names a seq beyond the
+        log's end, and `p4tap audit verify` reports the log lagging."""
+        for name, value in (("actor", actor), ("action", action)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"audit {name} must be a non-empty string, got {value!r}")
+        with self._lock:
+            if self._needs_resync:  # the seq must be the file's, not memory's
+                self._resync()
+            self._owed.append((actor, action, detail))
+            return self._seq + len(self._owed)
+
     def _append_locked(self, actor: str, action: str, detail: dict[str, Any]) -> dict[str, Any]:
         return self._append_locked_many([(actor, action, detail)])[0]
 
@@ -218,8 +234,11 @@ class AuditLog:
             prev = line_hash(line)
         size = os.fstat(fd).st_size
         try:
-            self._write_all(b"".join(line + b"\n" for line in lines))
-            os.fsync(fd)
+            try:
+                self._write_all(b"".join(line + b"\n" for line in lines))
+                os.fsync(fd)
+            except OSError as error:  # name the file: "No space left on device" alone does not say which disk
+                raise OSError(error.errno, error.strerror, str(self.path)) from error
         except BaseException:
             # Whole or not at all: cut the file back to where this write began
             # (shrinking needs no free space). If even that fails, memory may

@@ -12,10 +12,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
-from controller.private_files import fsync_dir, open_private
+from controller.private_files import disk_trouble, fsync_dir, open_private
 
 from .rows import Intent
-from .schema import _REFUSALS, _SCHEMA, SCHEMA_VERSION, StoreError
+from .schema import _INTENT_MARKS, _REFUSALS, _SCHEMA, SCHEMA_VERSION, StoreError
 
 T = TypeVar("T")
 
@@ -38,6 +38,10 @@ class Database:
         self._cache: list[Intent] | None = None
         self._cache_version: int | None = None
         existed = self.path.exists()
+        #: True when this open created the store (no file, or a file with no
+        #: tables): a controller whose audit log names intercepts then knows
+        #: its intent was lost (controller.intent_trail).
+        self.created = False
         try:
             os.close(open_private(self.path, os.O_RDWR, StoreError))
         except OSError as error:
@@ -60,7 +64,8 @@ class Database:
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
         except sqlite3.Error as error:
-            raise StoreError(f"cannot open intent store {self.path}: {error}") from error
+            trouble = disk_trouble(self.path)
+            raise StoreError(f"cannot open intent store {self.path}: {trouble or error}") from error
         self._db.row_factory = sqlite3.Row
         try:
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -73,7 +78,12 @@ class Database:
             self._init_schema()
         except sqlite3.DatabaseError as error:
             self.close()
-            raise StoreError(f"{self.path} is not a usable intent store: {error}") from error
+            trouble = disk_trouble(self.path)
+            if trouble is not None:
+                raise StoreError(f"cannot open intent store {self.path}: {trouble} (SQLite: {error})") from error
+            raise StoreError(f"{self.path} is not a usable intent store: {error} (keep it for the record and move it "
+                             "aside to start with no intent: the mediation devices are told to provision again)"
+                             ) from error
         except BaseException:
             self.close()
             raise
@@ -141,6 +151,7 @@ class Database:
                     if statement.strip():
                         db.execute(statement)
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+                self.created = True
                 return
             if "schema_version" not in tables:
                 raise StoreError(f"{self.path} is an SQLite file but not a p4tap intent store (no schema_version)")
@@ -158,5 +169,8 @@ class Database:
             if version < 2:  # 1 -> 2: intercepts a switch refused (see `refusals`)
                 db.execute(_REFUSALS)
                 db.execute("UPDATE schema_version SET version = 2")
+            if version < 3:  # 2 -> 3: which audited change last touched each intercept (`intent_marks`)
+                db.execute(_INTENT_MARKS)
+                db.execute("UPDATE schema_version SET version = 3")
 
         self._write(work)

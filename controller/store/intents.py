@@ -54,10 +54,17 @@ class IntentStore(Database):
         self.change(put=intercepts)
 
     def change(self, put: Iterable[tuple[Mediation, Sequence[Stream], Sequence[str]]] = (),
-               remove: Iterable[int] = (), ids: Mapping[str, IdChanges] | None = None) -> None:
+               remove: Iterable[int] = (), ids: Mapping[str, IdChanges] | None = None,
+               intent_seq: int | None = None) -> None:
         """Replace intercepts, remove others and record switches' id changes, in
         ONE transaction: the controller's intent and the ids that carry it out
-        never disagree on disk, and a provisioning step costs one fsync."""
+        never disagree on disk, and a provisioning step costs one fsync.
+
+        Every intercept put or removed is marked with `intent_seq`, the seq of
+        the audit log's write-ahead record of the change, in the same
+        transaction: the audit log can then be checked against the store
+        (controller.intent_trail). None marks it as changed with no audit
+        record (a tool writing the store directly), which that check reports."""
         rows = [self._rows(m, s, sw) for m, s, sw in put]
         seen: set[int] = set()
         for (content_id, *_rest) in rows:
@@ -75,6 +82,9 @@ class IntentStore(Database):
                 db.executemany(_INSERT_STREAM, stream_rows)
                 db.executemany("INSERT INTO placements (content_id, switch, position) VALUES (?, ?, ?)",
                                placement_rows)
+            marks = [(c, intent_seq, 1) for c, *_ in rows] + [(c, intent_seq, 0) for c in removed]
+            db.executemany("INSERT OR REPLACE INTO intent_marks (content_id, intent_seq, present) VALUES (?, ?, ?)",
+                           marks)
             for switch, changes in (ids or {}).items():
                 _write_id_changes(db, switch, changes)
 
@@ -114,7 +124,11 @@ class IntentStore(Database):
     def remove_intercept(self, content_id: int) -> bool:
         """Forget an intercept (streams and placements with it); False if there was none."""
         def work(db: sqlite3.Connection) -> bool:
-            return db.execute("DELETE FROM mediations WHERE content_id = ?", (content_id,)).rowcount > 0
+            gone = db.execute("DELETE FROM mediations WHERE content_id = ?", (content_id,)).rowcount > 0
+            if gone:  # unaudited, as every change made through this method
+                db.execute("INSERT OR REPLACE INTO intent_marks (content_id, intent_seq, present) VALUES (?, NULL, 0)",
+                           (content_id,))
+            return gone
 
         return self._write(work)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 #: Bump when the tables change, and teach `_migrate` the way up. A store with
 #: a higher version was written by a newer p4tap whose rows this one might
 #: misread, so it is refused rather than guessed at.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Columns per model field. Kept explicit, not derived, so the on-disk format
 # only changes on purpose; tests/test_store.py fails if the model gains a field
@@ -76,6 +76,11 @@ CREATE TABLE refusals (
     reason     TEXT    NOT NULL,
     PRIMARY KEY (content_id, switch)
 );
+CREATE TABLE intent_marks (
+    content_id INTEGER PRIMARY KEY,        -- no foreign key: a removed intercept keeps its mark
+    intent_seq INTEGER,                    -- the audit log's write-ahead record (NULL: changed unaudited)
+    present    INTEGER NOT NULL CHECK (present IN (0, 1))
+);
 CREATE TABLE session_ids (
     switch     TEXT    NOT NULL,
     replicas   TEXT    NOT NULL,           -- JSON: sorted list of [port, rid]
@@ -87,7 +92,16 @@ CREATE TABLE session_ids (
 
 
 # Version 2's addition, also run on its own to migrate a version 1 store.
-_REFUSALS = _SCHEMA[_SCHEMA.index("CREATE TABLE refusals"):_SCHEMA.index("CREATE TABLE session_ids")].strip().rstrip(";")
+_REFUSALS = _SCHEMA[_SCHEMA.index("CREATE TABLE refusals"):_SCHEMA.index("CREATE TABLE intent_marks")].strip().rstrip(";")
+
+# Version 3's addition: per intercept, the seq of the audit log's write-ahead
+# record of the change that last put or removed it, committed in the same
+# transaction as the change, so `p4tap audit verify` can tell a log that lags
+# the intent (controller.intent_trail). A store upgraded from version 2 has no
+# marks for its older intercepts; they are not checked.
+_INTENT_MARKS = (
+    _SCHEMA[_SCHEMA.index("CREATE TABLE intent_marks"):_SCHEMA.index("CREATE TABLE session_ids")].strip().rstrip(";")
+)
 
 
 class StoreError(Exception):
