@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from google.protobuf.message import Message
-from p4.v1 import p4runtime_pb2 as p4r
-from p4runtime_sh.bytes_utils import to_canonical_bytes
+from p4protos import p4runtime_pb2 as p4r
 
 EntityKey = tuple
 
@@ -189,7 +188,8 @@ def write_request(header: p4r.WriteRequest, updates: Iterable[bytes]) -> bytes:
 # -- reading back --------------------------------------------------------------
 
 def _canon(data: bytes) -> bytes:
-    return to_canonical_bytes(data)
+    """P4Runtime's canonical bytestring: no leading zero bytes, at least one byte."""
+    return data.lstrip(b"\0") or b"\0"
 
 
 def canonical(entity: p4r.Entity) -> p4r.Entity:

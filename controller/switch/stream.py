@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, Self
 
 import grpc
 from google.rpc import code_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
+from p4protos import p4runtime_pb2, p4runtime_pb2_grpc
 
 from .errors import SwitchError, SwitchUnavailableError, _code_name
 from .session import Session, StateCallback, StreamState
