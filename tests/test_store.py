@@ -131,6 +131,17 @@ def test_all_is_ordered_by_content_id(path: Path):
         assert all(len(s) == 2 for _, s, _ in store.all())
 
 
+def test_content_ids_of_a_switch_are_those_placed_on_it_in_order(path: Path):
+    with IntentStore(path) as store:
+        for cid, switches in ((30, ["a"]), (5, ["b", "a"]), (17, ["b"]), (2**31 - 1, ["a", "c"])):
+            store.put_intercept(mediation(cid), streams_for(cid, 1), switches)
+        store.remove_intercept(30)
+        assert store.content_ids("a") == [5, 2**31 - 1]
+        assert store.content_ids("b") == [5, 17]
+        assert store.content_ids("nowhere") == []
+        assert store.content_ids("a") == sorted(m.content_id for m, _, sw in store.all() if "a" in sw)
+
+
 def test_get_missing_is_none(path: Path):
     with IntentStore(path) as store:
         assert store.get(42) is None

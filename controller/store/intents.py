@@ -146,6 +146,16 @@ class IntentStore(Database):
 
         return self._read(work)
 
+    def content_ids(self, switch: str) -> list[int]:
+        """The content ids of the intercepts placed on `switch`, in order: what
+        an outage record names, without decoding every intercept (which, when
+        the store changed since the last `all`, costs ~0.3 s at 10,000)."""
+        def work(db: sqlite3.Connection) -> list[int]:
+            return [r[0] for r in db.execute(
+                "SELECT content_id FROM placements WHERE switch = ? ORDER BY content_id", (switch,))]
+
+        return self._read(work)
+
     def _load(self, db: sqlite3.Connection, content_ids: Sequence[int] | None) -> list[Intent]:
         """These intercepts (None: all of them)."""
         if content_ids is None:
