@@ -80,19 +80,15 @@ KINDS = ("tables", "actions", "counters", "direct_counters", "meters")
 
 
 def name_index(objects) -> dict[str, object]:
-    """P4Info objects of one kind by full name, alias and unambiguous dotted suffix."""
-    suffixes = Counter()
-    for obj in objects:
+    """P4Info objects of one kind by full name, and by alias or dotted suffix
+    where no other object of the kind answers to the same."""
+    def names(obj) -> set[str]:
         parts = obj.preamble.name.split(".")
-        suffixes.update({".".join(parts[i:]) for i in range(len(parts))})
-    index: dict[str, object] = {}
-    for obj in objects:
-        parts = obj.preamble.name.split(".")
-        index.update({s: obj for s in (".".join(parts[i:]) for i in range(1, len(parts))) if suffixes[s] == 1})
-    for obj in objects:
-        if obj.preamble.alias:
-            index.setdefault(obj.preamble.alias, obj)
-    index.update({obj.preamble.name: obj for obj in objects})  # a full name always wins
+        return {".".join(parts[i:]) for i in range(len(parts))} | ({obj.preamble.alias} - {""})
+
+    counts = Counter(name for obj in objects for name in names(obj))
+    index = {name: obj for obj in objects for name in names(obj) if counts[name] == 1}
+    index.update({obj.preamble.name: obj for obj in objects})  # a full name always answers
     return index
 
 

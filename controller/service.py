@@ -485,7 +485,8 @@ class Controller:
                                   modified=len(d.modifies), deleted=len(d.deletes))
                 log.info("%s: reconciled: %s", name, d.summary())
             switch.apply_ets_meters()
-            self.store.save_ids(name, switch.ids)
+            if switch.ids.changed_replicas or switch.ids.changed_sessions:  # else the store holds them already
+                self.store.save_ids(name, switch.ids)
             switch.ids.take_changes()
             return d
 

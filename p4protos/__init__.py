@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -57,7 +58,9 @@ def _serialized_file(name: str) -> bytes:
 def _built(name: str) -> types.ModuleType:
     """Module `name` as protoc 4+ would have generated it."""
     module = types.ModuleType(name)
-    module.__file__ = importlib.util.find_spec(name).origin
+    origin = importlib.util.find_spec(name).origin
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None, origin=origin)  # no loader: not to be re-run
+    module.__file__ = origin
     file = descriptor_pool.Default().AddSerializedFile(_serialized_file(name))
     module.DESCRIPTOR = file
     builder.BuildMessageAndEnumDescriptors(file, module.__dict__)

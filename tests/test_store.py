@@ -142,6 +142,22 @@ def test_content_ids_of_a_switch_are_those_placed_on_it_in_order(path: Path):
         assert store.content_ids("a") == sorted(m.content_id for m, _, sw in store.all() if "a" in sw)
 
 
+def test_all_follows_every_change_of_intent_whoever_writes_it(path: Path):
+    """`all` keeps what it decoded across writes of ids and refusals (they change
+    no intercept), and never across a change of intent, from this store or another."""
+    with IntentStore(path) as store, IntentStore(path) as other:
+        store.put_intercept(mediation(1), streams_for(1, 1), ["s1"])
+        before = store.all()
+        store.save_ids("s1", IdAllocator({1: 5}))
+        store.set_refusals("s1", {1: "full"})
+        assert store.all() == before and store.load_ids("s1").replica_ids == {1: 5}
+        store.put_intercept(mediation(1), streams_for(1, 2), ["s1"])
+        assert [len(s) for _, s, _ in store.all()] == [2]
+        other.put_intercept(mediation(2), streams_for(2, 1), ["s1"])
+        store.save_ids("s1", IdAllocator({1: 5, 2: 6}))
+        assert [m.content_id for m, _, _ in store.all()] == [1, 2]
+
+
 def test_get_missing_is_none(path: Path):
     with IntentStore(path) as store:
         assert store.get(42) is None

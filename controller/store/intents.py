@@ -207,7 +207,7 @@ class IntentStore(Database):
             db.executemany("INSERT INTO refusals (content_id, switch, reason) SELECT ?, ?, ? "
                            "WHERE EXISTS (SELECT 1 FROM mediations WHERE content_id = ?)", rows)
 
-        self._write(work)
+        self._write(work, intents=False)
 
     # -- id allocators --------------------------------------------------------
 
@@ -222,7 +222,7 @@ class IntentStore(Database):
             db.executemany("INSERT INTO replica_ids (switch, content_id, rid) VALUES (?, ?, ?)", replicas)
             db.executemany("INSERT INTO session_ids (switch, replicas, session_id) VALUES (?, ?, ?)", sessions)
 
-        self._write(work)
+        self._write(work, intents=False)
 
     def load_ids(self, switch: str) -> IdAllocator:
         """`switch`'s allocator as last saved; empty for a switch never saved."""
