@@ -1,10 +1,11 @@
 """P4Runtime entities as protobuf wire bytes, built without protobuf objects.
 
-The p4runtime wheels need protobuf 3.20, whose Python implementation builds,
-copies and serializes messages in pure Python: about 0.3 ms per table entry
-built and another 0.3 ms to put it in a WriteRequest, which made the
-controller spend seconds per thousand taps before the switch saw a byte. The
-controller writes only a handful of message shapes (table entries with
+Written when the p4runtime wheels held the project on protobuf 3.20's pure
+Python messages (~0.3 ms to build a table entry and another 0.3 ms to put it
+in a WriteRequest); on the C-backed protobuf now in use, filling p4runtime
+messages still costs 1.5x what this does for the same entities and requests
+(bench/wire_cost.py, BENCHMARKS.md), so it stays. The controller writes only a
+handful of message shapes (table entries with
 exact, LPM, ternary and range matches and one direct action; clone sessions;
 multicast groups), so it encodes them straight to bytes here, canonical
 (P4Runtime's shortest bytestrings, matches, parameters and replicas sorted)
