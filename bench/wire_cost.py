@@ -19,12 +19,13 @@ process, alternating, with no switch involved:
 Run it under each protobuf to compare them (the figures are per process:
 `google.protobuf` says which implementation it runs).
 
-    .venv/bin/python -m bench.wire_cost [--taps N] [--repeats R]
+    .venv/bin/python -m bench.wire_cost [--taps N] [--repeats R] [--record]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -32,9 +33,11 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
+import google.protobuf
 from google.protobuf.internal import api_implementation
 from p4protos import p4runtime_pb2 as p4r
 
+from bench import record
 from bench.tap_scale import intercepts, topology
 from controller import entries, wire
 from controller.entries import EntryBuilder
@@ -111,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--taps", type=int, default=10000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()
     builder = EntryBuilder(Pipeline.load())
     mediations, streams = intercepts(args.taps)
     now = datetime.now(timezone.utc)
@@ -133,12 +138,24 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             paths[path]()
             samples[path].append(time.perf_counter() - started)
-    import google.protobuf
-    print(f"protobuf {google.protobuf.__version__} ({api_implementation.Type()}), {args.taps:,} taps, "
-          f"{len(response.entities):,} entities, median of {args.repeats}")
-    print("| path | median | samples (s) |\n|---|---:|---|")
-    for path, times in samples.items():
-        print(f"| {path} | {statistics.median(times):.3f} s | {', '.join(f'{t:.3f}' for t in times)} |")
+    version = f"protobuf {google.protobuf.__version__} ({api_implementation.Type()})"
+    lines = [f"| {version}: path | median, {args.taps:,} taps | samples (s) |", "|---|---:|---|"]
+    lines += [f"| {path} | {statistics.median(times):.3f} s | {', '.join(f'{t:.3f}' for t in times)} |"
+              for path, times in samples.items()]
+    table = "\n".join(lines)
+    print(table)
+    load = record.load_line(load_before, os.getloadavg())
+    print(load)
+    if args.record:
+        record.append(
+            f"wire_cost: controller/wire.py against p4runtime messages, {version}",
+            f".venv/bin/python -m bench.wire_cost --taps {args.taps} --repeats {args.repeats} --record",
+            f"{args.taps:,} taps planned once ({len(response.entities):,} entities), no switch; build: "
+            "`EntryBuilder.intercept_wire` plus every update into WriteRequest bytes of "
+            f"{APPLY_BATCH:,}, with wire.py's encoders or with encoders filling p4runtime messages (both checked to "
+            "give the same WriteRequests); read back: one ReadResponse of every entity parsed and each turned into "
+            f"the controller's form; paths alternate; median of {args.repeats} samples.",
+            table, notes=(load,))
     return 0
 
 
