@@ -35,14 +35,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from p4.v1 import p4runtime_pb2 as p4r
+from p4protos import p4runtime_pb2 as p4r
 
-from bench import record
+from bench import preflight, record
 from bench.tap_scale import intercepts, topology
-from bmv2_topo.bmv2_switch import Bmv2Switch, find_simple_switch_grpc
+from bmv2_topo.bmv2_switch import Bmv2Switch
 from controller.entries import EntryBuilder, inserts
 from controller.managed_switch import APPLY_BATCH
-from controller.pipeline import P4TAP, Pipeline
+from controller.pipeline import Pipeline
 from controller.reconcile import Diff, ordered_updates
 from controller.service import Controller, SwitchConfig
 from controller.switch import SwitchConnection
@@ -129,11 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="tap counts also provisioned one `provision` call per tap (default 1000; none: skip)")
     parser.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md")
     args = parser.parse_args(argv)
-    if find_simple_switch_grpc() is None:
-        print("simple_switch_grpc not on PATH: nothing to measure (README, Toolchain)", file=sys.stderr)
-        return 2
-    if not P4TAP.exists():
-        print("compiled pipeline missing in build/: run `make p4`", file=sys.stderr)
+    if preflight.check(root=False, pipeline=True):
         return 2
 
     load_before = os.getloadavg()

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-from p4.v1 import p4runtime_pb2 as p4r
-from p4.v1 import p4runtime_pb2_grpc
+from p4protos import p4runtime_pb2 as p4r
+from p4protos import p4runtime_pb2_grpc
 
 from bmv2_topo.bmv2_switch import Bmv2Switch, target_skip_reason
 from bmv2_topo.keeper import describe_exit

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from p4.v1 import p4runtime_pb2 as p4r
+from p4protos import p4runtime_pb2 as p4r
 
 from controller import ets, wire
 from controller.pipeline import Pipeline, decode, mac_to_int

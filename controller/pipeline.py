@@ -5,20 +5,22 @@ are committed under build/, so a machine without p4c runs everything.
 `Pipeline` loads them (any `Artifacts`: a P4Info and the device config its
 switch takes, the only thing that differs per target) and answers the
 questions every P4Runtime message needs: the id of a table, match field or
-action parameter (controller.wire encodes the values). Name lookups go
-through p4runtime-shell's P4Info context.
+action parameter (controller.wire encodes the values). An object answers to
+its full name, its alias and any dotted suffix of its name no other object of
+its kind shares, as in p4runtime-shell's P4Info context (which pins a protobuf
+this project has left behind, so the index is kept here).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Protocol
 
 from google.protobuf import text_format
-from p4.config.v1 import p4info_pb2
-from p4runtime_sh.context import Context, P4Type
+from p4protos import p4info_pb2
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = REPO_ROOT / "build"
@@ -73,14 +75,31 @@ class PipelineError(Exception):
     """The pipeline's artifacts are missing or do not have what the controller needs."""
 
 
+#: The P4Info lists the controller looks names up in.
+KINDS = ("tables", "actions", "counters", "direct_counters", "meters")
+
+
+def name_index(objects) -> dict[str, object]:
+    """P4Info objects of one kind by full name, and by alias or dotted suffix
+    where no other object of the kind answers to the same."""
+    def names(obj) -> set[str]:
+        parts = obj.preamble.name.split(".")
+        return {".".join(parts[i:]) for i in range(len(parts))} | ({obj.preamble.alias} - {""})
+
+    counts = Counter(name for obj in objects for name in names(obj))
+    index = {name: obj for obj in objects for name in names(obj) if counts[name] == 1}
+    index.update({obj.preamble.name: obj for obj in objects})  # a full name always answers
+    return index
+
+
 class Pipeline:
     """A loaded P4Info plus its device config, with id lookups and value encoding."""
 
     def __init__(self, p4info: p4info_pb2.P4Info, device_config: bytes) -> None:
         self.p4info = p4info
         self.device_config = device_config
-        self._context = Context()
-        self._context.set_p4info(p4info)
+        self._by_name = {kind: name_index(getattr(p4info, kind)) for kind in KINDS}
+        self._by_id = {obj.preamble.id: obj for kind in KINDS for obj in getattr(p4info, kind)}
 
     @classmethod
     def load(cls, which: Artifacts = P4TAP) -> Pipeline:
@@ -90,41 +109,45 @@ class Pipeline:
         text_format.Parse(which.p4info.read_text(), p4info)
         return cls(p4info, which.device_config())
 
-    def _lookup(self, kind: P4Type, name: str) -> int:
+    def _object(self, kind: str, name: str):
         try:
-            return self._context.get_obj_id(kind, name)
+            return self._by_name[kind][name]
         except KeyError:
-            raise PipelineError(f"the pipeline has no {kind.name} named {name!r}") from None
+            raise PipelineError(f"the pipeline has no {kind.removesuffix('s').replace('_', ' ')} "
+                                f"named {name!r}") from None
 
     def table_id(self, name: str) -> int:
-        return self._lookup(P4Type.table, name)
+        return self._object("tables", name).preamble.id
 
     def action_id(self, name: str) -> int:
-        return self._lookup(P4Type.action, name)
+        return self._object("actions", name).preamble.id
 
     def counter_id(self, name: str) -> int:
-        return self._lookup(P4Type.counter, name)
+        return self._object("counters", name).preamble.id
 
     def direct_counter_id(self, name: str) -> int:
-        return self._lookup(P4Type.direct_counter, name)
+        return self._object("direct_counters", name).preamble.id
 
     def meter_id(self, name: str) -> int:
-        return self._lookup(P4Type.meter, name)
+        return self._object("meters", name).preamble.id
 
     def match_field(self, table: str, field: str) -> p4info_pb2.MatchField:
-        mf = self._context.get_mf(table, field)
-        if mf is None:
-            raise PipelineError(f"table {table!r} has no match field {field!r}")
-        return mf
+        for mf in self._object("tables", table).match_fields:
+            if mf.name == field:
+                return mf
+        raise PipelineError(f"table {table!r} has no match field {field!r}")
 
     def param(self, action: str, param: str) -> p4info_pb2.Action.Param:
-        p = self._context.get_param(action, param)
-        if p is None:
-            raise PipelineError(f"action {action!r} has no parameter {param!r}")
-        return p
+        for p in self._object("actions", action).params:
+            if p.name == param:
+                return p
+        raise PipelineError(f"action {action!r} has no parameter {param!r}")
 
     def name_of(self, object_id: int) -> str:
-        return self._context.get_name_from_id(object_id)
+        try:
+            return self._by_id[object_id].preamble.name
+        except KeyError:
+            raise PipelineError(f"the pipeline has no object with id {object_id:#x}") from None
 
     @cached_property
     def cookie(self) -> int:

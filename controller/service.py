@@ -111,6 +111,7 @@ class Controller:
         self.expiry = ExpirySchedule()  # follows the store: set where an intercept is stored or removed
         self.expiry.reset((m.content_id, m.timeout) for m, _, _ in self.store.all())
         self._stop = threading.Event()
+        self._watch_wake = threading.Event()  # a stream lost: the watch loop looks at once, not at its next tick
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -136,7 +137,7 @@ class Controller:
             self.expire_due()
             for switch in self.switches.values():
                 try:
-                    switch.connect(timeout=connect_timeout)
+                    self._connect(switch, connect_timeout)
                     self.reconcile(switch.name)
                 except (SwitchError, OSError) as error:
                     log.error("%s: not available at start (%s); serving the others and retrying it", switch.name,
@@ -151,6 +152,7 @@ class Controller:
     def stop(self) -> None:
         """Stop timers and close connections. The switches keep what they hold."""
         self._stop.set()
+        self._watch_wake.set()
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout=5)
@@ -503,7 +505,8 @@ class Controller:
                                   modified=len(d.modifies), deleted=len(d.deletes))
                 log.info("%s: reconciled: %s", name, d.summary())
             switch.apply_ets_meters()
-            self.store.save_ids(name, switch.ids)
+            if switch.ids.changed_replicas or switch.ids.changed_sessions:  # else the store holds them already
+                self.store.save_ids(name, switch.ids)
             switch.ids.take_changes()
             return d
 
@@ -656,7 +659,7 @@ class Controller:
             why = conn.stream_error if conn is not None else None
             if conn is not None and conn.connected and not conn.is_primary:
                 why = f"another controller is primary (election id {conn.primary_election_id})"
-            held = sorted(i[0].content_id for i in self.store.all() if switch.name in i[2])
+            held = self.store.content_ids(switch.name)
             log.error("%s: switch lost (outage %d): %s; intercepts not delivered meanwhile: %s", switch.name, number,
                       why or "not connected", ", ".join(map(str, held)) or "none")
             self.audit.append("controller", "switch-down", switch=switch.name, outage=number,
@@ -680,12 +683,23 @@ class Controller:
             except Exception:  # a listener's fault must not stop the watch
                 log.exception("switch-state listener failed for %s", name)
 
+    def _connect(self, switch: ManagedSwitch, timeout: float) -> None:
+        """Connect, and have every change of the stream wake the watch loop:
+        after a switch restart each second until reconcile is content lost."""
+        try:
+            switch.connect(timeout=timeout)
+        finally:
+            if switch.conn is not None:
+                switch.conn.on_state_change(lambda conn, state: self._watch_wake.set())
+
     def _watch_loop(self) -> None:
         """Reconnect (with backoff) to switches that dropped, then reconcile;
         reconcile switches whose contents may differ from their plan (stale)."""
         backoff: dict[str, float] = {}
         next_try: dict[str, float] = {}  # per switch: one that is down waits without holding up the others
-        while not self._stop.wait(0.25):
+        while not self._stop.is_set():
+            self._watch_wake.wait(0.25)
+            self._watch_wake.clear()
             for switch in self.switches.values():
                 up = switch.conn is not None and switch.conn.connected and switch.conn.is_primary
                 if up and not switch.stale:
@@ -699,7 +713,7 @@ class Controller:
                 try:
                     with self.lock:
                         if not up:
-                            switch.connect(timeout=2.0)
+                            self._connect(switch, 2.0)
                         d = self.reconcile(switch.name)
                         if switch.name in self._down_since:
                             self._outage_ended(switch, d)

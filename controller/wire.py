@@ -1,10 +1,11 @@
 """P4Runtime entities as protobuf wire bytes, built without protobuf objects.
 
-The p4runtime wheels need protobuf 3.20, whose Python implementation builds,
-copies and serializes messages in pure Python: about 0.3 ms per table entry
-built and another 0.3 ms to put it in a WriteRequest, which made the
-controller spend seconds per thousand taps before the switch saw a byte. The
-controller writes only a handful of message shapes (table entries with
+Written when the p4runtime wheels held the project on protobuf 3.20's pure
+Python messages (~0.3 ms to build a table entry and another 0.3 ms to put it
+in a WriteRequest); on the C-backed protobuf now in use, filling p4runtime
+messages still costs 1.5x what this does for the same entities and requests
+(bench/wire_cost.py, BENCHMARKS.md), so it stays. The controller writes only a
+handful of message shapes (table entries with
 exact, LPM, ternary and range matches and one direct action; clone sessions;
 multicast groups), so it encodes them straight to bytes here, canonical
 (P4Runtime's shortest bytestrings, matches, parameters and replicas sorted)
@@ -22,8 +23,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from google.protobuf.message import Message
-from p4.v1 import p4runtime_pb2 as p4r
-from p4runtime_sh.bytes_utils import to_canonical_bytes
+from p4protos import p4runtime_pb2 as p4r
 
 EntityKey = tuple
 
@@ -189,7 +189,8 @@ def write_request(header: p4r.WriteRequest, updates: Iterable[bytes]) -> bytes:
 # -- reading back --------------------------------------------------------------
 
 def _canon(data: bytes) -> bytes:
-    return to_canonical_bytes(data)
+    """P4Runtime's canonical bytestring: no leading zero bytes, at least one byte."""
+    return data.lstrip(b"\0") or b"\0"
 
 
 def canonical(entity: p4r.Entity) -> p4r.Entity:

@@ -28,7 +28,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import ptf.testutils as tu
-from p4.v1 import p4runtime_pb2 as p4r
+from p4protos import p4runtime_pb2 as p4r
 from ptf.base_tests import BaseTest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6

@@ -13,7 +13,7 @@ import dataclasses
 import math
 import time
 
-from p4.v1 import p4runtime_pb2 as p4r
+from p4protos import p4runtime_pb2 as p4r
 from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
 

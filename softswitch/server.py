@@ -25,8 +25,8 @@ from typing import Any
 
 import grpc
 from google.rpc import code_pb2, status_pb2
-from p4.v1 import p4runtime_pb2 as p4v1
-from p4.v1 import p4runtime_pb2_grpc
+from p4protos import p4runtime_pb2 as p4v1
+from p4protos import p4runtime_pb2_grpc
 
 from .runtime import Device, P4RTError
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from p4.v1 import p4runtime_pb2 as p4r
+from p4protos import p4runtime_pb2 as p4r
 
 from controller.entries import EntryBuilder, inserts
 from controller.pipeline import Pipeline

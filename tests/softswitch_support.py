@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2 as p4r
+from p4protos import p4info_pb2
+from p4protos import p4runtime_pb2 as p4r
 
 from bmv2_topo.bmv2_switch import Bmv2Switch
 from bmv2_topo.veth import VethPair, veth_pairs

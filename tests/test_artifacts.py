@@ -147,7 +147,7 @@ def test_tofino_pipeline_has_the_controllers_names(arch):
     """Same table, action and field names as bmv2's P4Info: the controller
     learns what differs (widths, ids, sizes) from P4Info alone."""
     from google.protobuf import text_format
-    from p4.config.v1 import p4info_pb2
+    from p4protos import p4info_pb2
 
     path = REPO_ROOT / "build" / arch / "p4info.txtpb"
     if not path.exists():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from p4.v1 import p4runtime_pb2 as p4r
+from p4protos import p4runtime_pb2 as p4r
 
 from controller.reconcile import EntityUpdate, as_wire, canonical, diff, inverse, key_of, ordered_updates
 

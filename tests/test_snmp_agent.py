@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from p4.v1 import p4runtime_pb2 as p4r
+from p4protos import p4runtime_pb2 as p4r
 
 from controller.model import InetAddressType, IpFilter, Mediation, Stream, StreamKey
 from tests.snmp_support import (DEBUG, FILTER, IP_TAP, MED, NEW_INDEX, STREAM, TAP2, date_and_time, filter_pdu,

@@ -147,7 +147,7 @@ def test_packet_in_and_out(tmp_path, target):
     if reason:
         pytest.skip(f"{target}: {reason}")
     from google.protobuf import text_format
-    from p4.config.v1 import p4info_pb2
+    from p4protos import p4info_pb2
 
     from tests.softswitch_support import hosts_on, switch_running
     p4info = text_format.Parse((FIXTURES / "ss_arch.p4info.txtpb").read_text(), p4info_pb2.P4Info())

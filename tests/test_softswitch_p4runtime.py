@@ -18,9 +18,9 @@ import grpc
 import pytest
 from google.protobuf import text_format
 from google.rpc import code_pb2, status_pb2
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2 as p4r
-from p4.v1 import p4runtime_pb2_grpc
+from p4protos import p4info_pb2
+from p4protos import p4runtime_pb2 as p4r
+from p4protos import p4runtime_pb2_grpc
 
 from bmv2_topo.bmv2_switch import Bmv2Switch, target_skip_reason
 

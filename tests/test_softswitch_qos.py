@@ -17,7 +17,7 @@ import shutil
 import subprocess
 
 import pytest
-from p4.v1 import p4runtime_pb2 as p4r
+from p4protos import p4runtime_pb2 as p4r
 
 from softswitch.externs import GREEN, RED, YELLOW, Meter
 from softswitch.queues import EgressBuffers, QueueError

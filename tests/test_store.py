@@ -131,6 +131,33 @@ def test_all_is_ordered_by_content_id(path: Path):
         assert all(len(s) == 2 for _, s, _ in store.all())
 
 
+def test_content_ids_of_a_switch_are_those_placed_on_it_in_order(path: Path):
+    with IntentStore(path) as store:
+        for cid, switches in ((30, ["a"]), (5, ["b", "a"]), (17, ["b"]), (2**31 - 1, ["a", "c"])):
+            store.put_intercept(mediation(cid), streams_for(cid, 1), switches)
+        store.remove_intercept(30)
+        assert store.content_ids("a") == [5, 2**31 - 1]
+        assert store.content_ids("b") == [5, 17]
+        assert store.content_ids("nowhere") == []
+        assert store.content_ids("a") == sorted(m.content_id for m, _, sw in store.all() if "a" in sw)
+
+
+def test_all_follows_every_change_of_intent_whoever_writes_it(path: Path):
+    """`all` keeps what it decoded across writes of ids and refusals (they change
+    no intercept), and never across a change of intent, from this store or another."""
+    with IntentStore(path) as store, IntentStore(path) as other:
+        store.put_intercept(mediation(1), streams_for(1, 1), ["s1"])
+        before = store.all()
+        store.save_ids("s1", IdAllocator({1: 5}))
+        store.set_refusals("s1", {1: "full"})
+        assert store.all() == before and store.load_ids("s1").replica_ids == {1: 5}
+        store.put_intercept(mediation(1), streams_for(1, 2), ["s1"])
+        assert [len(s) for _, s, _ in store.all()] == [2]
+        other.put_intercept(mediation(2), streams_for(2, 1), ["s1"])
+        store.save_ids("s1", IdAllocator({1: 5, 2: 6}))
+        assert [m.content_id for m, _, _ in store.all()] == [1, 2]
+
+
 def test_get_missing_is_none(path: Path):
     with IntentStore(path) as store:
         assert store.get(42) is None

@@ -16,8 +16,8 @@ from concurrent import futures
 
 import grpc
 import pytest
-from p4.v1 import p4runtime_pb2 as p4r
-from p4.v1 import p4runtime_pb2_grpc
+from p4protos import p4runtime_pb2 as p4r
+from p4protos import p4runtime_pb2_grpc
 
 from controller.switch import SwitchConnection
 

@@ -24,8 +24,8 @@ import grpc
 import pytest
 from google.protobuf import any_pb2, text_format
 from google.rpc import code_pb2, status_pb2
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2
+from p4protos import p4info_pb2
+from p4protos import p4runtime_pb2
 
 from bmv2_topo.bmv2_switch import (
     Bmv2Error,

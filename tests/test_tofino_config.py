@@ -58,9 +58,7 @@ def bf_pipeline_config_class() -> type:
                   type_name=".stratum.hal.barefoot.BfPipelineConfig.Profile")
     pool = descriptor_pool.DescriptorPool()
     pool.Add(f)
-    # protobuf 3.20 (pinned): GetPrototype; newer ones call it GetMessageClass.
-    return message_factory.MessageFactory(pool).GetPrototype(
-        pool.FindMessageTypeByName("stratum.hal.barefoot.BfPipelineConfig"))
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("stratum.hal.barefoot.BfPipelineConfig"))
 
 
 @pytest.mark.parametrize("target", TOFINO_TARGETS)
@@ -135,7 +133,7 @@ def test_the_pipeline_push_fits_the_message_limits(target, fmt):
     """5-7 MB, past gRPC's 4 MB default: the controller's channel allows 256 MB
     each way, as PI's server does (proto/server/pi_server.cpp:
     SetMaxReceiveMessageSize(256*1024*1024))."""
-    from p4.v1 import p4runtime_pb2 as p4r
+    from p4protos import p4runtime_pb2 as p4r
 
     from controller.switch.stream import _MAX_MESSAGE_BYTES
 

@@ -35,8 +35,8 @@ import random
 
 import pytest
 from google.protobuf import text_format
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2 as p4r
+from p4protos import p4info_pb2
+from p4protos import p4runtime_pb2 as p4r
 
 from controller.entries import INTERCEPT_ACTION, EntryBuilder, clone_session_limit
 from controller.managed_switch import ManagedSwitch, SwitchConfig

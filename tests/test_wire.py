@@ -9,8 +9,7 @@ import random
 
 import pytest
 from google.protobuf.internal.encoder import _VarintBytes
-from p4.v1 import p4runtime_pb2 as p4r
-from p4runtime_sh.bytes_utils import to_canonical_bytes
+from p4protos import p4runtime_pb2 as p4r
 
 from controller import wire
 from controller.entries import EntryBuilder
@@ -48,7 +47,8 @@ def test_every_entity_is_its_canonical_protobuf_serialization(builder, seed):
 
 def test_values_and_varints_match_the_library():
     for number, bits in [(0, 1), (1, 9), (255, 8), (256, 16), (2**32 - 1, 32), (2**127 + 5, 128), (0x1FF, 9)]:
-        assert wire.value(number, bits) == to_canonical_bytes(number.to_bytes((bits + 7) // 8, "big"))
+        padded = number.to_bytes((bits + 7) // 8, "big")  # as a target may answer
+        assert wire.value(number, bits) == (padded.lstrip(b"\0") or b"\0") == wire._canon(padded)
     for number in [0, 1, 127, 128, 300, 16383, 16384, 2**32, 2**63 - 1]:
         assert wire.varint(number) == _VarintBytes(number)
     with pytest.raises(ValueError, match="does not fit in 9 bits"):

@@ -160,6 +160,16 @@ class IntentStore(Database):
 
         return self._read(work)
 
+    def content_ids(self, switch: str) -> list[int]:
+        """The content ids of the intercepts placed on `switch`, in order: what
+        an outage record names, without decoding every intercept (which, when
+        the store changed since the last `all`, costs ~0.3 s at 10,000)."""
+        def work(db: sqlite3.Connection) -> list[int]:
+            return [r[0] for r in db.execute(
+                "SELECT content_id FROM placements WHERE switch = ? ORDER BY content_id", (switch,))]
+
+        return self._read(work)
+
     def _load(self, db: sqlite3.Connection, content_ids: Sequence[int] | None) -> list[Intent]:
         """These intercepts (None: all of them)."""
         if content_ids is None:
@@ -211,7 +221,7 @@ class IntentStore(Database):
             db.executemany("INSERT INTO refusals (content_id, switch, reason) SELECT ?, ?, ? "
                            "WHERE EXISTS (SELECT 1 FROM mediations WHERE content_id = ?)", rows)
 
-        self._write(work)
+        self._write(work, intents=False)
 
     # -- id allocators --------------------------------------------------------
 
@@ -226,7 +236,7 @@ class IntentStore(Database):
             db.executemany("INSERT INTO replica_ids (switch, content_id, rid) VALUES (?, ?, ?)", replicas)
             db.executemany("INSERT INTO session_ids (switch, replicas, session_id) VALUES (?, ?, ?)", sessions)
 
-        self._write(work)
+        self._write(work, intents=False)
 
     def load_ids(self, switch: str) -> IdAllocator:
         """`switch`'s allocator as last saved; empty for a switch never saved."""

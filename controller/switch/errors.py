@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import grpc
 from google.rpc import code_pb2, status_pb2
-from p4.v1 import p4runtime_pb2
+from p4protos import p4runtime_pb2
 
 def _code_name(code: int) -> str:
     """Name of a google.rpc.Code number (e.g. 6 -> 'ALREADY_EXISTS')."""

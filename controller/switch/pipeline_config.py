@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import grpc
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2
+from p4protos import p4info_pb2
+from p4protos import p4runtime_pb2
 
 from .session import Session
 

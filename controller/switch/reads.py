@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import grpc
-from p4.v1 import p4runtime_pb2
+from p4protos import p4runtime_pb2
 
 from .session import Session
 

@@ -13,7 +13,7 @@ import threading
 from typing import Callable
 
 import grpc
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
+from p4protos import p4runtime_pb2, p4runtime_pb2_grpc
 
 from .errors import NotPrimaryError, SwitchError, SwitchUnavailableError
 from .transport import TlsConfig, is_loopback_address

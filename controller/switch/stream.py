@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, Self
 
 import grpc
 from google.rpc import code_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
+from p4protos import p4runtime_pb2, p4runtime_pb2_grpc
 
 from .errors import SwitchError, SwitchUnavailableError, _code_name
 from .session import Session, StateCallback, StreamState
@@ -109,6 +109,11 @@ class Stream(Session):
             # A failed Write carries one p4.v1.Error per update in its trailer:
             # ~100 bytes each, far over gRPC's 16 KiB default for big batches.
             ("grpc.max_metadata_size", _MAX_MESSAGE_BYTES),
+            # A restarting switch answers within a second or so: dial again
+            # every 0.1 s rising to 1 s, not gRPC's 1 s rising to 2 min.
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
         ]
         if self.tls is not None:
             if self.tls.server_name_override:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import grpc
-from p4.v1 import p4runtime_pb2
+from p4protos import p4runtime_pb2
 
 from controller import wire
 

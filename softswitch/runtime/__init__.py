@@ -26,7 +26,7 @@ import logging
 
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
-from p4.v1 import p4runtime_pb2 as p4v1
+from p4protos import p4runtime_pb2 as p4v1
 
 from ..errors import LoadError
 from ..p4info import P4InfoIndex, build_index

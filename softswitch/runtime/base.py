@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from google.rpc import code_pb2, status_pb2
-from p4.v1 import p4runtime_pb2 as p4v1
+from p4protos import p4runtime_pb2 as p4v1
 
 from ..p4info import P4InfoIndex
 from ..switch import SimpleSwitch

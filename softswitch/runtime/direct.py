@@ -5,7 +5,7 @@ Both are addressed by a table entry, so this sits above :mod:`.table_entries`.
 
 from __future__ import annotations
 
-from p4.v1 import p4runtime_pb2 as p4v1
+from p4protos import p4runtime_pb2 as p4v1
 
 from ..p4info import TableInfo
 from ..tables import Entry

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from p4.v1 import p4runtime_pb2 as p4v1
+from p4protos import p4runtime_pb2 as p4v1
 
 from ..externs import MeterArray
 from .base import U32, U64, C, _cells, _err

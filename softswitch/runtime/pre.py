@@ -6,7 +6,7 @@ group above :data:`~softswitch.runtime.base.FIRST_RESERVED_GROUP`.
 
 from __future__ import annotations
 
-from p4.v1 import p4runtime_pb2 as p4v1
+from p4protos import p4runtime_pb2 as p4v1
 
 from ..switch import PreError
 from .base import FIRST_RESERVED_GROUP, MAX_CLONE_SESSION, U32, C, DeviceBase, P4RTError, _err

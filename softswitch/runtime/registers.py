@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from p4.v1 import p4runtime_pb2 as p4v1
+from p4protos import p4runtime_pb2 as p4v1
 
 from .base import INVALID_ID, C, DeviceBase, _err, bytes_to_int, int_to_bytes
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2 as p4v1
+from p4protos import p4info_pb2
+from p4protos import p4runtime_pb2 as p4v1
 
 from ..p4info import TableInfo
 from ..tables import EXACT, LPM, OPTIONAL, RANGE, TERNARY, Entry, TableError
