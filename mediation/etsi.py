@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import ipaddress
+import logging
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ def _spec() -> Any:
     """Compile the ASN.1 text into pycrate runtime classes, once per process."""
     from pycrate_asn1c.asnproc import GLOBAL, PycrateGenerator, compile_text, generate_modules
 
+    logging.getLogger("pycrate").setLevel(logging.WARNING)   # its compile report is not the MD's news
     GLOBAL.clear()
     compile_text([(ASN1_DIR / name).read_text() for name in ASN1_FILES])
     with tempfile.TemporaryDirectory() as tmp:
