@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     where = endpoint(args.listen, "--listen")
     collector = Collector(where.host, where.port, args.out)
-    print(f"listening on {args.listen}", flush=True)
+    print(f"listening on port {collector.server.getsockname()[1]}", flush=True)
     collector.serve_forever()
     return 0
 

@@ -145,7 +145,9 @@ class Spool:
     # -- the writer's side -----------------------------------------------------------------------
 
     def pending_bytes(self) -> int:
-        return self.end - self.acked
+        """Octets not yet acknowledged (read under the lock: an acknowledgement settles the alarm with it)."""
+        with self._lock:
+            return self.end - self.acked
 
     def pending_records(self) -> int:
         return sum(1 for start in self.segments for _ in self._records(start, self.acked))
@@ -160,8 +162,6 @@ class Spool:
             if self.pending_bytes() + size > self.max_bytes and not self._make_room(size):
                 self.counts.dropped += 1
                 return False
-            if self._overflowing and self.pending_bytes() + size <= self.max_bytes * CLEAR_AT:
-                self._overflowing = False
             if self._file is None or self.end - self.segments[-1] >= self.segment_bytes:
                 self._roll()
             self._file.write(HEADER.pack(len(record), key, seq) + record)
@@ -202,6 +202,9 @@ class Spool:
 
     def _check_alarm(self) -> None:
         used = self.pending_bytes() / self.max_bytes
+        if self._overflowing and used < CLEAR_AT:
+            self._overflowing = False
+            self._audit("overflow-ended", dropped=self.counts.dropped)
         if not self.alarm and (used >= ALARM_AT or self._overflowing):
             self.alarm = True
             self._audit("alarm-raised", pending_octets=self.pending_bytes(), max_bytes=self.max_bytes)
