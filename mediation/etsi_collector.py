@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -26,7 +27,8 @@ RESPONDER = etsi.Identity(etsi.KEEPALIVE_LIID, "agency", "collector")
 
 
 class Collector:
-    def __init__(self, host: str, port: int, out: str) -> None:
+    def __init__(self, host: str, port: int, out: str, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.server = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
                                            reuse_port=False)
         self.out = open(out, "ab")
@@ -36,6 +38,13 @@ class Collector:
     def serve_forever(self) -> None:
         while True:
             conn, _ = self.server.accept()
+            if self.tls is not None:
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except (OSError, ssl.SSLError) as error:
+                    print(f"TLS handshake refused: {error}", file=sys.stderr, flush=True)
+                    conn.close()
+                    continue
             threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
 
     def _connection(self, conn: socket.socket) -> None:
@@ -65,9 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", required=True, help="HOST:PORT")
     parser.add_argument("--out", required=True, help="file the PS-PDUs are appended to")
+    parser.add_argument("--tls-cert", help="serve TLS with this certificate (PEM) ...")
+    parser.add_argument("--tls-key", help="... and its key")
+    parser.add_argument("--tls-client-ca", help="and require an MD certificate signed by this CA")
     args = parser.parse_args(argv)
     where = endpoint(args.listen, "--listen")
-    collector = Collector(where.host, where.port, args.out)
+    tls = None
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_client_ca:
+            tls.load_verify_locations(args.tls_client_ca)
+            tls.verify_mode = ssl.CERT_REQUIRED
+    collector = Collector(where.host, where.port, args.out, tls)
     print(f"listening on port {collector.server.getsockname()[1]}", flush=True)
     collector.serve_forever()
     return 0

@@ -146,14 +146,25 @@ class EtsiConnection(threading.Thread):
                 seq, covered, since, last = (seq + 1) & 0xFFFFFFFF, position, 0, now
             readable, _, _ = select.select([sock], [], [], 0 if records else 0.05)
             if readable or (self.tls is not None and sock.pending()):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("the collector closed the connection")
-                inbox += chunk
+                inbox += self._receive(sock)
                 for pdu in etsi.split(inbox):
                     self._answer(etsi.decode(pdu), pending)
             if pending and now - pending[0][2] > self.keepalive_wait:
                 raise TimeoutError(f"no keep-alive response in {self.keepalive_wait:g} s")
+
+    def _receive(self, sock: socket.socket) -> bytes:
+        """What the collector sent, without waiting: over TLS a readable socket may hold only a
+        handshake message (a TLS 1.3 session ticket), which is no data and must not block the sender."""
+        sock.setblocking(False)
+        try:
+            chunk = sock.recv(65536)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return b""
+        finally:
+            sock.settimeout(self.keepalive_wait)
+        if not chunk:
+            raise ConnectionError("the collector closed the connection")
+        return chunk
 
     def _answer(self, pdu: dict, pending: deque) -> None:
         if pdu["payload"] != ("tRIPayload", ("keep-aliveResponse", 0)):

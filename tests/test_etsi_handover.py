@@ -354,3 +354,86 @@ def test_pcli_content_in_etsi_out_with_the_direction_from_the_subject(tmp_path):
     assert [p["pSHeader"]["sequenceNumber"] for p in pdus] == [0, 1, 2]
     # the PDU's time is the kernel's arrival time the receiver stamped, not the encoding's
     assert all(p["pSHeader"]["timeStampQualifier"] == "timeOfInterception" for p in pdus)
+
+
+def _certificate(directory: Path, name: str, issuer=None) -> tuple[Path, Path, object, object]:
+    """A certificate for 127.0.0.1 (self-signed, or signed by `issuer` = (cert, key))."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    issuer_cert, issuer_key = issuer if issuer else (None, key)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject)
+            .issuer_name(issuer_cert.subject if issuer_cert else subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), True)
+            .sign(issuer_key, hashes.SHA256()))
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path, cert, key
+
+
+def test_tls_handover_checks_the_collector_and_shows_it_ours(tmp_path):
+    from mediation.etsi_delivery import TlsSettings
+
+    ca_pem, _, ca_cert, ca_key = _certificate(tmp_path, "agency-ca")
+    server_pem, server_key, _, _ = _certificate(tmp_path, "collector", (ca_cert, ca_key))
+    md_pem, md_key, _, _ = _certificate(tmp_path, "md", (ca_cert, ca_key))
+    out = tmp_path / "rx.etsi"
+    proc = subprocess.Popen([sys.executable, "-m", "mediation.etsi_collector", "--listen", "127.0.0.1:0", "--out",
+                             str(out), "--tls-cert", str(server_pem), "--tls-key", str(server_key),
+                             "--tls-client-ca", str(ca_pem)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    port = int(proc.stdout.readline().split()[-1])
+    good = EtsiDelivery(agency(tmp_path, port, tls=TlsSettings(ca=ca_pem, cert=md_pem, key=md_key)))
+    # An MD that trusts some other CA must not hand anything over to this collector.
+    (tmp_path / "other").mkdir()
+    other_ca, _, _, _ = _certificate(tmp_path / "other", "other-ca")
+    wrong = EtsiDelivery(agency(tmp_path, port, spool_dir=tmp_path / "wrong", tls=TlsSettings(ca=other_ca)))
+    try:
+        for i in range(100):
+            good.deliver(time.time(), CCCID, packet(i))
+            wrong.deliver(time.time(), CCCID, packet(i))
+        wait_for(lambda: drained(good), "the TLS handover to drain")
+        wait_for(lambda: wrong.status()["hi3"]["last_error"] is not None, "the wrong CA to be refused")
+        assert "certificate verify failed" in wrong.status()["hi3"]["last_error"]
+        assert wrong.spools["hi3"].pending_records() == 100 and wrong.status()["hi3"]["connects"] == 0
+        assert "TCP+TLS" in good.describe()
+    finally:
+        good.close()
+        wrong.close()
+        proc.kill()
+        proc.wait()
+    assert_complete_and_in_order(received(out), 100)
+
+
+def test_iri_goes_over_its_own_hi2_connection_with_its_own_sequence_numbers(tmp_path):
+    hi3, hi2 = CollectorProcess(tmp_path / "hi3.etsi"), CollectorProcess(tmp_path / "hi2.etsi")
+    delivery = EtsiDelivery(agency(tmp_path, hi3.port, hi2=("127.0.0.1", hi2.port)))
+    try:
+        start = etsi.SessionIri("start", "alice", "192.0.2.10", time.time())
+        call = etsi.CallIri("begin", "192.0.2.10", "198.51.100.20", b"INVITE sip:bob SIP/2.0\r\n\r\n", time.time())
+        assert delivery.deliver_iri(CCCID, start) and delivery.deliver_iri(CCCID, call, cin=77)
+        assert not delivery.deliver_iri(999, start), "no warrant for that CCCID"
+        delivery.deliver(time.time(), CCCID, packet(0))
+        wait_for(lambda: all(s.pending_bytes() == 0 and s.counts.acknowledged for s in delivery.spools.values()),
+                 "both connections acknowledged")
+    finally:
+        delivery.close()
+        hi3.kill()
+        hi2.kill()
+    iri = [etsi.decode(p) for p in etsi.split(bytearray(hi2.out.read_bytes()))]
+    assert [(p["pSHeader"]["communicationIdentifier"]["communicationIdentityNumber"],
+             p["pSHeader"]["sequenceNumber"], p["payload"][1][0]["iRIContents"][0]) for p in iri] == \
+        [(CCCID, 0, "iPIRI"), (77, 0, "iPMMIRI")]
+    assert [row[1] for row in received(hi3.out)[0]] == [0], "content's sequence numbers are its own"
