@@ -437,3 +437,83 @@ def test_iri_goes_over_its_own_hi2_connection_with_its_own_sequence_numbers(tmp_
              p["pSHeader"]["sequenceNumber"], p["payload"][1][0]["iRIContents"][0]) for p in iri] == \
         [(CCCID, 0, "iPIRI"), (77, 0, "iPMMIRI")]
     assert [row[1] for row in received(hi3.out)[0]] == [0], "content's sequence numbers are its own"
+
+
+def test_md_listen_killed_during_an_outage_and_restarted_hands_everything_over(tmp_path):
+    """The whole MD (`p4tap md listen`): content arrives as pcli while the agency is down, the MD is
+    SIGKILLed, restarted, the agency comes back: every packet reaches it, in order; `md status` says so."""
+    import socket
+
+    from mediation.pcli import encode
+    from tests.snmp_support import free_udp_port
+
+    down = CollectorProcess(tmp_path / "rx0.etsi")
+    down.kill()
+    listen = free_udp_port()
+    config = tmp_path / "md.toml"
+    config.write_text(textwrap.dedent(f"""
+        [content]
+        listen = ["127.0.0.1:{listen}"]
+        out_dir = "captures"
+
+        [[agency]]
+        name = "lea-b"
+        cccids = [{CCCID}]
+        hi3 = "127.0.0.1:{down.port}"
+        liid = {{ {CCCID} = "LEA-A-17" }}
+        operator_id = "p4tap"
+        network_element_id = "iap1"
+        keepalive_wait = 5.0
+    """))
+    cli = [sys.executable, "-m", "p4tap_cli", "md"]
+
+    def listen_md() -> subprocess.Popen:
+        proc = subprocess.Popen([*cli, "listen", "--config", str(config)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: "content on" in proc.stderr.readline() or proc.poll() is not None, "md listen to start")
+        assert proc.poll() is None
+        return proc
+
+    def send(indices: range) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in indices:
+                s.sendto(encode(CCCID, packet(i)), ("127.0.0.1", listen))
+                time.sleep(0.001)   # the receiver's socket buffer is not what is under test
+
+    spool = tmp_path / "captures" / "spool" / "lea-b" / "hi3"
+    first = listen_md()
+    try:
+        send(range(0, 300))
+        wait_for(lambda: spooled(spool) == 300, "300 PDUs spooled")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    second = listen_md()
+    try:
+        send(range(300, 400))
+        collector = CollectorProcess(tmp_path / "rx.etsi", down.port)
+        try:
+            wait_for(lambda: len(received(collector.out)[0]) >= 400, "400 PDUs at the agency")
+            status = subprocess.run([*cli, "status", "--config", str(config)], capture_output=True, text=True,
+                                    timeout=60, cwd=ROOT)
+        finally:
+            collector.kill()
+    finally:
+        second.terminate()
+        second.wait(30)
+    assert_complete_and_in_order(received(collector.out), 400)
+    assert "hi3: connected; " in status.stdout or "hi3: NOT connected" in status.stdout, status.stdout + status.stderr
+
+
+def spooled(directory: Path) -> int:
+    """Records in a spool's segment files (read from their headers, as the MD's recovery does)."""
+    from mediation.spool import HEADER
+
+    count = 0
+    for path in directory.glob("*.seg"):
+        data, offset = path.read_bytes(), 0
+        while offset + HEADER.size <= len(data):
+            length = HEADER.unpack_from(data, offset)[0]
+            if offset + HEADER.size + length > len(data):
+                break
+            count, offset = count + 1, offset + HEADER.size + length
+    return count
