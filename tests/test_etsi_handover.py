@@ -267,58 +267,6 @@ def test_tracepktdump_reads_what_the_collector_received(tmp_path):
     assert out.count("IP: Source 192.0.2.10 Destination 198.51.100.20") == 50
 
 
-AUTH_KEY = "an-auth-key-of-some-length"
-
-
-def etsi_table(**overrides) -> dict:
-    table = {"name": "lea-a", "cccids": [4242, 4243], "hi3": "127.0.0.1:9003", "hi2": "[::1]:9002",
-             "liid": {"4242": "LEA-A-17", "4243": "LEA-A-18"}, "operator_id": "p4tap", "network_element_id": "iap1"}
-    table.update(overrides)
-    return table
-
-
-def test_config_builds_the_etsi_agency_with_the_subject_from_its_intercept(tmp_path):
-    from mediation.config import parse
-
-    raw = {"iap": {"address": "127.0.0.1:161", "user": "u", "auth_key": AUTH_KEY},
-           "intercept": [{"content_id": 4242, "md": "203.0.113.10:7000", "subject": "192.0.2.10"}],
-           "agency": [etsi_table(country="NZ", overflow="drop-oldest", spool_max_bytes=1 << 20, keepalive=60)]}
-    [spec] = parse(raw, tmp_path).agencies
-    agency = spec.etsi
-    assert agency.hi3 == ("127.0.0.1", 9003) and agency.hi2 == ("::1", 9002)
-    assert agency.liids == {4242: "LEA-A-17", 4243: "LEA-A-18"}
-    assert agency.spool_dir == tmp_path / "captures" / "spool" / "lea-a"
-    assert (agency.overflow, agency.spool_max_bytes, agency.keepalive, agency.country) == \
-        ("drop-oldest", 1 << 20, 60.0, "NZ")
-    assert [str(n) for n in agency.targets[4242]] == ["192.0.2.10/32"] and 4243 not in agency.targets
-
-
-@pytest.mark.parametrize("change,message", [
-    ({"liid": {"4242": "LEA-A-17"}}, "no liid for CCCID 4243"),
-    ({"liid": {"4242": "LEA-A-17", "4243": "x", "9": "y"}}, "liid keys must be the agency's CCCIDs"),
-    ({"liid": {"4242": "L" * 26, "4243": "x"}}, "allows 1..25 octets"),
-    ({"network_element_id": "a-name-longer-than-16"}, "network_element_id"),
-    ({"overflow": "drop-all"}, "overflow must be one of drop-newest, drop-oldest"),
-    ({"keepalive": 0}, "`keepalive` must be positive"),
-    ({"hi3": "nowhere"}, "hi3"),
-    ({"tcp": "127.0.0.1:1"}, "exactly one of"),
-    ({"tls": {"ca": "missing.pem"}}, "is not a file"),
-])
-def test_etsi_config_mistakes_name_the_agency_and_key(tmp_path, change, message):
-    from mediation.config import ConfigError, parse
-
-    with pytest.raises(ConfigError, match=message) as error:
-        parse({"agency": [etsi_table(**change)]}, tmp_path)
-    assert "lea-a" in str(error.value) and "\n" not in str(error.value)
-
-
-def test_an_etsi_key_on_another_kind_of_agency_is_refused(tmp_path):
-    from mediation.config import ConfigError, parse
-
-    with pytest.raises(ConfigError, match="`liid` belongs to an ETSI handover"):
-        parse({"agency": [{"name": "a", "cccids": [1], "udp": "127.0.0.1:1", "liid": {"1": "x"}}]}, tmp_path)
-
-
 def test_pcli_content_in_etsi_out_with_the_direction_from_the_subject(tmp_path):
     """interface f -> receiver -> handover -> ETSI HI3: each agency only its CCCIDs."""
     import ipaddress
@@ -354,67 +302,6 @@ def test_pcli_content_in_etsi_out_with_the_direction_from_the_subject(tmp_path):
     assert [p["pSHeader"]["sequenceNumber"] for p in pdus] == [0, 1, 2]
     # the PDU's time is the kernel's arrival time the receiver stamped, not the encoding's
     assert all(p["pSHeader"]["timeStampQualifier"] == "timeOfInterception" for p in pdus)
-
-
-def _certificate(directory: Path, name: str, issuer=None) -> tuple[Path, Path, object, object]:
-    """A certificate for 127.0.0.1 (self-signed, or signed by `issuer` = (cert, key))."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    issuer_cert, issuer_key = issuer if issuer else (None, key)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject)
-            .issuer_name(issuer_cert.subject if issuer_cert else subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), True)
-            .sign(issuer_key, hashes.SHA256()))
-    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path, cert, key
-
-
-def test_tls_handover_checks_the_collector_and_shows_it_ours(tmp_path):
-    from mediation.etsi_delivery import TlsSettings
-
-    ca_pem, _, ca_cert, ca_key = _certificate(tmp_path, "agency-ca")
-    server_pem, server_key, _, _ = _certificate(tmp_path, "collector", (ca_cert, ca_key))
-    md_pem, md_key, _, _ = _certificate(tmp_path, "md", (ca_cert, ca_key))
-    out = tmp_path / "rx.etsi"
-    proc = subprocess.Popen([sys.executable, "-m", "mediation.etsi_collector", "--listen", "127.0.0.1:0", "--out",
-                             str(out), "--tls-cert", str(server_pem), "--tls-key", str(server_key),
-                             "--tls-client-ca", str(ca_pem)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    port = int(proc.stdout.readline().split()[-1])
-    good = EtsiDelivery(agency(tmp_path, port, tls=TlsSettings(ca=ca_pem, cert=md_pem, key=md_key)))
-    # An MD that trusts some other CA must not hand anything over to this collector.
-    (tmp_path / "other").mkdir()
-    other_ca, _, _, _ = _certificate(tmp_path / "other", "other-ca")
-    wrong = EtsiDelivery(agency(tmp_path, port, spool_dir=tmp_path / "wrong", tls=TlsSettings(ca=other_ca)))
-    try:
-        for i in range(100):
-            good.deliver(time.time(), CCCID, packet(i))
-            wrong.deliver(time.time(), CCCID, packet(i))
-        wait_for(lambda: drained(good), "the TLS handover to drain")
-        wait_for(lambda: wrong.status()["hi3"]["last_error"] is not None, "the wrong CA to be refused")
-        assert "certificate verify failed" in wrong.status()["hi3"]["last_error"]
-        assert wrong.spools["hi3"].pending_records() == 100 and wrong.status()["hi3"]["connects"] == 0
-        assert "TCP+TLS" in good.describe()
-    finally:
-        good.close()
-        wrong.close()
-        proc.kill()
-        proc.wait()
-    assert_complete_and_in_order(received(out), 100)
 
 
 def test_iri_goes_over_its_own_hi2_connection_with_its_own_sequence_numbers(tmp_path):
