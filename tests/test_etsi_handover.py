@@ -403,3 +403,35 @@ def spooled(directory: Path) -> int:
                 break
             count, offset = count + 1, offset + HEADER.size + length
     return count
+
+
+def test_a_collector_that_never_answers_keepalives_frees_nothing_and_is_reconnected_to(tmp_path):
+    """TCP taking the octets is not the agency having them: only a keep-alive response frees the spool."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    taken = []
+
+    def swallow() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=lambda c=conn: taken.append(len(b"".join(iter(lambda: c.recv(65536), b"")))),
+                             daemon=True).start()
+
+    threading.Thread(target=swallow, daemon=True).start()
+    delivery = EtsiDelivery(agency(tmp_path, server.getsockname()[1], keepalive_wait=0.5))
+    try:
+        for i in range(50):
+            delivery.deliver(time.time(), CCCID, packet(i))
+        wait_for(lambda: delivery.status()["hi3"]["connects"] >= 3, "the MD to give up on the silent collector twice")
+        status = delivery.status()["hi3"]
+        assert status["acknowledged"] == 0 and delivery.spools["hi3"].pending_records() == 50
+        assert status["sent"] >= 100, "everything was sent again on each new connection"
+        assert "no keep-alive response" in status["last_error"]
+    finally:
+        delivery.close()
+        server.close()
