@@ -202,6 +202,7 @@ class EtsiDelivery:
                                            agency.interception_point_id, agency.country)
         for identity in (*self.identities.values(), keepalive_identity):
             identity.check()
+        etsi.load()
         self.spools: dict[str, Spool] = {}
         self.connections: dict[str, EtsiConnection] = {}
         for interface, address in (("hi3", agency.hi3), ("hi2", agency.hi2)):
