@@ -36,10 +36,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from controller.private_files import open_private
+
 log = logging.getLogger("p4tap.md")
 HEADER = struct.Struct("!III")
 POLICIES = ("drop-newest", "drop-oldest")
 ALARM_AT, CLEAR_AT = 0.8, 0.5
+
+
+def _private(path: Path, flags: int) -> int:
+    """Owner-only files (they hold intercepted content and LIIDs); a file others can read is refused."""
+    return open_private(path, flags, OSError, "spool file ")
 
 
 @dataclass
@@ -85,7 +92,7 @@ class Spool:
 
     def _write_cursor(self) -> None:
         tmp = self.directory / "cursor.json.tmp"
-        with open(tmp, "w") as f:
+        with os.fdopen(_private(tmp, os.O_WRONLY | os.O_TRUNC), "w") as f:
             json.dump({"acked": self.acked, "next_seq": {str(k): v for k, v in self.next_seq.items()}}, f)
             f.flush()
             os.fsync(f.fileno())
@@ -137,7 +144,7 @@ class Spool:
 
     def _audit(self, event: str, **details) -> None:
         line = json.dumps({"time": time.time(), "spool": self.name, "event": event, **details})
-        with open(self.directory / "audit.jsonl", "a") as f:
+        with os.fdopen(_private(self.directory / "audit.jsonl", os.O_WRONLY | os.O_APPEND), "a") as f:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -178,7 +185,7 @@ class Spool:
         if not self.segments or self._segment_end(self.segments[-1]) != self.end \
                 or self.end - self.segments[-1] >= self.segment_bytes:
             self.segments.append(self.end)
-        self._file = open(self._path(self.segments[-1]), "ab")
+        self._file = os.fdopen(_private(self._path(self.segments[-1]), os.O_WRONLY | os.O_APPEND), "ab")
 
     def _make_room(self, size: int) -> bool:
         if not self._overflowing:

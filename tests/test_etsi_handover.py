@@ -435,3 +435,17 @@ def test_a_collector_that_never_answers_keepalives_frees_nothing_and_is_reconnec
     finally:
         delivery.close()
         server.close()
+
+
+def test_spool_files_are_the_owners_alone(tmp_path):
+    collector = CollectorProcess(tmp_path / "rx0.etsi")
+    collector.kill()
+    delivery = EtsiDelivery(agency(tmp_path, collector.port, spool_max_bytes=4096))
+    try:
+        for i in range(100):
+            delivery.deliver(time.time(), CCCID, packet(i))
+    finally:
+        delivery.close()
+    files = list((tmp_path / "spool" / "hi3").iterdir())
+    assert {p.suffix for p in files} >= {".seg", ".json", ".jsonl"}
+    assert all(p.stat().st_mode & 0o077 == 0 for p in files), [(p.name, oct(p.stat().st_mode)) for p in files]
