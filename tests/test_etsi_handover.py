@@ -309,8 +309,12 @@ def test_iri_goes_over_its_own_hi2_connection_with_its_own_sequence_numbers(tmp_
     try:
         start = etsi.SessionIri("start", "alice", "192.0.2.10", time.time())
         call = etsi.CallIri("begin", "192.0.2.10", "198.51.100.20", b"INVITE sip:bob SIP/2.0\r\n\r\n", time.time())
-        assert delivery.deliver_iri(CCCID, start) and delivery.deliver_iri(CCCID, call, cin=77)
-        assert not delivery.deliver_iri(999, start), "no warrant for that CCCID"
+        from mediation.handover import Agency, FileDelivery, Handover
+        handover = Handover([Agency("lea-a", frozenset({CCCID}), delivery),
+                             Agency("lab", frozenset({CCCID}), FileDelivery(tmp_path / "lab"))])
+        assert handover.dispatch_iri(CCCID, start) == 1, "only the agency with an HI2 takes IRI"
+        assert delivery.deliver_iri(CCCID, call, cin=77)
+        assert not delivery.deliver_iri(999, start) and handover.dispatch_iri(999, start) == 0
         delivery.deliver(time.time(), CCCID, packet(0))
         wait_for(lambda: all(s.pending_bytes() == 0 and s.counts.acknowledged for s in delivery.spools.values()),
                  "both connections acknowledged")
