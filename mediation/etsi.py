@@ -156,11 +156,11 @@ def encode_keepalive(identity: Identity, seq: int, stamp: float, response: bool 
 
 @dataclass(frozen=True)
 class SessionIri:
-    """An access session's start or stop (IPIRI, TS 102 232-3): who, which address, when."""
+    """An access session's event (IPIRI, TS 102 232-3): who, which address, when."""
 
-    event: Literal["start", "stop"]
+    event: Literal["start", "update", "stop", "accept"]
     username: str
-    address: str
+    address: str | None
     stamp: float
     octets_received: int | None = None
     octets_transmitted: int | None = None
@@ -183,23 +183,46 @@ def _address(text: str) -> dict:
             "iP-value": ("iPBinaryAddress", address.packed), "iP-assignment": "notKnown"}
 
 
+SESSION_EVENTS = {"start": ("sessionStart", "iRI-Begin", "startTime"),
+                  "update": ("interimUpdate", "iRI-Continue", None),
+                  "stop": ("sessionEnd", "iRI-End", "endTime"),
+                  "accept": ("accessAccept", "iRI-Report", None)}
+
+
 def _iri_contents(iri: SessionIri | CallIri) -> tuple[str, tuple]:
     if isinstance(iri, SessionIri):
-        contents: dict = {"accessEventType": "sessionStart" if iri.event == "start" else "sessionEnd",
-                          "targetUsername": iri.username.encode(), "internetAccessType": "undefined",
-                          "iPVersion": "iPV4" if ipaddress.ip_address(iri.address).version == 4 else "iPV6",
-                          "targetIPAddress": _address(iri.address)}
-        contents["startTime" if iri.event == "start" else "endTime"] = _generalized(iri.stamp)
+        access, kind, when = SESSION_EVENTS[iri.event]
+        contents: dict = {"accessEventType": access, "targetUsername": iri.username.encode(),
+                          "internetAccessType": "undefined"}
+        if iri.address is not None:
+            contents["iPVersion"] = "iPV4" if ipaddress.ip_address(iri.address).version == 4 else "iPV6"
+            contents["targetIPAddress"] = _address(iri.address)
+        if when is not None:
+            contents[when] = _generalized(iri.stamp)
         if iri.octets_received is not None:
             contents["octetsReceived"] = iri.octets_received
         if iri.octets_transmitted is not None:
             contents["octetsTransmitted"] = iri.octets_transmitted
-        kind = "iRI-Begin" if iri.event == "start" else "iRI-End"
         return kind, ("iPIRI", {"iPIRIObjId": IPIRI_OBJ_ID, "iPIRIContents": contents})
     message = {"iPSourceAddress": _address(iri.source), "iPDestinationAddress": _address(iri.destination),
                "sIPContent": iri.sip}
     kind = {"begin": "iRI-Begin", "answer": "iRI-Continue", "end": "iRI-End"}[iri.event]
     return kind, ("iPMMIRI", {"iPMMIRIObjId": IPMMIRI_OBJ_ID, "iPMMIRIContents": ("sIPMessage", message)})
+
+
+def iri_from_record(record: Any) -> SessionIri | None:
+    """The MD's IRI record (mediation/iri.py's IriRecord, issue 15: kind, stamp, identity, addresses)
+    as an IPIRI event; None for what IPIRI cannot say (calls: IPMMIRI carries the SIP message itself,
+    which the record does not keep)."""
+    event = {"session-start": "start", "session-update": "update", "session-stop": "stop",
+             "access-accept": "accept"}.get(record.kind)
+    if event is None:
+        return None
+    identity = record.identity or {}
+    username = identity.get("radius_username") or identity.get("calling_station_id") or "unknown"
+    hosts = [ipaddress.ip_interface(a).ip for a in record.addresses]
+    address = next((str(h) for h in hosts if h.version == 4), str(hosts[0]) if hosts else None)
+    return SessionIri(event, username, address, record.stamp)
 
 
 def encode_iri(identity: Identity, cin: int, seq: int, iri: SessionIri | CallIri) -> bytes:

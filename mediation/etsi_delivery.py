@@ -26,6 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mediation import etsi
 from mediation.snmp_client import ip_fields
@@ -225,13 +226,21 @@ class EtsiDelivery:
         way = direction(packet, self.agency.targets.get(cccid, ()))
         return self.spools["hi3"].append(cccid, lambda seq: etsi.encode_cc(identity, cccid, seq, stamp, packet, way))
 
-    def deliver_iri(self, cccid: int, iri: etsi.SessionIri | etsi.CallIri, cin: int | None = None) -> bool:
-        """Spool one IRI record for HI2 (CIN: the session's, else the CCCID's)."""
+    def deliver_iri(self, record: Any) -> bool:
+        """Spool one IRI record (mediation/iri.py's IriRecord) for HI2, CIN its CCCID as its content's;
+        False where the agency has no HI2 or the record no ETSI form yet (mediation/etsi.py)."""
+        identity = self.identities.get(record.cccid)
+        iri = etsi.iri_from_record(record)
+        if identity is None or "hi2" not in self.spools or iri is None:
+            return False
+        return self.send_iri(record.cccid, iri)
+
+    def send_iri(self, cccid: int, iri: etsi.SessionIri | etsi.CallIri) -> bool:
+        """Spool one ETSI IRI event for HI2 (CIN: the CCCID)."""
         identity = self.identities.get(cccid)
         if identity is None or "hi2" not in self.spools:
             return False
-        cin = cccid if cin is None else cin
-        return self.spools["hi2"].append(cin, lambda seq: etsi.encode_iri(identity, cin, seq, iri))
+        return self.spools["hi2"].append(cccid, lambda seq: etsi.encode_iri(identity, cccid, seq, iri))
 
     def flush(self) -> None:
         pass

@@ -214,16 +214,6 @@ class Handover:
             else:
                 counts.failed += 1
 
-    def dispatch_iri(self, cccid: int, iri, cin: int | None = None) -> int:
-        """Hand one IRI record (mediation/etsi.py's SessionIri or CallIri) to every agency authorised
-        for `cccid` that takes IRI (an ETSI handover with `hi2`); returns how many took it."""
-        taken = 0
-        for agency in self.by_cccid.get(cccid, []):
-            deliver_iri = getattr(agency.delivery, "deliver_iri", None)
-            if deliver_iri is not None and deliver_iri(cccid, iri, cin):
-                taken += 1
-        return taken
-
     def flush(self) -> None:
         for agency in self.agencies:
             agency.delivery.flush()

@@ -57,6 +57,17 @@ def test_keepalive_and_its_response_round_trip() -> None:
         assert pdu["pSHeader"]["lawfulInterceptionIdentifier"] == etsi.KEEPALIVE_LIID.encode()
 
 
+@pytest.mark.parametrize("event,access,kind", [("start", "sessionStart", "iRI-Begin"),
+                                               ("update", "interimUpdate", "iRI-Continue"),
+                                               ("accept", "accessAccept", "iRI-Report")])
+def test_every_session_event_has_its_access_event_and_iri_type(event, access, kind) -> None:
+    pdu = etsi.decode(etsi.encode_iri(IDENTITY, 9, 0, etsi.SessionIri(event, "alice", None, time.time())))
+    _, [payload] = pdu["payload"]
+    assert payload["iRIType"] == kind
+    contents = payload["iRIContents"][1]["iPIRIContents"]
+    assert contents["accessEventType"] == access and "targetIPAddress" not in contents
+
+
 def test_session_iri_round_trip() -> None:
     iri = etsi.SessionIri("stop", "alice@isp", "2001:db8::10", 1796564035.5, octets_received=10, octets_transmitted=2**40)
     pdu = etsi.decode(etsi.encode_iri(IDENTITY, cin=9, seq=1, iri=iri))

@@ -7,6 +7,7 @@ for completeness, order and sequence numbers."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 import signal
 import subprocess
 import sys
@@ -303,18 +304,27 @@ def test_pcli_content_in_etsi_out_with_the_direction_from_the_subject(tmp_path):
     assert all(p["pSHeader"]["timeStampQualifier"] == "timeOfInterception" for p in pdus)
 
 
+@dataclass(frozen=True)
+class Record:
+    """The fields of mediation/iri.py's IriRecord (issue 15) that the ETSI handover reads."""
+
+    cccid: int
+    stamp: float
+    kind: str
+    identity: dict = field(default_factory=dict)
+    addresses: tuple = ()
+
+
 def test_iri_goes_over_its_own_hi2_connection_with_its_own_sequence_numbers(tmp_path):
     hi3, hi2 = CollectorProcess(tmp_path / "hi3.etsi"), CollectorProcess(tmp_path / "hi2.etsi")
     delivery = EtsiDelivery(agency(tmp_path, hi3.port, hi2=("127.0.0.1", hi2.port)))
     try:
-        start = etsi.SessionIri("start", "alice", "192.0.2.10", time.time())
+        start = Record(CCCID, time.time(), "session-start", {"radius_username": "alice"},
+                       ("2001:db8:1::/64", "192.0.2.10/32"))
         call = etsi.CallIri("begin", "192.0.2.10", "198.51.100.20", b"INVITE sip:bob SIP/2.0\r\n\r\n", time.time())
-        from mediation.handover import Agency, FileDelivery, Handover
-        handover = Handover([Agency("lea-a", frozenset({CCCID}), delivery),
-                             Agency("lab", frozenset({CCCID}), FileDelivery(tmp_path / "lab"))])
-        assert handover.dispatch_iri(CCCID, start) == 1, "only the agency with an HI2 takes IRI"
-        assert delivery.deliver_iri(CCCID, call, cin=77)
-        assert not delivery.deliver_iri(999, start) and handover.dispatch_iri(999, start) == 0
+        assert delivery.deliver_iri(start) and delivery.send_iri(CCCID, call)
+        assert not delivery.deliver_iri(Record(999, time.time(), "session-start")), "no warrant for that CCCID"
+        assert not delivery.deliver_iri(Record(CCCID, time.time(), "call-begin")), "no SIP message to carry"
         delivery.deliver(time.time(), CCCID, packet(0))
         wait_for(lambda: all(s.pending_bytes() == 0 and s.counts.acknowledged for s in delivery.spools.values()),
                  "both connections acknowledged")
@@ -325,88 +335,11 @@ def test_iri_goes_over_its_own_hi2_connection_with_its_own_sequence_numbers(tmp_
     iri = [etsi.decode(p) for p in etsi.split(bytearray(hi2.out.read_bytes()))]
     assert [(p["pSHeader"]["communicationIdentifier"]["communicationIdentityNumber"],
              p["pSHeader"]["sequenceNumber"], p["payload"][1][0]["iRIContents"][0]) for p in iri] == \
-        [(CCCID, 0, "iPIRI"), (77, 0, "iPMMIRI")]
+        [(CCCID, 0, "iPIRI"), (CCCID, 1, "iPMMIRI")]
+    contents = iri[0]["payload"][1][0]["iRIContents"][1]["iPIRIContents"]
+    assert (contents["accessEventType"], contents["targetUsername"]) == ("sessionStart", b"alice")
+    assert contents["targetIPAddress"]["iP-value"] == ("iPBinaryAddress", bytes([192, 0, 2, 10]))
     assert [row[1] for row in received(hi3.out)[0]] == [0], "content's sequence numbers are its own"
-
-
-def test_md_listen_killed_during_an_outage_and_restarted_hands_everything_over(tmp_path):
-    """The whole MD (`p4tap md listen`): content arrives as pcli while the agency is down, the MD is
-    SIGKILLed, restarted, the agency comes back: every packet reaches it, in order; `md status` says so."""
-    import socket
-
-    from mediation.pcli import encode
-    from tests.snmp_support import free_udp_port
-
-    down = CollectorProcess(tmp_path / "rx0.etsi")
-    down.kill()
-    listen = free_udp_port()
-    config = tmp_path / "md.toml"
-    config.write_text(textwrap.dedent(f"""
-        [content]
-        listen = ["127.0.0.1:{listen}"]
-        out_dir = "captures"
-
-        [[agency]]
-        name = "lea-b"
-        cccids = [{CCCID}]
-        hi3 = "127.0.0.1:{down.port}"
-        liid = {{ {CCCID} = "LEA-A-17" }}
-        operator_id = "p4tap"
-        network_element_id = "iap1"
-        keepalive_wait = 5.0
-    """))
-    cli = [sys.executable, "-m", "p4tap_cli", "md"]
-
-    def listen_md() -> subprocess.Popen:
-        proc = subprocess.Popen([*cli, "listen", "--config", str(config)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: "content on" in proc.stderr.readline() or proc.poll() is not None, "md listen to start")
-        assert proc.poll() is None
-        return proc
-
-    def send(indices: range) -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            for i in indices:
-                s.sendto(encode(CCCID, packet(i)), ("127.0.0.1", listen))
-                time.sleep(0.001)   # the receiver's socket buffer is not what is under test
-
-    spool = tmp_path / "captures" / "spool" / "lea-b" / "hi3"
-    first = listen_md()
-    try:
-        send(range(0, 300))
-        wait_for(lambda: spooled(spool) == 300, "300 PDUs spooled")
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(30)
-    second = listen_md()
-    try:
-        send(range(300, 400))
-        collector = CollectorProcess(tmp_path / "rx.etsi", down.port)
-        try:
-            wait_for(lambda: len(received(collector.out)[0]) >= 400, "400 PDUs at the agency")
-            status = subprocess.run([*cli, "status", "--config", str(config)], capture_output=True, text=True,
-                                    timeout=60, cwd=ROOT)
-        finally:
-            collector.kill()
-    finally:
-        second.terminate()
-        second.wait(30)
-    assert_complete_and_in_order(received(collector.out), 400)
-    assert "hi3: connected; " in status.stdout or "hi3: NOT connected" in status.stdout, status.stdout + status.stderr
-
-
-def spooled(directory: Path) -> int:
-    """Records in a spool's segment files (read from their headers, as the MD's recovery does)."""
-    from mediation.spool import HEADER
-
-    count = 0
-    for path in directory.glob("*.seg"):
-        data, offset = path.read_bytes(), 0
-        while offset + HEADER.size <= len(data):
-            length = HEADER.unpack_from(data, offset)[0]
-            if offset + HEADER.size + length > len(data):
-                break
-            count, offset = count + 1, offset + HEADER.size + length
-    return count
 
 
 def test_a_collector_that_never_answers_keepalives_frees_nothing_and_is_reconnected_to(tmp_path):
