@@ -190,6 +190,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         counts = ", ".join(f"CCCID {c}: {n['packets']} packets" + (f" ({n['failed']} failed)" if n["failed"] else "")
                            for c, n in agency["counts"].items()) or "nothing yet"
         print(f"  agency {agency['name']} ({agency['delivery']}): {counts}")
+        for interface, e in agency.get("etsi", {}).items():
+            state = "connected" if e["connected"] else f"NOT connected ({e['last_error'] or 'not yet'})"
+            print(f"    {interface}: {state}; {e['acknowledged']} acknowledged, {e['spool_pending_octets']} octets "
+                  f"spooled, {e['dropped']} dropped{' ALARM' if e['alarm'] else ''}")
     keeper = listener.get("keeper")
     if keeper:
         reach = {True: "answering", False: "NOT answering", None: "not asked yet"}[keeper["reachable"]]

@@ -35,7 +35,8 @@ and the agencies it hands content over to.
     [[agency]]                           # HI3: who gets which CCCIDs
     name = "lea-a"
     cccids = [4242]
-    file = "lea-a"                       # a directory; or udp = "HOST:PORT", or tcp = "HOST:PORT"
+    file = "lea-a"                       # a directory; or udp = "HOST:PORT", or tcp = "HOST:PORT",
+                                         # or hi3 = "HOST:PORT" (ETSI TS 102 232: mediation/etsi_config.py)
 
     [signalling], [[radius_server]], [[identity_target]]: warrants on a person
     rather than an address, followed through the operator's signalling
@@ -49,7 +50,7 @@ an error message. Every mistake names the section and key.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,9 @@ from controller.toml_fields import ConfigError, Endpoint, read
 from controller.toml_fields import endpoint as parse_endpoint
 from controller.toml_fields import get as _get
 from controller.toml_fields import only as _only
+from mediation.etsi_config import KEYS as ETSI_KEYS
+from mediation.etsi_config import etsi_agency, targets_from
+from mediation.etsi_delivery import EtsiAgency
 from mediation.snmp_client import Filter
 from snmpv3 import protocols
 
@@ -98,6 +102,7 @@ class AgencySpec:
     file: Path | None = None
     udp: Endpoint | None = None
     tcp: Endpoint | None = None
+    etsi: EtsiAgency | None = None
 
 
 @dataclass(frozen=True)
@@ -190,18 +195,24 @@ def _intercept(raw: dict[str, Any], i: int) -> InterceptSpec:
                          lifetime, dscp)
 
 
-def _agency(raw: dict[str, Any], i: int, base: Path) -> AgencySpec:
+def _agency(raw: dict[str, Any], i: int, base: Path, out_dir: Path) -> AgencySpec:
     where = f"[[agency]] #{i + 1}"
-    _only(raw, {"name", "cccids", "file", "udp", "tcp"}, where)
+    _only(raw, {"name", "cccids", "file", "udp", "tcp"} | ETSI_KEYS, where)
     name = _get(raw, "name", str, where)
     where = f"agency {name!r}"
     cccids = _get(raw, "cccids", list, where)
     if not cccids or not all(isinstance(c, int) and 1 <= c <= MAX_CONTENT_ID for c in cccids):
         raise ConfigError(f"{where}: cccids must be a non-empty list of content IDs")
-    kinds = [k for k in ("file", "udp", "tcp") if k in raw]
+    kinds = [k for k in ("file", "udp", "tcp", "hi3") if k in raw]
     if len(kinds) != 1:
-        raise ConfigError(f"{where}: give exactly one of file, udp, tcp")
+        raise ConfigError(f"{where}: give exactly one of file, udp, tcp, hi3")
     kind = kinds[0]
+    if kind == "hi3":
+        return AgencySpec(name, frozenset(cccids), etsi=etsi_agency(raw, name, frozenset(cccids), where, base,
+                                                                    out_dir))
+    stray = sorted(ETSI_KEYS & set(raw))
+    if stray:
+        raise ConfigError(f"{where}: `{stray[0]}` belongs to an ETSI handover (hi3 = ...)")
     value = _get(raw, kind, str, where)
     if kind == "file":
         return AgencySpec(name, frozenset(cccids), file=base / value)
@@ -257,7 +268,8 @@ def parse(raw: dict[str, Any], base: Path, source: str = "config") -> MdConfig:
         raise ConfigError(f"{source}: intercept content_ids must be unique, got {ids}")
     if intercepts and iap is None:
         raise ConfigError(f"{source}: [[intercept]] needs [iap] to provision it")
-    agencies = tuple(_agency(r, i, base) for i, r in enumerate(_get(raw, "agency", list, source, [])))
+    agencies = tuple(_agency(r, i, base, out_dir) for i, r in enumerate(_get(raw, "agency", list, source, [])))
+    agencies = tuple(_with_targets(a, intercepts) for a in agencies)
     names = [a.name for a in agencies]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: agency names must be unique, got {names}")
@@ -295,6 +307,14 @@ def _signalling(raw: dict[str, Any], source: str, iap: IapSettings | None,
         raise ConfigError(f"{source}: content_ids of intercepts, radius servers and identity targets must all "
                           f"differ, got {ids}")
     return sig, servers, targets
+
+
+def _with_targets(agency: AgencySpec, intercepts: tuple[InterceptSpec, ...]) -> AgencySpec:
+    """An ETSI agency learns the subject's prefixes from the intercepts it gets (the PDU's direction)."""
+    if agency.etsi is None:
+        return agency
+    targets = {i.content_id: targets_from(i.filters) for i in intercepts if i.content_id in agency.cccids}
+    return replace(agency, etsi=replace(agency.etsi, targets={c: t for c, t in targets.items() if t}))
 
 
 def load(path: Path) -> MdConfig:

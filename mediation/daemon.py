@@ -27,6 +27,7 @@ from pathlib import Path
 
 from controller.private_files import open_private
 from mediation.config import AgencySpec, MdConfig
+from mediation.etsi_delivery import EtsiDelivery
 from mediation.handover import Agency, Delivery, FileDelivery, Handover, TcpDelivery, UdpDelivery
 from mediation.informs import InformReceiver, Notification
 from mediation.iri_function import IriFunction, SignallingHandler
@@ -37,6 +38,8 @@ log = logging.getLogger("p4tap.md")
 
 
 def delivery_for(agency: AgencySpec) -> Delivery:
+    if agency.etsi is not None:
+        return EtsiDelivery(agency.etsi)
     if agency.file is not None:
         return FileDelivery(agency.file)
     if agency.udp is not None:

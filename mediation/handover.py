@@ -8,6 +8,8 @@ Per agency one delivery:
   (mediation/capture.py: pcap, LINKTYPE_RAW);
 - `udp`: each packet forwarded as a datagram in the same `pcli` format it
   arrived in (4-octet CCCID + the IP packet);
+- `hi3` (and `hi2`): ETSI TS 102 232 PS-PDUs over TCP with keep-alives, through
+  a durable spool (mediation/etsi_delivery.py): what an agency accepts;
 - `tcp`: one connection, each packet a record: a 4-octet big-endian length,
   then the `pcli` bytes. The MD reconnects (at most once a second) when the
   agency's collector goes away; what could not be handed over meanwhile is
@@ -293,5 +295,12 @@ class Handover:
             agency.delivery.close()
 
     def summary(self) -> list[dict]:
-        return [{"name": a.name, "delivery": a.delivery.describe(), "cccids": sorted(a.cccids),
-                 "counts": {str(c): asdict(n) for c, n in sorted(a.counts.items())}} for a in self.agencies]
+        out = []
+        for a in self.agencies:
+            row = {"name": a.name, "delivery": a.delivery.describe(), "cccids": sorted(a.cccids),
+                   "counts": {str(c): asdict(n) for c, n in sorted(a.counts.items())}}
+            status = getattr(a.delivery, "status", None)
+            if status is not None:   # an ETSI handover: its connections and spools
+                row["etsi"] = status()
+            out.append(row)
+        return out
