@@ -183,7 +183,7 @@ def direction(packet: bytes, targets: tuple[Network, ...]) -> etsi.Direction:
     fields = ip_fields(packet) if targets else None
     if fields is None:
         return "indeterminate"
-    _version, src, dst, _protocol, _port = fields
+    _version, src, dst, _protocol, _dport, _sport = fields
     from_target = any(src in net for net in targets)
     to_target = any(dst in net for net in targets)
     if from_target != to_target:
