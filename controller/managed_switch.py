@@ -225,17 +225,19 @@ class ManagedSwitch:
                               f"(reading {first_table.name} fails: {error}); check the switch's log",
                               address=self.config.address, device_id=self.config.device_id) from error
 
-    def require_connection(self) -> SwitchConnection:
+    def require_connection(self, writing: bool = True) -> SwitchConnection:
+        """The connection, if up; to write, also the switch's clock (every
+        encapsulation entry's expiry is written on it)."""
         if self.conn is None or not self.conn.connected:
             raise SwitchUnavailableError(f"{self.name}: not connected to {self.config.address}",
                                          address=self.config.address, device_id=self.config.device_id)
-        if self.builder.clock is None:
+        if writing and self.builder.clock is None:
             raise SwitchUnavailableError(f"{self.name}: its clock is not known, so no expiry can be written to it",
                                          address=self.config.address, device_id=self.config.device_id)
         return self.conn
 
     def read_actual(self) -> list[WireEntity]:
-        conn = self.require_connection()
+        conn = self.require_connection(writing=False)
         entities = [p4r.Entity(table_entry=te) for te in conn.read_table_entries()
                     if not te.is_default_action and te.table_id in self.owned_tables]
         entities += [p4r.Entity(packet_replication_engine_entry=p4r.PacketReplicationEngineEntry(clone_session_entry=c))
@@ -452,7 +454,7 @@ class ManagedSwitch:
         cfg = self.config.topology.ets
         if cfg is None:
             return {}
-        conn = self.require_connection()
+        conn = self.require_connection(writing=False)
         entries = [te for f in (4, 6)
                    for te in conn.read_table_entries(self.pipeline.table_id(ets_table(f)), with_counters=True)]
         demoted = conn.read_counter(self.pipeline.counter_id(ETS_DEMOTED_COUNTER))
