@@ -33,14 +33,15 @@ from datetime import datetime, timedelta, timezone
 from p4.v1 import p4runtime_pb2 as p4r
 
 from controller import crashpoints, ets
-from controller.clock import LEASE, probe
 from controller.capacity import REPLICATION, Capacity, slot_of
+from controller.clock import LEASE, probe
 from controller.entries import (ENCAP_DROPS_COUNTER, ETS_DEMOTED_COUNTER, EntryBuilder, clone_session_limit, ets_table,
                                 rank)
 from controller.incremental import Intercept, IncrementalPlanner
 from controller.model import InterceptError, StreamKey
 from controller.pipeline import Pipeline
-from controller.plan import MAX_SESSION_ID, EncapEntry, FilterEntry, IdAllocator, InterceptPlan, PlanItem, plan_intercepts
+from controller.plan import (MAX_SESSION_ID, EncapEntry, FilterEntry, IdAllocator, InterceptPlan, PlanItem,
+                             plan_intercepts)
 from controller.reconcile import Diff, EntityKey, EntityUpdate, diff, inverse, ordered_updates
 from controller.store import Intent
 from controller.switch import NotPrimaryError, SwitchConnection, SwitchError, SwitchUnavailableError, TlsConfig, WriteError
@@ -49,12 +50,12 @@ from controller.wire import WireEntity, from_entity
 
 log = logging.getLogger("p4tap.controller")
 
+READ_BATCH = 1000  # specific entries per Read request
+APPLY_BATCH = 2000  # updates per Write request
+
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-READ_BATCH = 1000  # specific entries per Read request
-APPLY_BATCH = 2000  # updates per Write request
 
 
 @dataclass

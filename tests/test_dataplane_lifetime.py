@@ -107,7 +107,7 @@ def tapped_lab(target: str, tmp_path: Path) -> Iterator[tuple]:
                   "--subject", SUBJECT.ipv4, "--lifetime", str(LIFETIME))
             timeout = timeout_of(sock, CONTENT_ID)
             wait_for(lambda: copying(wire, ifaces), "copy of the intercepted flow")
-            yield switch, ifaces, wire, daemon, timeout
+            yield switch, ifaces, wire, daemon, timeout, config
 
 
 def kill_and_watch_past(daemon, wire: Wire, ifaces: dict[int, str], timeout: datetime) -> tuple[list, float]:
@@ -148,17 +148,22 @@ def expired_copies(switch) -> int:
 
 
 def test_copies_stop_at_the_timeout_with_the_controller_killed(target: str, tmp_path: Path) -> None:
-    with tapped_lab(target, tmp_path) as (switch, ifaces, wire, daemon, timeout):
+    """...and the controller, when it returns, removes the intercept and
+    reports its expiry as before."""
+    with tapped_lab(target, tmp_path) as (switch, ifaces, wire, daemon, timeout, config):
         frames, killed_at = kill_and_watch_past(daemon, wire, ifaces, timeout)
         check_stopped_at_timeout(frames, ifaces, killed_at, timeout)
         assert expired_copies(switch) > 0, "the data plane counted no copy it stopped"
+        with controller_daemon(config):
+            wait_for(lambda: not request(tmp_path / "control.sock", {"op": "list"}), "removal by the controller back")
+        assert '"expire"' in (tmp_path / "state" / "audit.jsonl").read_text()
 
 
 def test_a_restarted_switch_gets_its_clock_measured_again(target: str, tmp_path: Path) -> None:
     """bmv2 counts time from its start: after a restart the expiry written
     on the old clock would land seconds late. The switch runs a few seconds
     first, so that a clock not measured again would show."""
-    with tapped_lab(target, tmp_path) as (switch, ifaces, wire, daemon, timeout):
+    with tapped_lab(target, tmp_path) as (switch, ifaces, wire, daemon, timeout, _):
         up_since = time.monotonic()  # the switch started earlier still
         wait_for(lambda: time.monotonic() - up_since >= 3.0, "three seconds of the switch's clock")
         switch.restart()
