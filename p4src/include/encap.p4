@@ -42,11 +42,11 @@ control InterceptEncap(inout headers_t hdr,
         hdr.ethernet.ether_type = ether_type;
     }
 
-    // What is left of the mediation's lifetime, in ticks: negative once past
-    // it. A subtraction in the action, a test of the top bit outside: a
-    // Tofino gateway compares a field only with a constant.
+    // What is left of the mediation's lifetime, in ticks, in place of the
+    // clock: negative once past it. A subtraction in the action, a test of
+    // the top bit outside: a Tofino gateway compares a field only with a constant.
     @hidden action time_left(bit<32> last_tick) {
-        meta.ticks_left = last_tick - meta.now;
+        meta.now = last_tick - meta.now;
     }
 
     action add_udp_pcli(bit<32> cccid, bit<16> src_port, bit<16> dst_port) {
@@ -161,7 +161,7 @@ control InterceptEncap(inout headers_t hdr,
         intercept_encap.apply();
         if (meta.drop_copy == 1) {
             P4TAP_COUNT(intercept_drops, meta.replica);
-        } else if (meta.ticks_left[31:31] == 1) {
+        } else if (meta.now[31:31] == 1) {   // ticks left, since the encapsulation
             meta.drop_copy = 1;
             P4TAP_COUNT(expired_copies, meta.replica);
         }

@@ -165,10 +165,11 @@ struct local_metadata_t {
     bit<16>       replica;       // which mediation device's copy (egress rid)
     bit<1>        drop_copy;     // a copy nobody wants: the top file drops it
     // The switch clock in ticks (a 32-bit slice of the target's timestamp,
-    // arch.p4: P4TAP_TICK_NS), and what is left of a copy's mediation's
-    // lifetime: negative (top bit set) once the clock is past its last tick.
+    // arch.p4: P4TAP_TICK_NS); the encapsulation turns it into what is left
+    // of the copy's mediation's lifetime, negative (top bit set) once the
+    // clock is past its last tick. One field for both: bmv2 zeroes each
+    // field here for every packet.
     bit<32>       now;
-    bit<32>       ticks_left;
 
     P4TAP_ARCH_METADATA       // what one target alone needs (its arch.p4 says what)
 }

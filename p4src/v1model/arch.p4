@@ -20,7 +20,8 @@ typedef bit<3>  priority_t;       // standard_metadata.priority (bmv2 priority q
 const bit<9> DROP_PORT = 511;
 
 // The CPU port: simple_switch_grpc --cpu-port 510 (bmv2_topo starts every
-// switch so). Only the controller's clock probes come in by it.
+// switch so). Only the controller's clock probes come in by it; no
+// interface is ever attached to it.
 const bit<9> CPU_PORT = 510;
 
 // The switch clock as the controls see it (meta.now): bmv2's timestamps

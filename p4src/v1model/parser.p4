@@ -18,16 +18,7 @@ parser P4tapParser(packet_in packet,
         // table lookup. A resubmitted packet has port 0 here; P4tapIngress
         // gives it back the first pass's.
         meta.ingress_port = std_meta.ingress_port;
-        transition select(std_meta.ingress_port) {
-            CPU_PORT: parse_packet_out;
-            default: parse_ethernet;
-        }
-    }
-
-    // A clock probe from the controller: nothing behind it is parsed.
-    state parse_packet_out {
-        packet.extract(hdr.packet_out);
-        transition accept;
+        transition parse_ethernet;
     }
 
 #include "../include/parser_states.p4"
