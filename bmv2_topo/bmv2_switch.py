@@ -63,6 +63,10 @@ __all__ = [
 SIMPLE_SWITCH_GRPC = "simple_switch_grpc"
 SKIP_REASON = "simple_switch_grpc not on PATH: build bmv2 with PI (see README, 'Toolchain')"
 
+# p4tap's CPU port (p4src/v1model/arch.p4): the controller's clock probes
+# come in and go back by it, so every switch is started with it.
+P4TAP_CPU_PORT = 510
+
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "off")
 
 
@@ -201,7 +205,7 @@ class Bmv2Switch:
     grpc_port: int | None = None
     device_id: int = 0
     thrift_port: int | None = None
-    cpu_port: int | None = None
+    cpu_port: int | None = P4TAP_CPU_PORT
     priority_queues: int | None = None
     log_file: Path | None = None
     log_level: str = "warn"

@@ -9,10 +9,12 @@ plan objects; everything below in P4Runtime entities, as wire bytes
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from p4protos import p4runtime_pb2 as p4r
 
 from controller import ets, wire
+from controller.clock import SwitchClock
 from controller.pipeline import Pipeline, decode, mac_to_int
 from controller.plan import (MAX_SESSION_ID, CloneSession, EncapEntry, FilterEntry, GateEntry, InterceptPlan, MergeEntry,
                              PlanItem, Side)
@@ -30,6 +32,11 @@ FILTER_TERNARY_FIELDS = ("ingress_port", "egress_port", "mcast_grp", "src_addr",
                          "flow_label", "l4_valid")
 FILTER_TERNARY_FIELDS_V4 = tuple(name for name in FILTER_TERNARY_FIELDS if name != "flow_label")
 FILTER_RANGE_FIELDS = ("src_port", "dst_port")
+# The last tick of a builder that knows no switch clock (PTF suites, the
+# demo's and benchmarks' hand-written entries): half the tick space, so a
+# copy leaves while the switch's clock is below it (bmv2: 25 days from its
+# start). The controller always knows the clock (EntryBuilder.lease).
+UNCLOCKED_LAST_TICK = (1 << 31) - 1
 
 
 def side_control(family: int, side: Side) -> str:
@@ -91,6 +98,10 @@ class EntryBuilder:
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
+        # The switch's clock and lease end: every encapsulation entry's last
+        # tick is min(Timeout, lease end) on that clock (controller.clock).
+        self.clock: SwitchClock | None = None
+        self.lease_end: datetime | None = None
         self._ids: dict[tuple[str, ...], int] = {}
         self._fields: dict[tuple[str, str], tuple[int, int]] = {}
         self._params: dict[tuple[str, str], tuple[int, int]] = {}
@@ -195,6 +206,16 @@ class EntryBuilder:
             self.action(INTERCEPT_ACTION, session=m.session_id),
         )
 
+    def lease(self, clock: SwitchClock, lease_end: datetime) -> None:
+        """Encode expiries on `clock`, none later than `lease_end`."""
+        self.clock, self.lease_end = clock, lease_end
+
+    def last_tick(self, timeout: datetime | None) -> int:
+        """The switch tick after which a mediation's copies are dropped."""
+        if self.clock is None or self.lease_end is None:
+            return UNCLOCKED_LAST_TICK
+        return self.clock.last_tick(self.lease_end if timeout is None else min(timeout, self.lease_end))
+
     def _encap(self, e: EncapEntry) -> WireEntity:
         version = e.dst_address.version
         return self.table_entry_wire(
@@ -210,6 +231,7 @@ class EntryBuilder:
                 src_port=e.src_port,
                 dst_port=e.dst_port,
                 dscp=e.dscp,
+                last_tick=self.last_tick(e.timeout),
             ),
         )
 

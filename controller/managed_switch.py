@@ -26,20 +26,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from p4protos import p4runtime_pb2 as p4r
 
 from controller import crashpoints, ets
 from controller.capacity import REPLICATION, Capacity, slot_of
+from controller.clock import LEASE, probe
 from controller.entries import (ENCAP_DROPS_COUNTER, ETS_DEMOTED_COUNTER, EntryBuilder, clone_session_limit, ets_table,
                                 rank)
 from controller.incremental import Intercept, IncrementalPlanner
 from controller.model import InterceptError, Stream, StreamKey
 from controller.pipeline import Pipeline
-from controller.plan import MAX_SESSION_ID, FilterEntry, IdAllocator, InterceptPlan, PlanItem, plan_intercepts
+from controller.plan import (MAX_SESSION_ID, EncapEntry, FilterEntry, IdAllocator, InterceptPlan, PlanItem,
+                             plan_intercepts)
 from controller.reconcile import Diff, EntityKey, EntityUpdate, diff, inverse, ordered_updates
 from controller.store import Intent
 from controller.switch import NotPrimaryError, SwitchConnection, SwitchError, SwitchUnavailableError, TlsConfig, WriteError
@@ -50,6 +52,10 @@ log = logging.getLogger("p4tap.controller")
 
 READ_BATCH = 1000  # specific entries per Read request
 APPLY_BATCH = 2000  # updates per Write request
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 @dataclass
@@ -69,6 +75,10 @@ class SwitchConfig:
     # keeps 1016..1023 for coalescing mirror sessions (Stratum's TNA limit is
     # 1015), and older PI frontends take only 1..511. None: the pipeline's.
     max_clone_session_id: int | None = None
+    # How far ahead the switch may carry a mediation's end on its own
+    # (controller.clock): with the controller away, every copy stops by
+    # then at the latest. Renewed when half of it is left.
+    lease: timedelta = LEASE
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,7 @@ class ManagedSwitch:
     retired: dict[StreamKey, StreamCounters] = field(default_factory=dict)
     stale: bool = True  # contents may differ from the plan until the next reconcile
     undo_failures: int = 0  # undos that could not be written (each also sets `stale`)
+    now: Callable[[], datetime] = _utcnow  # the controller's clock, which Timeouts are read on
 
     def __post_init__(self) -> None:
         self.builder = EntryBuilder(self.pipeline)
@@ -164,6 +175,52 @@ class ManagedSwitch:
             self.believed = {}
             self.stale = True
             self.verify_pipeline()
+        self.measure_clock()
+
+    def measure_clock(self) -> None:
+        """Probe the switch clock (again: a restarted switch restarted it) and
+        start a lease on it. Encapsulation entries built from now on carry
+        expiries on this clock; until a reconcile or renewal writes them,
+        those on the switch keep the ones they had. Without an answer the
+        switch is not written at all (require_connection)."""
+        assert self.conn is not None
+        self.builder.clock = None
+        clock = probe(self.conn, self.pipeline, self.now, self.name)
+        self.builder.lease(clock, clock.read_by + min(self.config.lease, clock.horizon / 2))
+        log.info("%s: switch clock at tick %d (%d ns a tick, probe round trip %.1f ms); lease until %s", self.name,
+                 clock.tick, clock.tick_ns, clock.round_trip / timedelta(milliseconds=1),
+                 self.builder.lease_end.isoformat(timespec="seconds"))
+
+    def lease_due(self, now: datetime) -> bool:
+        """Half the lease is gone: time to renew it."""
+        end = self.builder.lease_end
+        return end is not None and end - now < self.config.lease / 2
+
+    def renew_lease(self) -> int:
+        """Re-measure the clock, extend the lease and rewrite every
+        encapsulation entry whose expiry moved. Returns how many were written."""
+        self.require_connection()
+        try:
+            self.measure_clock()
+        except SwitchError:
+            self.stale = True  # no clock now: the watch loop connects again, which probes again
+            raise
+        j = self.journal
+        d = Diff()
+        for item in [i for i in self.built if isinstance(i, EncapEntry)]:
+            entity = self.builder.encode(item)
+            j.set(self.built, item, entity)
+            held = self.believed.get(entity.key)
+            if held is not None and held.data != entity.data:
+                d.modifies.append(entity)
+        try:
+            self.apply(SwitchChange(d))
+        except SwitchError:
+            self.rollback()
+            self.stale = True
+            raise
+        self.commit()
+        return len(d.modifies)
 
     def verify_pipeline(self) -> None:
         """bmv2 acknowledges a pipeline push even when it cannot load the JSON
@@ -178,14 +235,19 @@ class ManagedSwitch:
                               f"(reading {first_table.name} fails: {error}); check the switch's log",
                               address=self.config.address, device_id=self.config.device_id) from error
 
-    def require_connection(self) -> SwitchConnection:
+    def require_connection(self, writing: bool = True) -> SwitchConnection:
+        """The connection, if up; to write, also the switch's clock (every
+        encapsulation entry's expiry is written on it)."""
         if self.conn is None or not self.conn.connected:
             raise SwitchUnavailableError(f"{self.name}: not connected to {self.config.address}",
+                                         address=self.config.address, device_id=self.config.device_id)
+        if writing and self.builder.clock is None:
+            raise SwitchUnavailableError(f"{self.name}: its clock is not known, so no expiry can be written to it",
                                          address=self.config.address, device_id=self.config.device_id)
         return self.conn
 
     def read_actual(self) -> list[WireEntity]:
-        conn = self.require_connection()
+        conn = self.require_connection(writing=False)
         entities = [p4r.Entity(table_entry=te) for te in conn.read_table_entries()
                     if not te.is_default_action and te.table_id in self.owned_tables]
         entities += [p4r.Entity(packet_replication_engine_entry=p4r.PacketReplicationEngineEntry(clone_session_entry=c))
@@ -422,7 +484,7 @@ class ManagedSwitch:
         cfg = self.config.topology.ets
         if cfg is None:
             return {}
-        conn = self.require_connection()
+        conn = self.require_connection(writing=False)
         entries = [te for f in (4, 6)
                    for te in conn.read_table_entries(self.pipeline.table_id(ets_table(f)), with_counters=True)]
         demoted = conn.read_counter(self.pipeline.counter_id(ETS_DEMOTED_COUNTER))

@@ -97,6 +97,9 @@ class EncapEntry:
     src_port: int
     dst_port: int
     dscp: int
+    # The mediation's Timeout: the data plane stops its copies by then
+    # (with the switch's lease, entries.EntryBuilder turns it into switch ticks).
+    timeout: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -337,6 +340,7 @@ def encap_of(mediation: Mediation, next_hop: NextHop, rid: int, topology: Switch
         src_port=topology.tap_source_port,
         dst_port=mediation.dest_port,
         dscp=mediation.dscp,
+        timeout=mediation.timeout,
     )
 
 

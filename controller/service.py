@@ -88,7 +88,8 @@ class Controller:
         self.store = IntentStore(store_path)
         self.audit = AuditLog(audit_path)
         self.clock = clock
-        self.switches = {c.name: ManagedSwitch(c, self.pipeline, ids=self.store.load_ids(c.name)) for c in switches}
+        self.switches = {c.name: ManagedSwitch(c, self.pipeline, ids=self.store.load_ids(c.name), now=clock)
+                         for c in switches}
         recover(self.audit, self.store)  # before anything new is recorded
         #: Intercepts the audit log says were held but the store did not keep
         #: (it was lost, or damaged and moved aside): the SNMP agent sends
@@ -624,6 +625,21 @@ class Controller:
                     log.exception("expiry listener failed for %d", mediation.content_id)
         return expired
 
+    def renew_leases(self) -> None:
+        """Extend each switch's lease when half of it is gone (controller.clock):
+        the switch stops every copy at its lease end unless this runs."""
+        now = self.clock()
+        for switch in self.switches.values():
+            if switch.conn is None or not switch.conn.connected or not switch.lease_due(now):
+                continue
+            try:
+                written = switch.renew_lease()
+                log.info("%s: lease renewed until %s (%d entries rewritten)", switch.name,
+                         switch.builder.lease_end.isoformat(timespec="seconds"), written)
+            except SwitchError as error:
+                log.error("%s: lease not renewed (%s); its copies stop at %s unless a reconnect renews it",
+                          switch.name, error, switch.builder.lease_end)
+
     def _sooner_than_scheduled(self, timeouts: Iterable[datetime | None]) -> bool:
         scheduled = self.expiry.next()
         return any(t is not None and (scheduled is None or t < scheduled) for t in timeouts)
@@ -643,6 +659,7 @@ class Controller:
                     log.error("expiry deferred: %s", error)
                 else:
                     wait = self._next_timeout()
+                self.renew_leases()
             # Sleep until the next timeout, but never more than a second, so an
             # intercept stops delivering within 1 s of its timeout.
             self._wake.wait(timeout=1.0 if wait is None else min(max(wait, 0.01), 1.0))
@@ -701,7 +718,8 @@ class Controller:
             self._watch_wake.wait(0.25)
             self._watch_wake.clear()
             for switch in self.switches.values():
-                up = switch.conn is not None and switch.conn.connected and switch.conn.is_primary
+                up = (switch.conn is not None and switch.conn.connected and switch.conn.is_primary
+                      and switch.builder.clock is not None)  # without its clock nothing is written to it
                 if up and not switch.stale:
                     backoff.pop(switch.name, None)
                     continue

@@ -8,6 +8,14 @@
  * one replica per mediation device; the top file hands each replica's id
  * (egress_rid on both) over as meta.replica, which selects that mediation's
  * CCCID and destination. No replica ever carries another mediation's ID.
+ *
+ * Each entry also carries its mediation's last tick: the last value of the
+ * switch clock (meta.now, which the top file fills) at which a copy may
+ * still leave. A copy made later is dropped here, whether or not the
+ * controller is alive to remove the entry (README, "Lifetime in the data
+ * plane"). The comparison is modulo 2^32 ticks (the sign of last - now),
+ * so it is right while the last tick is less than 2^31 ticks away: the
+ * controller writes min(Timeout, lease end), never further than that.
  */
 #ifndef P4TAP_ENCAP_P4
 #define P4TAP_ENCAP_P4
@@ -21,6 +29,9 @@ control InterceptEncap(inout headers_t hdr,
     // Copies lost inside the intercept path, by replica (mediation) id:
     // becomes cTap2StreamInterceptDrops.
     P4TAP_PACKET_COUNTER(intercept_drops, P4TAP_REPLICAS);
+    // Copies not sent because their mediation's lifetime had run out in the
+    // data plane (past its Timeout or lease): by replica id.
+    P4TAP_PACKET_COUNTER(expired_copies, P4TAP_REPLICAS);
 
     // The intercepted packet loses its L2 header; `ethernet` becomes the
     // outer Ethernet header toward the MD's next hop.
@@ -29,6 +40,13 @@ control InterceptEncap(inout headers_t hdr,
         hdr.ethernet.src_addr = src_mac;
         hdr.ethernet.dst_addr = dst_mac;
         hdr.ethernet.ether_type = ether_type;
+    }
+
+    // What is left of the mediation's lifetime, in ticks, in place of the
+    // clock: negative once past it. A subtraction in the action, a test of
+    // the top bit outside: a Tofino gateway compares a field only with a constant.
+    @hidden action time_left(bit<32> last_tick) {
+        meta.now = last_tick - meta.now;
     }
 
     action add_udp_pcli(bit<32> cccid, bit<16> src_port, bit<16> dst_port) {
@@ -44,8 +62,10 @@ control InterceptEncap(inout headers_t hdr,
     action encap_ipv4(bit<32> cccid,
                       mac_addr_t src_mac, mac_addr_t dst_mac,
                       ipv4_addr_t src_addr, ipv4_addr_t dst_addr,
-                      bit<16> src_port, bit<16> dst_port, bit<6> dscp) {
+                      bit<16> src_port, bit<16> dst_port, bit<6> dscp,
+                      bit<32> last_tick) {
         P4TAP_DIRECT_COUNT(encap_counter);
+        time_left(last_tick);
         rewrite_l2(src_mac, dst_mac, ETHERTYPE_IPV4);
         hdr.outer_ipv4.setValid();
         hdr.outer_ipv4.version = 4;
@@ -69,8 +89,10 @@ control InterceptEncap(inout headers_t hdr,
     action encap_ipv6(bit<32> cccid,
                       mac_addr_t src_mac, mac_addr_t dst_mac,
                       ipv6_addr_t src_addr, ipv6_addr_t dst_addr,
-                      bit<16> src_port, bit<16> dst_port, bit<6> dscp) {
+                      bit<16> src_port, bit<16> dst_port, bit<6> dscp,
+                      bit<32> last_tick) {
         P4TAP_DIRECT_COUNT(encap_counter);
+        time_left(last_tick);
         rewrite_l2(src_mac, dst_mac, ETHERTYPE_IPV6);
         hdr.outer_ipv6.setValid();
         hdr.outer_ipv6.version = 6;
@@ -139,6 +161,9 @@ control InterceptEncap(inout headers_t hdr,
         intercept_encap.apply();
         if (meta.drop_copy == 1) {
             P4TAP_COUNT(intercept_drops, meta.replica);
+        } else if (meta.now[31:31] == 1) {   // ticks left, since the encapsulation
+            meta.drop_copy = 1;
+            P4TAP_COUNT(expired_copies, meta.replica);
         }
     }
 }

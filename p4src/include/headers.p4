@@ -84,6 +84,20 @@ header pcli_t {
     bit<32> cccid;
 }
 
+// The controller's clock probe (README, "Lifetime in the data plane"): every
+// packet-out is one, and the pipeline answers it to the CPU port alone with
+// a packet-in carrying its clock as egress compares it with an expiry.
+@controller_header("packet_out")
+header packet_out_t {
+    bit<8> probe;     // any value: the pipeline reads nothing of a probe
+}
+
+@controller_header("packet_in")
+header packet_in_t {
+    bit<32> now;      // the switch clock, in ticks (meta.now)
+    bit<32> tick_ns;  // how long a tick is on this target
+}
+
 /*
  * Header order is emission order. An intercept copy re-uses `ethernet` as
  * its outer Ethernet header, drops `vlan`, and gains outer_ipv4|outer_ipv6,
@@ -91,6 +105,8 @@ header pcli_t {
  */
 struct headers_t {
     P4TAP_ARCH_HEADERS     // what a target carries between its gresses (TNA: bridged, mirror)
+    packet_out_t   packet_out;   // only on the CPU port, never emitted
+    packet_in_t    packet_in;    // only toward the CPU port
     ethernet_t     ethernet;
     vlan_t         vlan;
     ipv4_t         outer_ipv4;
@@ -148,6 +164,12 @@ struct local_metadata_t {
     // Egress, intercept copies only:
     bit<16>       replica;       // which mediation device's copy (egress rid)
     bit<1>        drop_copy;     // a copy nobody wants: the top file drops it
+    // The switch clock in ticks (a 32-bit slice of the target's timestamp,
+    // arch.p4: P4TAP_TICK_NS); the encapsulation turns it into what is left
+    // of the copy's mediation's lifetime, negative (top bit set) once the
+    // clock is past its last tick. One field for both: bmv2 zeroes each
+    // field here for every packet.
+    bit<32>       now;
 
     P4TAP_ARCH_METADATA       // what one target alone needs (its arch.p4 says what)
 }

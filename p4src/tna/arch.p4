@@ -45,6 +45,20 @@ typedef bit<3>     priority_t;        // the queue within the port's ETS set
 // into drop_ctl, so nothing is ever sent to this port.
 const PortId_t DROP_PORT = 511;
 
+// The CPU PCIe port, by which the controller's clock probes come in and go
+// back: 192 on Tofino 1 (its 4-pipe parts; 64 on 2-pipe ones), 0 on Tofino 2.
+#if __TARGET_TOFINO__ == 2
+const PortId_t CPU_PORT = 0;
+#else
+const PortId_t CPU_PORT = 192;
+#endif
+
+// The switch clock as the controls see it (meta.now): Tofino's global
+// timestamp counts nanoseconds in 48 bits (wrapping after 78 h), and
+// meta.now is bits 47..16 of it, a tick of 65.536 us; 2^31 ticks are 39 h.
+#define P4TAP_NOW(timestamp) (timestamp)[47:16]
+const bit<32> P4TAP_TICK_NS = 65536;
+
 // Mirror and resubmit types (the deparser's selectors), and what leads every
 // packet into egress so that its parser can tell a copy from the original.
 const MirrorType_t   MIRROR_TYPE_INTERCEPT   = 1;

@@ -31,6 +31,19 @@ control P4tapIngress(inout headers_t hdr,
 #include "../include/ingress_controls.p4"
 
     apply {
+        if (hdr.packet_out.isValid()) {
+            // The controller's clock probe: answered to the CPU port alone,
+            // with the clock egress compares expiries with; nothing else runs.
+            hdr.packet_out.setInvalid();
+            hdr.packet_in.setValid();
+            hdr.packet_in.now = P4TAP_NOW(ig_prsr_md.global_tstamp);
+            hdr.packet_in.tick_ns = P4TAP_TICK_NS;
+            ig_tm_md.ucast_egress_port = CPU_PORT;
+            hdr.bridged.setValid();
+            hdr.bridged.pkt_type = PKT_TYPE_NORMAL;
+            hdr.bridged.ingress_port = ig_intr_md.ingress_port;
+            return;
+        }
         // parser.p4 has set meta.ingress_port and meta.resubmitted.
 
 #include "../include/ingress_apply.p4"
@@ -79,6 +92,7 @@ control P4tapEgress(inout headers_t hdr,
             if (meta.intercept_session != 0) {
                 meta.replica = eg_intr_md.egress_rid;
                 meta.inner_len = 0xFFFF;   // unknown here: the IP length alone
+                meta.now = P4TAP_NOW(eg_prsr_md.global_tstamp);
                 intercept_encap.apply(hdr, meta);
                 if (meta.drop_copy == 1) {
                     eg_dprsr_md.drop_ctl = 1;

@@ -41,7 +41,16 @@ parser P4tapIngressParser(packet_in packet,
 
     state parse_port_metadata {
         packet.advance(PORT_METADATA_SIZE);
-        transition parse_ethernet;
+        transition select(ig_intr_md.ingress_port) {
+            CPU_PORT: parse_packet_out;
+            default: parse_ethernet;
+        }
+    }
+
+    // A clock probe from the controller: nothing behind it is parsed.
+    state parse_packet_out {
+        packet.extract(hdr.packet_out);
+        transition accept;
     }
 
 #include "../include/parser_states.p4"

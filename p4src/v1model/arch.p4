@@ -19,6 +19,17 @@ typedef bit<3>  priority_t;       // standard_metadata.priority (bmv2 priority q
 // egress_spec 511 is bmv2's drop port (what mark_to_drop writes).
 const bit<9> DROP_PORT = 511;
 
+// The CPU port: simple_switch_grpc --cpu-port 510 (bmv2_topo starts every
+// switch so). Only the controller's clock probes come in by it; no
+// interface is ever attached to it.
+const bit<9> CPU_PORT = 510;
+
+// The switch clock as the controls see it (meta.now): bmv2's timestamps
+// count microseconds since the switch started, and meta.now is bits 41..10
+// of them, a tick of 1.024 ms; 2^31 ticks are 25 days.
+#define P4TAP_NOW(timestamp) (timestamp)[41:10]
+const bit<32> P4TAP_TICK_NS = 1024000;
+
 // v1model standard_metadata.instance_type values as bmv2 sets them.
 const bit<32> INSTANCE_TYPE_INGRESS_CLONE = 1;
 const bit<32> INSTANCE_TYPE_REPLICATION   = 5;

@@ -31,6 +31,19 @@ control P4tapIngress(inout headers_t hdr,
 #include "../include/ingress_controls.p4"
 
     apply {
+        if (std_meta.ingress_port == CPU_PORT) {
+            // The controller's clock probe: answered to the CPU port alone,
+            // with the clock egress compares expiries with; nothing else runs.
+            // Told by its port here, not in the parser: a select there costs
+            // bmv2 more on every packet than this condition. The probe's bytes
+            // (packet_out header and all) go back behind the packet_in header
+            // as whatever the parser made of them; nobody reads them.
+            hdr.packet_in.setValid();
+            hdr.packet_in.now = P4TAP_NOW(std_meta.ingress_global_timestamp);
+            hdr.packet_in.tick_ns = P4TAP_TICK_NS;
+            std_meta.egress_spec = CPU_PORT;
+            return;
+        }
         // The parser has set meta.ingress_port, but bmv2 zeroes the port of
         // a resubmitted packet; egress flood pruning reads it too.
         if (std_meta.instance_type == INSTANCE_TYPE_RESUBMIT) {
@@ -70,6 +83,7 @@ control P4tapEgress(inout headers_t hdr,
             if (meta.intercept_session != 0) {
                 meta.replica = std_meta.egress_rid;
                 meta.inner_len = (bit<16>)std_meta.packet_length;
+                meta.now = P4TAP_NOW(std_meta.egress_global_timestamp);
                 intercept_encap.apply(hdr, meta);
                 if (meta.drop_copy == 1) {
                     mark_to_drop(std_meta);
