@@ -141,6 +141,7 @@ class ManagedSwitch:
         #: through every committed change: reconcile re-plans only when they differ.
         self.planned_from: dict[int, Intercept] | None = None
         self._planned_topology = self.config.topology
+        self._encoded_on: object | None = None  # the switch clock `built`'s expiries are on
         self.capacity = Capacity.of(self.pipeline, self.config.replication_groups)  # follows `believed`
 
     @property
@@ -213,6 +214,7 @@ class ManagedSwitch:
             held = self.believed.get(entity.key)
             if held is not None and held.data != entity.data:
                 d.modifies.append(entity)
+        self._encoded_on = self.builder.clock
         try:
             self.apply(SwitchChange(d))
         except SwitchError:
@@ -283,6 +285,13 @@ class ManagedSwitch:
             self.built = {item: self.builder.encode(item) for item in self.planner.items()}
             self.filters = {e.key: item for item, e in self.built.items() if isinstance(item, FilterEntry)}
             self.planned_from, self._planned_topology = mine, self.config.topology
+        elif self._encoded_on is not self.builder.clock:
+            # The plan holds but the clock moved (a restarted switch restarts
+            # it): expiries kept from the old clock would let copies run past
+            # their Timeout, so the encapsulation entries are encoded again.
+            for item in [i for i in self.built if isinstance(i, EncapEntry)]:
+                self.built[item] = self.builder.encode(item)
+        self._encoded_on = self.builder.clock
         if read:
             actual = self.read_actual()
             self.believed = {e.key: e for e in actual}
