@@ -140,7 +140,7 @@ class SipHandler:
                 self.past_warrant += 1
                 continue
             kind = self._follow(iri.cccid, iri.call_id, iri.kind, iri.reason, iri.message, stamp)
-            live = self.function.calls.calls.get(iri.call_id)
+            live = self.function.calls.call(iri.call_id, iri.cccid)
             call = self.state[iri.cccid].calls.get(iri.call_id)
             text = iri.message.decode("utf-8", "backslashreplace") if iri.message else None
             self.emit(IriRecord(iri.cccid, stamp, self.protocol, kind, warrant.identity(), (), iri.call_id,
@@ -181,7 +181,7 @@ class SipHandler:
             for t in self.state.values():
                 calls = []
                 for c in t.calls.values():
-                    live = self.function.calls.calls.get(c.call_id)
+                    live = self.function.calls.call(c.call_id, t.cccid)
                     calls.append({"call_id": c.call_id, "since": c.since, "answered": c.answered, "last": c.last,
                                   "parties": c.parties,
                                   "media": list(media_of(tuple(live.tapped))) if live is not None else []})
@@ -190,5 +190,5 @@ class SipHandler:
             function = self.function
             return {"targets": targets, "messages": function.messages,
                     "discarded_non_target": function.discarded, "not_sip": function.not_sip,
-                    "dropped_packets": function.streams.dropped, "calls": len(function.calls.calls),
+                    "dropped_packets": function.streams.dropped, "calls": sum(map(len, function.calls.calls.values())),
                     "media_taps": len(function.calls.installed), "past_warrant": self.past_warrant}

@@ -105,3 +105,23 @@ def test_the_warrant_end_bounds_the_call_taps_and_iri():
     sip.handle(7.0, copied(variant(call[0], headers={"Call-ID": "new"}), True))
     assert records == [] and asked[-1] == ("unwant", 4243), "past its end: no IRI, no new tap"
     assert sip.summary()["past_warrant"] >= 1
+
+
+def test_every_warrant_a_call_concerns_gets_its_own_tap_and_iri():
+    """The caller and the callee both targets, and two agencies' warrants on the callee: each warrant
+    follows the call on its own (completeness), with its own intercept, IRI and end."""
+    alice, bob, bob_too = (IdentityTarget(4242, sip_user="alice"), IdentityTarget(4243, sip_user="bob"),
+                           IdentityTarget(4246, sip_user="bob", sip_host="example.test"))
+    sip, asked, records = handler([alice, bob, bob_too])
+    for n, raw in enumerate(sipp_call()):
+        sip.handle(float(n), copied(raw, n in FORWARD))
+    wants = {spec.content_id: spec.filters for op, spec in asked if op == "want"}   # each one's last
+    assert wants == {c: filters_of(OFFER, ANSWER) for c in (4242, 4243, 4246)}
+    assert sorted(op_c for op_c in asked if op_c[0] == "unwant") == [("unwant", 4242), ("unwant", 4243),
+                                                                    ("unwant", 4246)]
+    for cccid, identity in ((4242, {"sip_uri": "sip:alice@*"}), (4243, {"sip_uri": "sip:bob@*"}),
+                            (4246, {"sip_uri": "sip:bob@example.test"})):
+        mine = [r for r in records if r.cccid == cccid]
+        assert [r.kind for r in mine] == ["call-begin", "call-update", "call-answer", "call-update", "call-end",
+                                          "call-report"]
+        assert all(r.identity == identity for r in mine)
