@@ -76,7 +76,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
     else:
         specs = list(config.intercepts) + list(config.signalling_intercepts())
         if not specs:
-            raise ConfigError(f"{args.md_config} has no [[intercept]] nor [[radius_server]]: give --content-id "
+            raise ConfigError(f"{args.md_config} has no [[intercept]], [[radius_server]] nor [[sip_server]]: give "
+                              "--content-id "
                               "and --subject")
     keeper = Keeper(config.iap, specs, progress=lambda line: print(f"  {line}", flush=True))
     print(f"auditing {len(specs)} intercept(s) at IAP {config.iap.address} over SNMPv3", flush=True)
@@ -226,6 +227,9 @@ def _print_iri(iri: dict | None) -> None:
               f"of non-targets parsed and dropped")
         for t in summary.get("targets", []):
             who = ", ".join(f"{k} {v}" for k, v in t["identity"].items())
+            if "calls" in t:
+                _print_calls(t, who)
+                continue
             if t["addresses"]:
                 session = (f"session {t['session']} from {t['nas']} on {', '.join(t['addresses'])} since "
                            f"{_clock(t['since'])}")
@@ -237,6 +241,19 @@ def _print_iri(iri: dict | None) -> None:
             print(f"    derived tap {cccid}: {'; '.join(part['filters'])} ({part['why']})")
     if not iri.get("derived_taps"):
         print("    no derived taps now")
+
+
+def _print_calls(target: dict, who: str) -> None:
+    """A SIP target's calls now: parties, answered or not, the media tapped."""
+    if not target["calls"]:
+        seen = f"no call now (last: {target['last']})" if target["last"] else "no call seen"
+        print(f"      target {target['cccid']} ({who}): {seen}")
+    for c in target["calls"]:
+        media = ", ".join(f"{m['address']}:{m['port']}" for m in c["media"]) or "none yet"
+        print(f"      target {target['cccid']} ({who}): call {c['call_id']} "
+              f"{c['parties'].get('from', '?')} -> {c['parties'].get('to', '?')}, "
+              f"{'answered' if c['answered'] else 'not answered'} (last: {c['last']}) since {_clock(c['since'])}, "
+              f"media {media}")
 
 
 def add_subcommands(md: argparse.ArgumentParser) -> None:

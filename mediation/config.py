@@ -38,9 +38,10 @@ and the agencies it hands content over to.
     file = "lea-a"                       # a directory; or udp = "HOST:PORT", or tcp = "HOST:PORT",
                                          # or hi3 = "HOST:PORT" (ETSI TS 102 232: mediation/etsi_config.py)
 
-    [signalling], [[radius_server]], [[identity_target]]: warrants on a person
-    rather than an address, followed through the operator's signalling
-    (described in mediation/radius_config.py).
+    [signalling], [[radius_server]], [[sip_server]], [[identity_target]]:
+    warrants on a person rather than an address, followed through the
+    operator's signalling (described in mediation/radius_config.py and
+    mediation/sip_config.py).
 
 The file holds SNMPv3 keys: with an [iap] section it must be readable by its
 owner only (mode 0600), else it is refused. Keys never appear in a repr or
@@ -117,16 +118,19 @@ class MdConfig:
     agencies: tuple[AgencySpec, ...] = ()
     signalling: Any = None  # radius_config.SignallingSettings: where signalling copies arrive
     radius_servers: tuple = ()  # radius_config.RadiusServer: each a standing signalling tap
-    identity_targets: tuple = ()  # radius_iri.IdentityTarget: warrants on a RADIUS identity
+    identity_targets: tuple = ()  # radius_iri.IdentityTarget: warrants on a RADIUS and/or SIP identity
+    sip_servers: tuple = ()  # sip_config.SipServer: each a standing signalling tap
 
     def signalling_intercepts(self) -> tuple[InterceptSpec, ...]:
-        """The standing signalling taps: each RADIUS server's traffic, under its own CCCID, to the IRI function."""
+        """The standing signalling taps: each RADIUS and SIP server's traffic, under its own CCCID, to the IRI
+        function."""
         if self.signalling is None:
             return ()
         to = self.signalling.deliver_to or self.signalling.listen
         return tuple(InterceptSpec(s.content_id, to, s.filters(), self.signalling.lifetime,
-                                   derived_from=f"RADIUS server {s.address} (signalling)")
-                     for s in self.radius_servers)
+                                   derived_from=f"{kind} server {s.address} (signalling)")
+                     for kind, servers in (("RADIUS", self.radius_servers), ("SIP", self.sip_servers))
+                     for s in servers)
 
     def intercept(self, content_id: int) -> InterceptSpec | None:
         return next((i for i in self.intercepts if i.content_id == content_id), None)
@@ -244,7 +248,7 @@ def _iap(raw: dict[str, Any]) -> IapSettings:
 
 
 def parse(raw: dict[str, Any], base: Path, source: str = "config") -> MdConfig:
-    _only(raw, {"content", "iap", "informs", "intercept", "agency", "signalling", "radius_server",
+    _only(raw, {"content", "iap", "informs", "intercept", "agency", "signalling", "radius_server", "sip_server",
                 "identity_target"}, source)
     content = _get(raw, "content", dict, source, {})
     _only(content, {"listen", "out_dir", "queue", "status_file"}, "[content]")
@@ -278,35 +282,45 @@ def parse(raw: dict[str, Any], base: Path, source: str = "config") -> MdConfig:
         if interval * 2 >= spec.lifetime:
             raise ConfigError(f"intercept {spec.content_id}: lifetime {spec.lifetime:g}s is too short for "
                               f"[iap] audit_interval {interval:g}s (the MD refreshes at half the lifetime)")
-    sig, servers, targets = _signalling(raw, source, iap, intercepts)
+    sig, servers, sip_servers, targets = _signalling(raw, source, iap, intercepts)
     for target in targets:
         if interval * 2 >= (target.lifetime or 600):
             raise ConfigError(f"identity_target {target.cccid}: lifetime {target.lifetime:g}s is too short for "
                               f"[iap] audit_interval {interval:g}s")
-    return MdConfig(listen, out_dir, status_file, queue, iap, informs, intercepts, agencies, sig, servers, targets)
+    return MdConfig(listen, out_dir, status_file, queue, iap, informs, intercepts, agencies, sig, servers, targets,
+                    sip_servers)
 
 
 def _signalling(raw: dict[str, Any], source: str, iap: IapSettings | None,
-                intercepts: tuple[InterceptSpec, ...]) -> tuple[Any, tuple, tuple]:
-    """[signalling], [[radius_server]] and [[identity_target]] (mediation/radius_config.py), checked together."""
-    from mediation import radius_config  # it builds on this module's errors; imported here, not at the top
+                intercepts: tuple[InterceptSpec, ...]) -> tuple[Any, tuple, tuple, tuple]:
+    """[signalling], [[radius_server]], [[sip_server]] and [[identity_target]] (mediation/radius_config.py,
+    mediation/sip_config.py), checked together."""
+    from mediation import radius_config, sip_config  # they build on this module's errors; imported here
 
     sig = radius_config.signalling(raw["signalling"]) if "signalling" in raw else None
     servers = tuple(radius_config.radius_server(r, i, needs_content_id=True)
                     for i, r in enumerate(_get(raw, "radius_server", list, source, [])))
+    sip_servers = tuple(sip_config.sip_server(r, i, radius_config._content_id)
+                        for i, r in enumerate(_get(raw, "sip_server", list, source, [])))
     targets = tuple(radius_config.identity_target(r, i)
                     for i, r in enumerate(_get(raw, "identity_target", list, source, [])))
-    if (servers or targets) and sig is None:
-        raise ConfigError(f"{source}: [[radius_server]] and [[identity_target]] need [signalling] listen")
-    if (servers or targets) and iap is None:
+    if (servers or sip_servers or targets) and sig is None:
+        raise ConfigError(f"{source}: [[radius_server]], [[sip_server]] and [[identity_target]] need "
+                          "[signalling] listen")
+    if (servers or sip_servers or targets) and iap is None:
         raise ConfigError(f"{source}: signalling taps need [iap] to provision them")
-    if targets and not servers:
-        raise ConfigError(f"{source}: [[identity_target]] needs a [[radius_server]] to learn its sessions from")
-    ids = [i.content_id for i in intercepts] + [s.content_id for s in servers] + [t.cccid for t in targets]
+    if any(t.by_radius for t in targets) and not servers:
+        raise ConfigError(f"{source}: an [[identity_target]] with radius_username or calling_station_id needs a "
+                          "[[radius_server]] to learn its sessions from")
+    if any(t.sip_user is not None for t in targets) and not sip_servers:
+        raise ConfigError(f"{source}: an [[identity_target]] with sip_uri or sip_user needs a [[sip_server]] to "
+                          "learn its calls from")
+    ids = [i.content_id for i in intercepts] + [s.content_id for s in servers + sip_servers] + \
+        [t.cccid for t in targets]
     if len(set(ids)) != len(ids):
-        raise ConfigError(f"{source}: content_ids of intercepts, radius servers and identity targets must all "
-                          f"differ, got {ids}")
-    return sig, servers, targets
+        raise ConfigError(f"{source}: content_ids of intercepts, radius and sip servers and identity targets must "
+                          f"all differ, got {ids}")
+    return sig, servers, sip_servers, targets
 
 
 def _with_targets(agency: AgencySpec, intercepts: tuple[InterceptSpec, ...]) -> AgencySpec:

@@ -6,8 +6,8 @@
 - the keeper (mediation/keeper.py) for the [[intercept]] entries, if any:
   provisions them over SNMPv3, refreshes their Timeout, audits the IAP and
   provisions again what it lost;
-- with [signalling]: the standing signalling taps (one per [[radius_server]],
-  kept by the same keeper) and the IRI function (mediation/iri_function.py)
+- with [signalling]: the standing signalling taps (one per [[radius_server]]
+  and [[sip_server]], kept by the same keeper) and the IRI function (mediation/iri_function.py)
   on the signalling port, whose protocol handlers turn a target's signalling
   into IRI records for the warrant's agencies (HI2) and into data taps the
   keeper provisions at once (mediation/derived_taps.py).
@@ -75,6 +75,7 @@ class MdDaemon:
         wanted = tuple(config.intercepts) + standing
         self.keeper = Keeper(config.iap, wanted) if config.iap and (wanted or config.identity_targets) else None
         self.derived = None  # mediation/derived_taps.py, made with the IRI function
+        self.sip = None  # mediation/sip_handler.py: its calls time out on the MD's tick
         self.iri = self._iri_function(config) if config.signalling is not None and self.keeper is not None else None
         self.informs = InformReceiver(config.informs, config.iap, self._on_notification) \
             if config.informs and config.iap else None
@@ -85,13 +86,18 @@ class MdDaemon:
         """The IRI function with a handler per standing signalling tap's CCCID."""
         from mediation.derived_taps import DerivedTaps
         from mediation.radius_handler import RadiusHandler
+        from mediation.sip_handler import SipHandler
 
         content_to = config.signalling.content_to or config.listen[0]  # where derived taps send their copies
         self.derived = DerivedTaps(self.keeper.want, self.keeper.unwant, content_to)
         handlers: dict[int, SignallingHandler] = {}
         if config.radius_servers:
-            radius = RadiusHandler(config.identity_targets, self.derived, self.receiver.submit_iri)
+            radius = RadiusHandler([t for t in config.identity_targets if t.by_radius], self.derived,
+                                   self.receiver.submit_iri)
             handlers.update((s.content_id, radius) for s in config.radius_servers)
+        if config.sip_servers:
+            self.sip = SipHandler(config.identity_targets, self.derived, self.receiver.submit_iri)
+            handlers.update((s.content_id, self.sip) for s in config.sip_servers)
         try:
             return IriFunction([(config.signalling.listen.host, config.signalling.listen.port)], handlers)
         except OSError:
@@ -118,6 +124,15 @@ class MdDaemon:
             out["notifications_refused"] = self.informs.refused
         return out
 
+    def _tick(self) -> None:
+        """About once a second: SIP calls whose BYE never came end, then the status file."""
+        if self.sip is not None:
+            try:
+                self.sip.tick()
+            except Exception:  # the tick must go on: the status, the next timeouts
+                log.exception("IRI: the SIP handler's tick failed")
+        self.write_status()
+
     def write_status(self, final: bool = False) -> None:
         data = self.status()
         data["running"] = not final
@@ -142,7 +157,7 @@ class MdDaemon:
             self.iri.start()
         log.info("content on %s; captures in %s", ", ".join(map(str, self.config.listen)), self.config.out_dir)
         try:
-            self.receiver.run(duration, on_tick=self.write_status)
+            self.receiver.run(duration, on_tick=self._tick)
         finally:
             if self.iri is not None:
                 self.iri.stop()

@@ -73,11 +73,32 @@ class DerivedTaps:
 
     def clear(self, cccid: int, key: str, stamp: float | None = None) -> None:
         """`key` (a session, a call) ended: its filters are no longer tapped."""
+        self.change(cccid, {}, (key,), stamp)
+
+    def change(self, cccid: int, add: dict[str, tuple[tuple[Filter, ...], str]], drop: tuple[str, ...],
+               stamp: float | None = None, warrant: Warrant | None = None) -> bool:
+        """Several keys of one warrant at once (a SIP message that adds one media endpoint and drops
+        another): one want or unwant for all, so the keeper never sees a half-made state. `add`: key ->
+        (filters, why), needs `warrant`; False (nothing done) past the warrant's end."""
+        refused = bool(add) and warrant.until is not None and warrant.until <= datetime.now(timezone.utc)
+        if refused:
+            add = {}
         with self._lock:
             tap = self.taps.get(cccid)
-            if tap is None or key not in tap.parts:
-                return
-            del tap.parts[key], tap.why[key]
+            if tap is None and not add:
+                return not refused
+            if tap is None:
+                tap = self.taps[cccid] = DerivedTap(cccid)
+            before = dict(tap.parts)
+            if add:
+                self._warrants[cccid] = warrant
+            for key, (filters, why) in add.items():
+                tap.parts[key], tap.why[key] = filters, why
+            for key in drop:
+                if key in tap.parts and key not in add:
+                    del tap.parts[key], tap.why[key]
+            if tap.parts == before:
+                return not refused
             tap.signalled_at = stamp or tap.signalled_at
             if tap.parts:
                 spec = self._spec(self._warrants[cccid], tap)
@@ -88,6 +109,7 @@ class DerivedTaps:
             self._unwant(cccid)
         else:
             self._want(spec)
+        return True
 
     def _spec(self, warrant: Warrant, tap: DerivedTap) -> InterceptSpec:
         self._warrants[warrant.cccid] = warrant

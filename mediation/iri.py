@@ -33,13 +33,17 @@ class IriRecord:
     stamp: float                   # when the signalling that says it reached the MD (kernel time)
     source: str                    # the protocol it was learnt from: "radius", "sip"
     kind: str                      # "session-start", "session-update", "session-stop", "access-accept";
-                                   # "call-begin", "call-answer", "call-end"
+                                   # "call-begin", "call-answer", "call-update", "call-end", "call-report"
     identity: dict[str, str] = field(default_factory=dict)   # the warrant's identity as the signalling gave it
     addresses: tuple[str, ...] = ()                          # the target's addresses or prefixes now
     session: str | None = None                               # Acct-Session-Id, SIP Call-ID
     parties: dict[str, str] = field(default_factory=dict)    # calls: "from", "to", ...
     media: tuple[dict, ...] = ()                             # calls: {"address", "port", "protocol"} per stream
     peer: str | None = None                                  # who sent the signalling (NAS, proxy)
+    reason: str | None = None                                # calls: what said it ("INVITE", "200 INVITE",
+                                                             # "BYE", "timeout", ...)
+    message: str | None = None                               # calls: the SIP message itself (ETSI TS 102 232-5
+                                                             # hands it over as IRI)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()

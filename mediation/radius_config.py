@@ -1,4 +1,5 @@
 """md.toml's signalling section, RADIUS servers and identity targets (issue 15), validated.
+([[sip_server]] and an identity target's SIP keys: mediation/sip_config.py.)
 
     [signalling]                         # the standing signalling taps' copies arrive here, not with the content
     listen = "203.0.113.10:7001"         # the MD port of the IRI function
@@ -14,6 +15,7 @@
     [[identity_target]]                  # a warrant on a person, not an address
     content_id = 4242                    # the warrant's CCCID: its derived taps and IRI carry it
     radius_username = "alice"            # and/or calling_station_id = "02-00-00-00-0d-01"
+    # sip_uri = "sip:alice@example.test" # and/or a SIP identity (mediation/sip_config.py)
     lifetime = 600                       # each derived tap's Timeout window, refreshed while the session lasts
     until = 2026-12-31T00:00:00Z         # the warrant's end: no derived tap outlives it
 
@@ -30,6 +32,7 @@ from typing import Any
 from controller.toml_fields import ConfigError, Endpoint
 from controller.toml_fields import endpoint as parse_endpoint
 from mediation.radius_iri import IdentityTarget
+from mediation.sip_config import sip_identity
 from mediation.snmp_client import Filter
 
 MAX_CONTENT_ID = 2**31 - 1
@@ -121,17 +124,19 @@ def _until(value: Any, where: str) -> datetime | None:
 
 def identity_target(raw: dict[str, Any], i: int) -> IdentityTarget:
     where = f"[[identity_target]] {i + 1}"
-    unknown = set(raw) - {"content_id", "radius_username", "calling_station_id", "lifetime", "until"}
+    unknown = set(raw) - {"content_id", "radius_username", "calling_station_id", "sip_uri", "sip_user", "lifetime",
+                          "until"}
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     cccid = _content_id(raw, where)
     user, station = raw.get("radius_username"), raw.get("calling_station_id")
-    if user is None and station is None:
-        raise ConfigError(f"{where}: give radius_username, calling_station_id or both")
+    sip_user, sip_host = sip_identity(raw, where)
+    if user is None and station is None and sip_user is None:
+        raise ConfigError(f"{where}: give radius_username, calling_station_id, sip_uri or sip_user")
     for key, value in (("radius_username", user), ("calling_station_id", station)):
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigError(f"{where}: {key} must be a non-empty string")
     lifetime = raw.get("lifetime")
     if lifetime is not None and (not isinstance(lifetime, (int, float)) or lifetime < 10):
         raise ConfigError(f"{where}: lifetime must be at least 10 seconds")
-    return IdentityTarget(cccid, user, station, lifetime, _until(raw.get("until"), where))
+    return IdentityTarget(cccid, user, station, lifetime, _until(raw.get("until"), where), sip_user, sip_host)

@@ -41,13 +41,22 @@ class RadiusEvent:
 
 @dataclass(frozen=True)
 class IdentityTarget:
-    """A warrant's identity: either key, or both, must match."""
+    """A warrant's identity: either RADIUS key, or both, must match; a SIP
+    identity (sip_user, at sip_host or any host) is followed in the calls
+    (mediation/sip_handler.py). Why one type: one warrant on one person may
+    name her RADIUS login and her SIP URI, and its taps are one intercept."""
 
     cccid: int
     radius_username: str | None = None
     calling_station_id: str | None = None
     lifetime: float | None = None  # seconds; each derived tap's Timeout window, refreshed while it lasts
     until: datetime | None = None  # the warrant's end: no derived tap outlives it (aware, UTC)
+    sip_user: str | None = None    # the user part of a SIP URI, or a tel: number
+    sip_host: str | None = None    # None: any host (and a tel: URI)
+
+    @property
+    def by_radius(self) -> bool:
+        return self.radius_username is not None or self.calling_station_id is not None
 
     def identity(self) -> dict[str, str]:
         """The warrant's identity keys, for the IRI records."""
@@ -56,6 +65,8 @@ class IdentityTarget:
             out["radius_username"] = self.radius_username
         if self.calling_station_id is not None:
             out["calling_station_id"] = self.calling_station_id
+        if self.sip_user is not None:
+            out["sip_uri"] = f"sip:{self.sip_user}@{self.sip_host}" if self.sip_host else f"sip:{self.sip_user}@*"
         return out
 
     def matches(self, event: RadiusEvent) -> bool:

@@ -47,11 +47,6 @@ class SipTarget:
                    for i in identities)
 
 
-def target_of(msg: SipMessage, targets: list[SipTarget]) -> SipTarget | None:
-    """The warrant a message names, or None."""
-    return next((t for t in targets if t.matches(msg.identities)), None)
-
-
 @dataclass(frozen=True)
 class MediaChange:
     """One change for the keeper: provision or remove CCCID's tap on one media endpoint."""
@@ -123,25 +118,41 @@ class _Call:
 
 @dataclass
 class SipCalls:
-    """The target calls in progress and the media taps they hold."""
+    """The target calls in progress and the media taps they hold. One call is
+    followed once per warrant it concerns (the caller and the callee may both
+    be targets, two agencies may hold warrants on one person): each warrant's
+    view has its own state, taps and IRI, as RADIUS does."""
 
     setup_timeout: float = SETUP_TIMEOUT
     idle_timeout: float = IDLE_TIMEOUT
-    calls: dict[str, _Call] = field(default_factory=dict)
-    ended: dict[str, tuple[int, float, int]] = field(default_factory=dict)   # call id -> (cccid, when, last CSeq)
+    calls: dict[str, dict[int, _Call]] = field(default_factory=dict)                # call id -> cccid -> call
+    ended: dict[str, dict[int, tuple[float, int]]] = field(default_factory=dict)    # -> cccid -> (when, last CSeq)
     installed: dict[tuple[int, MediaEndpoint], set[str]] = field(default_factory=dict)   # -> calls using it
 
+    def call(self, call_id: str, cccid: int) -> _Call | None:
+        return self.calls.get(call_id, {}).get(cccid)
+
     def handle(self, msg: SipMessage, targets: list[SipTarget], now: float) -> Update:
-        """The tap changes and IRI one signalling message makes."""
-        call = self.calls.get(msg.call_id)
+        """The tap changes and IRI one signalling message makes, for every warrant it concerns."""
+        live, ended = self.calls.get(msg.call_id, {}), self.ended.get(msg.call_id, {})
+        named = {t.cccid for t in targets if t.matches(msg.identities)} if msg.method in ("INVITE", "UPDATE") \
+            else set()
+        update = Update()
+        for cccid in dict.fromkeys([*live, *ended, *sorted(named)]):
+            step = self._handle(msg, cccid, cccid in named, now)
+            update.changes += step.changes
+            update.iri += step.iri
+        return update   # no warrant's: discarded, nothing kept
+
+    def _handle(self, msg: SipMessage, cccid: int, named: bool, now: float) -> Update:
+        call = self.call(msg.call_id, cccid)
         if call is None:
-            ended = self.ended.get(msg.call_id)
-            if ended is not None and not (msg.method == "INVITE" and msg.to_tag is None and msg.cseq > ended[2]):
-                return Update(iri=[SipIri("report", ended[0], msg.call_id, now, msg.raw, _reason(msg))])
-            target = target_of(msg, targets) if msg.method in ("INVITE", "UPDATE") else None
-            if target is None:
-                return Update()   # not a target's call: discarded, nothing kept
-            call = self.calls[msg.call_id] = _Call(target.cccid, msg.call_id, msg.from_tag, now)
+            ended = self.ended.get(msg.call_id, {}).get(cccid)
+            if ended is not None and not (msg.method == "INVITE" and msg.to_tag is None and msg.cseq > ended[1]):
+                return Update(iri=[SipIri("report", cccid, msg.call_id, now, msg.raw, _reason(msg))])
+            if not named:
+                return Update()
+            call = self.calls.setdefault(msg.call_id, {})[cccid] = _Call(cccid, msg.call_id, msg.from_tag, now)
             kind = "begin"
         else:
             kind = "continue"
@@ -162,29 +173,38 @@ class SipCalls:
             update.iri.append(SipIri(kind, call.cccid, call.call_id, now, msg.raw, _reason(msg)))
         return update
 
+    def _all(self) -> list[_Call]:
+        return [c for by_warrant in self.calls.values() for c in by_warrant.values()]
+
     def expire(self, now: float) -> Update:
         """End calls whose signalling stopped (a BYE never seen) and forget old ones."""
         update = Update()
-        for call in list(self.calls.values()):
+        for call in self._all():
             answered = any(d.confirmed for d in call.dialogs.values())
             if now - call.last_seen > (self.idle_timeout if answered else self.setup_timeout):
                 update.changes += self._end(call, now)
                 update.iri.append(SipIri("end", call.cccid, call.call_id, now, None, "timeout"))
-        for call_id in [c for c, (_, when, _) in self.ended.items() if now - when > LINGER]:
-            del self.ended[call_id]
+        for call_id, by_warrant in list(self.ended.items()):
+            for cccid in [c for c, (when, _) in by_warrant.items() if now - when > LINGER]:
+                del by_warrant[cccid]
+            if not by_warrant:
+                del self.ended[call_id]
         return update
 
     def drop_target(self, cccid: int, now: float) -> Update:
         """A warrant ended: its calls end now and their taps go."""
         update = Update()
-        for call in [c for c in self.calls.values() if c.cccid == cccid]:
+        for call in [c for c in self._all() if c.cccid == cccid]:
             update.changes += self._end(call, now)
             update.iri.append(SipIri("end", cccid, call.call_id, now, None, "warrant ended"))
         return update
 
     def _end(self, call: _Call, now: float) -> list[MediaChange]:
-        del self.calls[call.call_id]
-        self.ended[call.call_id] = (call.cccid, now, call.cseq)
+        by_warrant = self.calls[call.call_id]
+        del by_warrant[call.cccid]
+        if not by_warrant:
+            del self.calls[call.call_id]
+        self.ended.setdefault(call.call_id, {})[call.cccid] = (now, call.cseq)
         return self._sync(call, set())
 
     def _sync(self, call: _Call, want: set[MediaEndpoint]) -> list[MediaChange]:

@@ -26,6 +26,8 @@ class SipIriFunction:
     streams: SignallingStreams = field(default_factory=SignallingStreams)
     calls: SipCalls = field(default_factory=SipCalls)
     not_sip: int = 0      # whole payloads that were not SIP (a signalling tap that also copies media)
+    messages: int = 0     # SIP messages parsed
+    discarded: int = 0    # of them, no target's call's: dropped, nothing kept
 
     def feed(self, ip_packet: bytes, targets: list[SipTarget], now: float) -> Update:
         """What one copied IP packet (from its first header byte) changes."""
@@ -37,7 +39,10 @@ class SipIriFunction:
                 self.not_sip += 1
                 log.debug("signalling copy from %s:%d not used: %s", payload.src, payload.sport, exc)
                 continue
+            self.messages += 1
             step = self.calls.handle(msg, targets, now)
+            if msg.call_id not in self.calls.calls and msg.call_id not in self.calls.ended:
+                self.discarded += 1
             update.changes += step.changes
             update.iri += step.iri
         return update
