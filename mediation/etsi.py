@@ -170,7 +170,7 @@ class SessionIri:
 class CallIri:
     """A call's begin, answer or end (IPMMIRI, TS 102 232-5): the SIP message between two addresses."""
 
-    event: Literal["begin", "answer", "end"]
+    event: Literal["begin", "answer", "continue", "end", "report"]
     source: str
     destination: str
     sip: bytes
@@ -206,14 +206,28 @@ def _iri_contents(iri: SessionIri | CallIri) -> tuple[str, tuple]:
         return kind, ("iPIRI", {"iPIRIObjId": IPIRI_OBJ_ID, "iPIRIContents": contents})
     message = {"iPSourceAddress": _address(iri.source), "iPDestinationAddress": _address(iri.destination),
                "sIPContent": iri.sip}
-    kind = {"begin": "iRI-Begin", "answer": "iRI-Continue", "end": "iRI-End"}[iri.event]
+    kind = {"begin": "iRI-Begin", "answer": "iRI-Continue", "continue": "iRI-Continue", "end": "iRI-End",
+            "report": "iRI-Report"}[iri.event]
     return kind, ("iPMMIRI", {"iPMMIRIObjId": IPMMIRI_OBJ_ID, "iPMMIRIContents": ("sIPMessage", message)})
 
 
-def iri_from_record(record: Any) -> SessionIri | None:
-    """The MD's IRI record (mediation/iri.py's IriRecord, issue 15: kind, stamp, identity, addresses)
-    as an IPIRI event; None for what IPIRI cannot say (calls: IPMMIRI carries the SIP message itself,
-    which the record does not keep)."""
+CALL_EVENTS = {"call-begin": "begin", "call-answer": "answer", "call-update": "continue", "call-end": "end",
+               "call-report": "report"}
+
+
+def iri_from_record(record: Any) -> SessionIri | CallIri | None:
+    """The MD's IRI record (mediation/iri.py's IriRecord, issue 15) as an ETSI
+    IRI event: a RADIUS session's as IPIRI (TS 102 232-3), a SIP call's as
+    IPMMIRI (TS 102 232-5: the SIP message itself, between the addresses it
+    travelled). None for what neither can say: a call event with no message
+    (a call ended by the MD's timeout) or without both addresses."""
+    call_event = CALL_EVENTS.get(record.kind)
+    if call_event is not None:
+        message, source, destination = (getattr(record, name, None) for name in ("message", "peer", "peer_to"))
+        if message is None or source is None or destination is None:
+            return None
+        sip = message.encode("utf-8", "surrogateescape") if isinstance(message, str) else message
+        return CallIri(call_event, source, destination, sip, record.stamp)
     event = {"session-start": "start", "session-update": "update", "session-stop": "stop",
              "access-accept": "accept"}.get(record.kind)
     if event is None:

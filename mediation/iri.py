@@ -40,6 +40,7 @@ class IriRecord:
     parties: dict[str, str] = field(default_factory=dict)    # calls: "from", "to", ...
     media: tuple[dict, ...] = ()                             # calls: {"address", "port", "protocol"} per stream
     peer: str | None = None                                  # who sent the signalling (NAS, proxy)
+    peer_to: str | None = None                               # calls: whom the SIP message went to
     reason: str | None = None                                # calls: what said it ("INVITE", "200 INVITE",
                                                              # "BYE", "timeout", ...)
     message: str | None = None                               # calls: the SIP message itself (ETSI TS 102 232-5

@@ -61,16 +61,17 @@ def parties_of(message: bytes | None) -> dict[str, str]:
         return {}
 
 
-def source_of(packet: bytes) -> str | None:
-    """The IP source of a copied packet: who sent the signalling (the UA or the proxy)."""
+def ends_of(packet: bytes) -> tuple[str | None, str | None]:
+    """The IP source and destination of a copied packet: who sent the
+    signalling (the UA or the proxy) and to whom (IPMMIRI names both)."""
     try:
-        if packet[0] >> 4 == 4:
-            return str(ipaddress.IPv4Address(packet[12:16]))
-        if packet[0] >> 4 == 6:
-            return str(ipaddress.IPv6Address(packet[8:24]))
+        if packet[0] >> 4 == 4 and len(packet) >= 20:
+            return str(ipaddress.IPv4Address(packet[12:16])), str(ipaddress.IPv4Address(packet[16:20]))
+        if packet[0] >> 4 == 6 and len(packet) >= 40:
+            return str(ipaddress.IPv6Address(packet[8:24])), str(ipaddress.IPv6Address(packet[24:40]))
     except (IndexError, ValueError):
         pass
-    return None
+    return None, None
 
 
 @dataclass
@@ -115,7 +116,7 @@ class SipHandler:
     def handle(self, stamp: float, packet: bytes) -> None:
         with self._lock:
             update = self.function.feed(packet, self._live(), stamp)
-            self._apply(update, stamp, source_of(packet))
+            self._apply(update, stamp, *ends_of(packet))
 
     def tick(self, now: float | None = None) -> None:
         """Calls whose BYE never came end; a warrant past its end loses its calls and their taps."""
@@ -125,10 +126,10 @@ class SipHandler:
             for cccid, warrant in self.warrants.items():
                 if cccid not in self.ended and warrant.until is not None and warrant.until <= wall:
                     self.ended.add(cccid)
-                    self._apply(self.function.drop_target(cccid, now), now, None)
-            self._apply(self.function.expire(now), now, None)
+                    self._apply(self.function.drop_target(cccid, now), now, None, None)
+            self._apply(self.function.expire(now), now, None, None)
 
-    def _apply(self, update: Update, stamp: float, peer: str | None) -> None:
+    def _apply(self, update: Update, stamp: float, peer: str | None, peer_to: str | None) -> None:
         """Taps first, one change per warrant (what a message adds and drops at once), then the IRI."""
         for cccid in dict.fromkeys(c.cccid for c in update.changes):
             self._taps(cccid, [c for c in update.changes if c.cccid == cccid], stamp)
@@ -142,11 +143,11 @@ class SipHandler:
             kind = self._follow(iri.cccid, iri.call_id, iri.kind, iri.reason, iri.message, stamp)
             live = self.function.calls.call(iri.call_id, iri.cccid)
             call = self.state[iri.cccid].calls.get(iri.call_id)
-            text = iri.message.decode("utf-8", "backslashreplace") if iri.message else None
+            text = iri.message.decode("utf-8", "surrogateescape") if iri.message else None  # lossless: ETSI hands the bytes over
             self.emit(IriRecord(iri.cccid, stamp, self.protocol, kind, warrant.identity(), (), iri.call_id,
                                 parties=call.parties if call else parties_of(iri.message),
                                 media=media_of(tuple(live.tapped)) if live is not None else (),
-                                peer=peer, reason=iri.reason, message=text))
+                                peer=peer, peer_to=peer_to, reason=iri.reason, message=text))
 
     def _taps(self, cccid: int, changes: list[MediaChange], stamp: float) -> None:
         add = {tap_key(c.endpoint): (c.endpoint.filters(),

@@ -96,6 +96,30 @@ def test_call_iri_round_trip() -> None:
     assert message["iPDestinationAddress"]["iP-value"] == ("iPBinaryAddress", bytes([198, 51, 100, 20]))
 
 
+def test_a_sip_call_record_goes_to_hi2_as_ipmmiri_with_its_message_byte_for_byte() -> None:
+    """The MD's SIP half (mediation/sip_handler.py) keeps the message and the
+    addresses it travelled between; HI2 hands it over as TS 102 232-5 IPMMIRI.
+    A non-UTF-8 octet survives the record's text form (surrogateescape)."""
+    from mediation.iri import IriRecord
+
+    sip = b"SIP/2.0 200 OK\r\nCall-ID: 7@192.0.2.10\r\nSubject: caf\xe9\r\n\r\n"
+    record = IriRecord(4243, time.time(), "sip", "call-answer", {"sip_user": "alice"}, (), "7@192.0.2.10",
+                       peer="198.51.100.20", peer_to="192.0.2.10", reason="200 INVITE",
+                       message=sip.decode("utf-8", "surrogateescape"))
+    record = IriRecord.from_json(record.to_json())  # as the receiver's queue and a file agency see it
+    iri = etsi.iri_from_record(record)
+    assert isinstance(iri, etsi.CallIri) and iri.event == "answer"
+    _, [payload] = etsi.decode(etsi.encode_iri(IDENTITY, cin=4243, seq=0, iri=iri))["payload"]
+    assert payload["iRIType"] == "iRI-Continue"
+    _, ipmmiri = payload["iRIContents"]
+    kind, message = ipmmiri["iPMMIRIContents"]
+    assert kind == "sIPMessage" and message["sIPContent"] == sip
+    assert message["iPSourceAddress"]["iP-value"] == ("iPBinaryAddress", bytes([198, 51, 100, 20]))
+    assert message["iPDestinationAddress"]["iP-value"] == ("iPBinaryAddress", bytes([192, 0, 2, 10]))
+    ended = IriRecord(4243, time.time(), "sip", "call-end", {}, (), "7@192.0.2.10", reason="timeout")
+    assert etsi.iri_from_record(ended) is None  # no message: nothing IPMMIRI could carry
+
+
 @pytest.mark.parametrize("cin,seq", [(-1, 0), (2**32, 0), (0, 2**32)])
 def test_out_of_range_numbers_are_refused_with_one_line(cin: int, seq: int) -> None:
     with pytest.raises(etsi.EtsiError) as error:
