@@ -70,6 +70,14 @@ def only(table: dict[str, Any], keys: set[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
 
 
+def ip_address(table: dict[str, Any], key: str, where: str) -> str:
+    """`key` of the table as an IP address (its canonical text)."""
+    try:
+        return str(ipaddress.ip_address(table.get(key, "")))
+    except ValueError:
+        raise ConfigError(f"{where}: {key} {table.get(key)!r} is not an IP address") from None
+
+
 def read(path: Path, holds_keys: bool | Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """The TOML table of a config file. A file that holds keys (`holds_keys`,
     or says so of the parsed table) is refused when group or others may

@@ -31,6 +31,7 @@ from typing import Any
 
 from controller.toml_fields import ConfigError, Endpoint
 from controller.toml_fields import endpoint as parse_endpoint
+from controller.toml_fields import ip_address, only
 from mediation.radius_iri import IdentityTarget
 from mediation.sip_config import sip_identity
 from mediation.snmp_client import Filter
@@ -94,13 +95,8 @@ def signalling(raw: Any) -> SignallingSettings:
 
 def radius_server(raw: dict[str, Any], i: int, needs_content_id: bool = False) -> RadiusServer:
     where = f"[[radius_server]] {i + 1}"
-    unknown = set(raw) - {"address", "auth_port", "acct_port", "content_id"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-    try:
-        address = str(ipaddress.ip_address(raw.get("address", "")))
-    except ValueError:
-        raise ConfigError(f"{where}: address {raw.get('address')!r} is not an IP address") from None
+    only(raw, {"address", "auth_port", "acct_port", "content_id"}, where)
+    address = ip_address(raw, "address", where)
     ports = {k: raw.get(k, d) for k, d in (("auth_port", 1812), ("acct_port", 1813))}
     for key, port in ports.items():
         if not isinstance(port, int) or not 1 <= port <= 65535:

@@ -24,7 +24,7 @@ from typing import Any
 
 import sipmessage
 
-from controller.toml_fields import ConfigError
+from controller.toml_fields import ConfigError, ip_address, only
 from mediation.snmp_client import Filter
 
 PROTOCOLS = {"udp": 17, "tcp": 6}
@@ -46,13 +46,8 @@ class SipServer:
 def sip_server(raw: dict[str, Any], i: int, content_id) -> SipServer:
     """`content_id`: radius_config's checker of the key (shared, so both say it alike)."""
     where = f"[[sip_server]] {i + 1}"
-    unknown = set(raw) - {"address", "transports", "content_id"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-    try:
-        address = str(ipaddress.ip_address(raw.get("address", "")))
-    except ValueError:
-        raise ConfigError(f"{where}: address {raw.get('address')!r} is not an IP address") from None
+    only(raw, {"address", "transports", "content_id"}, where)
+    address = ip_address(raw, "address", where)
     transports = raw.get("transports", ["udp", "tcp"])
     if not isinstance(transports, list) or not transports or not all(t in PROTOCOLS for t in transports) \
             or len(set(transports)) != len(transports):

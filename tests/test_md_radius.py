@@ -31,7 +31,10 @@ RADIUS, NAS = "198.51.100.50", "198.51.100.60"
 SIGNALLING_CCCID, ALICE, CAROL = 90001, 4242, 5555
 
 
-def md_toml(tmp_path: Path, agent_port: int, content_port: int, signalling_port: int) -> Path:
+def signalling_md_toml(tmp_path: Path, agent_port: int, content_port: int, signalling_port: int,
+                       servers_and_targets: str) -> Path:
+    """An md.toml with content, IAP and signalling sections, then the given
+    servers, identity targets and agencies (the RADIUS and SIP tests alike)."""
     from tests.snmp_support import AUTH_KEY, PRIV_KEY
 
     path = tmp_path / "md.toml"
@@ -54,7 +57,13 @@ listen = "127.0.0.1:{signalling_port}"
 deliver_to = "203.0.113.10:7001"
 content_to = "203.0.113.10:7000"
 
-[[radius_server]]
+""" + servers_and_targets)
+    path.chmod(0o600)
+    return path
+
+
+def md_toml(tmp_path: Path, agent_port: int, content_port: int, signalling_port: int) -> Path:
+    return signalling_md_toml(tmp_path, agent_port, content_port, signalling_port, f"""[[radius_server]]
 address = "{RADIUS}"
 content_id = {SIGNALLING_CCCID}
 
@@ -78,8 +87,6 @@ name = "lea-c"
 cccids = [{CAROL}]
 file = "lea-c"
 """)
-    path.chmod(0o600)
-    return path
 
 
 def copy_of(radius: bytes, cccid: int = SIGNALLING_CCCID) -> bytes:

@@ -34,7 +34,7 @@ from mediation.pcli import encode  # noqa: E402
 from tests.conftest import needs_root  # noqa: E402
 from tests.sip_support import ip_filter_of  # noqa: E402
 from tests.snmp_support import free_udp_port, tap_switch  # noqa: E402,F401 (fixture)
-from tests.test_md_radius import saved_status  # noqa: E402
+from tests.test_md_radius import saved_status, signalling_md_toml  # noqa: E402
 from tests.test_md_snmp import held, iap, md, wait_for  # noqa: E402
 from tests.test_sip_netns import OTHER, PEER, PEER_B, SUBJECT, _media, wires  # noqa: E402,F401 (fixture)
 
@@ -46,29 +46,7 @@ SERVER, SERVER_B, ALICE, ERIN = 90002, 90003, 4243, 4244
 
 
 def md_toml(tmp_path: Path, agent_port: int, content_port: int, signalling_port: int) -> Path:
-    from tests.snmp_support import AUTH_KEY, PRIV_KEY
-
-    path = tmp_path / "md.toml"
-    path.write_text(f"""
-[content]
-listen = ["127.0.0.1:{content_port}"]
-out_dir = "md"
-
-[iap]
-address = "127.0.0.1:{agent_port}"
-user = "md1"
-auth_key = "{AUTH_KEY}"
-priv_key = "{PRIV_KEY}"
-timeout = 1.0
-retries = 1
-audit_interval = 2.0
-
-[signalling]
-listen = "127.0.0.1:{signalling_port}"
-deliver_to = "203.0.113.10:7001"
-content_to = "203.0.113.10:7000"
-
-[[sip_server]]
+    return signalling_md_toml(tmp_path, agent_port, content_port, signalling_port, f"""[[sip_server]]
 address = "{PEER}"
 content_id = {SERVER}
 
@@ -97,8 +75,6 @@ name = "lea-e"
 cccids = [{ERIN}]
 file = "lea-e"
 """)
-    path.chmod(0o600)
-    return path
 
 
 def held_filters(controller, cccid: int) -> set:
