@@ -4,7 +4,8 @@ the way an operator runs it.
 1. builds the network (bmv2_topo/layouts.py): subject, peer, another
    subscriber, the mediation device, the IAP's management host, one access
    switch (or two, `--variant multihomed`; a NAS and a RADIUS server
-   besides with `--variant radius`), with Mininet where it is
+   besides with `--variant radius`; the peer as a SIP service with
+   `--variant voip`), with Mininet where it is
    installed, else plain network namespaces (`--hosts`);
 2. starts the switch: bmv2 `simple_switch_grpc`, or p4tap's softswitch
    where bmv2 is missing (`P4TAP_TARGET`);
@@ -15,7 +16,9 @@ the way an operator runs it.
    subject, handed over to agencies lea-a and lea-b; 4243, the subject's RTP
    only, to lea-b alone (`--variant radius`: none; it taps the RADIUS
    server's signalling, and provisions 4242 when the subject's
-   Accounting-Start names the warrant's user: bmv2_topo/radius_scenario.py);
+   Accounting-Start names the warrant's user: bmv2_topo/radius_scenario.py;
+   `--variant voip`: it taps the SIP servers, and provisions 4242 on the
+   media of the calls of sip:alice@example.test: bmv2_topo/voip_scenario.py);
 5. drives traffic: the subject's ping, a VoIP-like RTP flow and a TCP
    transfer to the peer, and the other subscriber's ping and UDP;
 6. reports, from a reference capture of every wire, per CCCID and per
@@ -46,7 +49,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bmv2_topo import radius_scenario
+from bmv2_topo import radius_scenario, voip_scenario
 from bmv2_topo.bmv2_switch import Bmv2Error, Bmv2Switch, resolve_target, target_skip_reason
 from bmv2_topo.demo_config import write_configs
 from bmv2_topo.keeper import SwitchKeeper
@@ -65,6 +68,7 @@ from mediation.snmp_client import Filter
 OUT_DIR = REPO_ROOT / "run" / "demo"
 MARKER = ".p4tap-demo"
 CCCID_ALL, CCCID_RTP = 4242, 4243
+SIGNALLING = {"radius": radius_scenario, "voip": voip_scenario}  # variants whose warrants name a person
 AGENCIES = {"lea-a": frozenset({CCCID_ALL}), "lea-b": frozenset({CCCID_ALL, CCCID_RTP})}
 INTERCEPTS: dict[int, tuple[Filter, ...]] = {
     CCCID_ALL: subject_filters(SUBJECT),
@@ -218,20 +222,21 @@ class Run:
     subject_ends: dict[str, tuple[str, str]] = field(default_factory=dict)  # -> (switch, its tap source)
     frames: list = field(default_factory=list)
     md_status: dict | None = None
-    signalling: radius_scenario.SignallingReport | None = None
+    signalling: radius_scenario.SignallingReport | voip_scenario.SignallingReport | None = None
 
     @property
-    def radius(self) -> bool:
-        return self.layout.name == "radius"
+    def by_identity(self):
+        """The scenario module of a variant whose warrants name a person (radius, voip), or None."""
+        return SIGNALLING.get(self.layout.name)
 
     @property
     def intercepts(self) -> dict[int, tuple[Filter, ...]]:
-        """What the report judges: the config's intercepts, or the radius variant's derived one."""
-        return radius_scenario.INTERCEPTS if self.radius else INTERCEPTS
+        """What the report judges: the config's intercepts, or the ones the signalling derives."""
+        return self.by_identity.INTERCEPTS if self.by_identity else INTERCEPTS
 
     @property
     def agencies(self) -> dict[str, frozenset[int]]:
-        return radius_scenario.AGENCIES if self.radius else AGENCIES
+        return self.by_identity.AGENCIES if self.by_identity else AGENCIES
 
     def start_switches(self, stack: contextlib.ExitStack, hosts: dict) -> dict[str, Bmv2Switch]:
         what = "bmv2 simple_switch_grpc" if self.target == "bmv2" else "p4tap softswitch (no bmv2 here)"
@@ -269,9 +274,9 @@ class Run:
         watch = SwitchWatch(keeper, progress, out / "iap-state" / "audit.jsonl")
         stack.callback(watch.stop)
         configs = write_configs(out, self.layout, {n: s.grpc_address[len("unix:"):] for n, s in switches.items()},
-                                self.options.lifetime, {} if self.radius else INTERCEPTS, self.agencies,
+                                self.options.lifetime, {} if self.by_identity else INTERCEPTS, self.agencies,
                                 md_extra if md_extra is not None else
-                                radius_scenario.md_toml(self.options.lifetime) if self.radius else "")
+                                self.by_identity.md_toml(self.options.lifetime) if self.by_identity else "")
         iap = Child(hosts["iap"], "the IAP (controller + SNMP agent)",
                     [sys.executable, "-m", "mib_bridge", "--config", str(configs["agent"]),
                      "--controller-config", str(configs["controller"])], out / "iap.log")
@@ -282,31 +287,30 @@ class Run:
                     "--remove-on-exit"], out / "md.log")
         stack.callback(md.stop)
         progress(f"MD: `p4tap md listen` on {MD_ADDRESS}:{MD_PORT}, pid {md.proc.pid}; " + (
-            radius_scenario.WHAT_THE_MD_DOES if self.radius else
+            self.by_identity.WHAT_THE_MD_DOES if self.by_identity else
             f"it provisions {CCCID_ALL} (all of {SUBJECT}, for lea-a and lea-b) and {CCCID_RTP} (its RTP, for lea-b) "
             "over SNMPv3"))
         status_file = out / "md" / "md-status.json"
-        _wait_provisioned(status_file, [md, iap], watch, progress, radius_scenario.SIGNALLING_STREAMS if self.radius
-                          else sum(len(f) for f in INTERCEPTS.values()))
+        _wait_provisioned(status_file, [md, iap], watch, progress, self.by_identity.SIGNALLING_STREAMS
+                          if self.by_identity else sum(len(f) for f in INTERCEPTS.values()))
         return Up(hosts, status_file, watch, md)
 
     def scenario(self, stack: contextlib.ExitStack) -> None:
         progress, report = self.progress, self.report
         hosts, status_file, watch, md = self.bring_up(stack)
-        if self.radius:
-            self.signalling = radius_scenario.session_start(hosts, status_file, progress)
-
         self.wires(hosts)
         recorder = Recorder(self.owner)
         stack.callback(recorder.__exit__)
+        if self.by_identity:  # the signalling (recorded: a call's media is content) that makes the warrant's taps
+            self.signalling = self.by_identity.start(hosts, status_file, progress, self.out)
         progress(f"recording every frame on {len(self.owner)} wires as the reference; driving traffic")
         report.tcp_bytes_at_peer = drive_traffic(hosts, self.layout, watch.event, progress,
                                                  stack.enter_context(contextlib.ExitStack()))
         report.tcp_bytes_sent = TCP_BYTES
         _settle(recorder, self.owner, status_file, watch, progress, self.intercepts)
         self.frames = recorder.stop()
-        if self.radius and not watch.died:
-            radius_scenario.session_stop(hosts, status_file, self.signalling, progress)
+        if self.by_identity and not watch.died:
+            self.by_identity.stop(hosts, status_file, self.signalling, progress)
         report.kernel_drops = recorder.kernel_drops
         report.problems.extend(watch.died)
         report.cut_at = watch.cut_at
@@ -360,7 +364,7 @@ def run_demo(options: Options, progress: Progress | None = None) -> Report:
             {name: (ids, run.out / name) for name, ids in run.agencies.items()}, SUBJECT, layout.peer_addresses, OTHER,
             run.subject_ends, run.md_status)
     if run.signalling is not None:
-        radius_scenario.judge(run.signalling, run.out)
+        SIGNALLING[layout.name].judge(run.signalling, run.out)
         run.report.signalling = run.signalling.__dict__
         run.report.problems.extend(run.signalling.problems)
     (run.out / "report.json").write_text(json.dumps(run.report.to_dict(), indent=2, default=str))
@@ -375,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", choices=sorted(LAYOUTS), default="single",
                         help="single: one access switch; multihomed: the subject on two, each tapped; radius: the "
-                             "warrant names a user, the MD taps her address from RADIUS accounting")
+                             "warrant names a user, the MD taps her address from RADIUS accounting; voip: the warrant "
+                             "names a SIP identity, the MD taps her calls' media from SIP")
     parser.add_argument("--hosts", choices=["auto", "mininet", "netns"], default="auto",
                         help="how hosts are built (auto: Mininet where installed, else network namespaces)")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR, help=f"captures, logs, report (default {OUT_DIR})")

@@ -21,6 +21,8 @@ SNMP interface (d) and the content interface (f) are separate in RFC 3924.
 
 `radius`: `single` with a NAS and a RADIUS server on ports 5 and 6; the MD
 taps the server's signalling and derives the subject's intercept from it.
+`voip`: `single` whose peer is the SIP service too (a second address for
+the other subscriber's call); the MD derives the call media taps from SIP.
 The IAP process reaches its switches over P4Runtime on a unix socket.
 """
 
@@ -127,4 +129,15 @@ def radius() -> Layout:
                   notes=(f"the subject's address comes from RADIUS accounting ({NAS} to {AAA})",))
 
 
-LAYOUTS = {"single": single, "multihomed": multihomed, "radius": radius}
+def voip() -> Layout:
+    """`single` whose peer is also the operator's SIP service, on a second
+    address besides (192.0.2.21, where the other subscriber calls): the MD
+    derives the subject's call media taps from the SIP signalling."""
+    base = single()
+    hosts = tuple(HostSpec("peer", 2, "02:00:00:00:0d:02", (f"{PEER}/24", f"{PEER_B}/24")) if h.name == "peer" else h
+                  for h in base.hosts)
+    return Layout("voip", hosts, base.switches, rtp_to=PEER, tcp_to=PEER,
+                  notes=(f"the subject's call media come from SIP signalling (SIP service {PEER} and {PEER_B})",))
+
+
+LAYOUTS = {"single": single, "multihomed": multihomed, "radius": radius, "voip": voip}

@@ -174,3 +174,11 @@ def render(out: SignallingReport) -> list[str]:
     lines.append(f"    after Stop: {out.after_stop_sent} packets of the subject, {out.after_stop_captured} copied; "
                  f"bob: {out.discarded_non_target} messages parsed and dropped, nothing kept")
     return lines
+
+
+def start(hosts: dict, status_file: Path, progress, out_dir: Path) -> SignallingReport:
+    """The demo's hook (bmv2_topo/demo.py), as voip_scenario's."""
+    return session_start(hosts, status_file, progress)
+
+
+stop = session_stop

@@ -105,7 +105,7 @@ class Report:
     tcp_bytes_sent: int = 0
     problems: list[str] = field(default_factory=list)
     cut_at: float | None = None  # a switch stopped during the run: what came before this time is judged apart
-    signalling: dict | None = None  # the radius variant: bmv2_topo/radius_scenario.SignallingReport
+    signalling: dict | None = None  # radius, voip variants: bmv2_topo/{radius,voip}_scenario.SignallingReport
 
     @property
     def ok(self) -> bool:
@@ -283,9 +283,9 @@ def render(report: Report) -> str:
     if report.tcp_bytes_at_peer is not None:
         lines.append(f"  TCP transfer: {report.tcp_bytes_at_peer} of {report.tcp_bytes_sent} bytes reached the peer")
     if report.signalling is not None:
-        from bmv2_topo.radius_scenario import SignallingReport
-        from bmv2_topo.radius_scenario import render as render_signalling
-        lines.extend(render_signalling(SignallingReport(**report.signalling)))
+        from bmv2_topo import radius_scenario, voip_scenario
+        scenario = voip_scenario if report.variant == "voip" else radius_scenario
+        lines.extend(scenario.render(scenario.SignallingReport(**report.signalling)))
     files = sorted({d.file for d in report.deliveries if Path(d.file).exists()})
     if files:
         lines.append("  capture files (open in Wireshark, or: tshark -r FILE):")
