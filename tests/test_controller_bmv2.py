@@ -106,7 +106,17 @@ def test_sigkill_mid_batch_then_restart_reconciles_to_exactly_the_intent(network
         [sys.executable, "-c", "import sys; from tests.test_controller_bmv2 import _provision_forever; "
          "_provision_forever(sys.argv[1], sys.argv[2], int(sys.argv[3]))", bmv2.grpc_address, str(tmp_path), str(n)],
         cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    with SwitchConnection(bmv2.grpc_address, election_id=(0, 1)) as observer:  # backup once the child is up
+    # The observer connects once the child's controller has started (its
+    # write-ahead record of the batch is out, so its pipeline is in): PI's
+    # server can die when a Read arrives while another client's
+    # SetForwardingPipelineConfig swaps the pipeline (seen once under load,
+    # README, Toolchain), which would test the toolchain, not p4tap.
+    audit = tmp_path / "audit.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and child.poll() is None and \
+            '"provision-intent"' not in (audit.read_text() if audit.exists() else ""):
+        time.sleep(0.02)
+    with SwitchConnection(bmv2.grpc_address, election_id=(0, 1)) as observer:  # a backup: the child is primary
         deadline = time.time() + 120
         count, last_error = 0, None
         while time.time() < deadline and child.poll() is None:
