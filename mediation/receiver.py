@@ -70,13 +70,29 @@ class InterceptStats:
     sources: dict[str, int] = field(default_factory=dict)  # sending switch address -> packets
 
 
+RECEIVE_BUFFER = 8 * 1024 * 1024
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # asm-generic/socket.h
+
+
+def set_receive_buffer(sock: socket.socket, size: int) -> None:
+    """A receive buffer of `size`: copies arrive at the rate the subject sends
+    (a TCP burst through several switches at once), and whatever overflows
+    while this process is descheduled is lost before the MD ever counts it.
+    SO_RCVBUF alone is capped at net.core.rmem_max (208 KiB by default);
+    with CAP_NET_ADMIN (an MD run as root) the cap does not apply."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)  # up to rmem_max: raise it for bursts
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+        set_receive_buffer(sock, RECEIVE_BUFFER)
         enable_kernel_timestamps(sock)
         sock.bind((host, port))
         sock.setblocking(False)
