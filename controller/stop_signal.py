@@ -7,6 +7,12 @@ blocked in an untimed `Event.wait()` never does: such a daemon ignores its
 SIGTERM for good (seen under load: a controller that outlived its test by
 ten minutes). Waiting in short slices lets the main thread run the handler
 within one slice, wherever the signal landed.
+
+The handlers go in before the daemon starts anything others can see (its
+control socket, its SNMP port): a supervisor that stops it the moment it
+looks ready must meet the handler, not the default action that kills it
+mid-step with SIGTERM's exit status (seen once in CI, between the control
+socket appearing and the wait beginning).
 """
 
 from __future__ import annotations
@@ -17,17 +23,21 @@ import threading
 SLICE = 0.25  # seconds: how late a stop may be noticed
 
 
-def wait_for_stop(signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)) -> int:
-    """Install handlers for `signals`, block until one arrives, return its number."""
-    received: list[int] = []
-    done = threading.Event()
+class StopSignal:
+    """SIGINT/SIGTERM noted from construction on; `wait()` blocks until one came."""
 
-    def handler(signum: int, _frame) -> None:
-        received.append(signum)
-        done.set()
+    def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        self._received: list[int] = []
+        self._done = threading.Event()
+        for sig in signals:
+            signal.signal(sig, self._handler)
 
-    for sig in signals:
-        signal.signal(sig, handler)
-    while not done.wait(SLICE):
-        pass
-    return received[0]
+    def _handler(self, signum: int, _frame) -> None:
+        self._received.append(signum)
+        self._done.set()
+
+    def wait(self) -> int:
+        """Block until a stop signal arrived (perhaps before this call); its number."""
+        while not self._done.wait(SLICE):
+            pass
+        return self._received[0]

@@ -20,7 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
-from controller.stop_signal import wait_for_stop
+from controller.stop_signal import StopSignal
 from mib_bridge.config import ConfigError, load
 
 
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"mib_bridge: {error}", file=sys.stderr)
         return 1
     agent = Agent(cfg, controller)
+    stop = StopSignal()  # before the control socket and the SNMP port show the agent as ready
     try:
         controller.start()
     except (StoreError, AuditError, OSError) as error:
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         server.close()
         controller.stop()
         return 1
-    wait_for_stop()
+    stop.wait()
     log.info("stopping (switches keep their intercepts)")
     agent.stop()
     server.close()

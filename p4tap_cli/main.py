@@ -30,7 +30,7 @@ from controller.audit import AuditError
 from controller.model import InetAddressType, InterceptError, IpFilter, Mediation, Stream
 from controller.store import StoreError
 from controller.switch import SwitchError
-from controller.stop_signal import wait_for_stop
+from controller.stop_signal import StopSignal
 
 from .args import lifetime_seconds, md_endpoint, subject_address
 
@@ -47,6 +47,7 @@ def cmd_controller_run(args: argparse.Namespace) -> int:
     from controller.service import Controller
 
     settings = load(args.config)
+    stop = StopSignal()  # before the control socket shows the daemon as ready
     settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     log = logging.getLogger("p4tap")
     controller = Controller.from_settings(settings)
@@ -56,7 +57,7 @@ def cmd_controller_run(args: argparse.Namespace) -> int:
     server = ControlServer(settings.control_socket, controller)
     server.start()
     log.info("controller running; control socket %s", settings.control_socket)
-    wait_for_stop()
+    stop.wait()
     log.info("stopping (switches keep their state)")
     server.close()
     controller.stop()

@@ -11,7 +11,10 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 from bmv2_topo.bmv2_switch import Bmv2Switch
@@ -49,3 +52,31 @@ def test_sigterm_to_a_grpc_thread_stops_the_controller(tmp_path: Path) -> None:
             assert "stopping" in (tmp_path / "controller.log").read_text()
     finally:
         switch.stop()
+
+
+def test_sigterm_while_the_controller_starts_is_a_clean_stop(tmp_path: Path) -> None:
+    """A SIGTERM during start-up (here: while the one configured switch does
+    not answer) is a stop, not death by the default action: the handlers go in
+    before anything is started. Sent once the log says the controller is
+    connecting, which on the old order came before the handlers."""
+    with socket.socket() as unused:  # a port nothing listens on: the switch is "down"
+        unused.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{unused.getsockname()[1]}"
+    config = lab_config(tmp_path, address)
+    log_path = tmp_path / "controller.log"
+    with open(log_path, "ab") as log:
+        daemon = subprocess.Popen([sys.executable, "-m", "p4tap_cli", "controller", "run", "--config", str(config)],
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while "connecting to" not in log_path.read_text() and time.time() < deadline:
+            assert daemon.poll() is None, log_path.read_text()[-3000:]
+            time.sleep(0.01)
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
+        assert daemon.returncode == 0, log_path.read_text()[-3000:]
+        assert "stopping" in log_path.read_text()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
