@@ -31,6 +31,8 @@ credentials, ports, VRFs, forwarding and intercept delivery settings.
                                         # a provision needing more is refused before it is committed
     # max_clone_session_id = 1015       # below the pipeline's mirror id width, if the switch needs it
                                         # (Tofino 1: 1016..1023 are coalescing sessions)
+    # lease_seconds = 3600              # how long the switch ends copies on its own clock with the
+                                        # controller away (fail safe: past it, every copy stops)
 
 Every mistake is reported with the switch and key it concerns.
 """
@@ -40,10 +42,12 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from controller import ets, toml_fields
+from controller.clock import LEASE
 from controller.pipeline import mac_to_int
 from controller.service import SwitchConfig
 from controller.switch import TlsConfig
@@ -160,7 +164,24 @@ def _switch(raw: dict[str, Any], base: Path) -> SwitchConfig:
         tls=tls, allow_plaintext=_get(raw, "allow_plaintext", bool, where, None),
         replication_groups=_replication_groups(raw, where),
         max_clone_session_id=_at_least_one(raw, "max_clone_session_id", where),
+        lease=_lease(raw, where),
     )
+
+
+# A lease is renewed when half of it is left, so it must outlast a renewal's
+# round trip with room to spare; and its end must stay within what the
+# data plane's wrap-safe compare carries on every target (half the 2^31-tick
+# horizon: 19.5 h on Tofino's 65.5 us ticks, the shortest).
+LEASE_RANGE = (2, 70_000)
+
+
+def _lease(raw: dict[str, Any], where: str) -> timedelta:
+    value = _get(raw, "lease_seconds", int, where, int(LEASE.total_seconds()))
+    low, high = LEASE_RANGE
+    if not low <= value <= high:
+        raise ConfigError(f"{where}: lease_seconds must be {low}..{high} (a lease is renewed at half; "
+                          f"Tofino's clock carries at most {high} s ahead), got {value}")
+    return timedelta(seconds=value)
 
 
 def _at_least_one(raw: dict[str, Any], key: str, where: str) -> int | None:

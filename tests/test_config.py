@@ -65,6 +65,19 @@ def test_mistakes_are_reported_where_they_are(tmp_path, change, message):
         load(write(tmp_path, GOOD.replace(*change)))
 
 
+def test_the_lease_is_an_hour_unless_configured(tmp_path):
+    """The switch's own enforcement of Timeouts while the controller is away
+    (controller/clock.py) lasts `lease_seconds`, within what every target's
+    clock compare carries."""
+    assert load(write(tmp_path, GOOD)).switches[0].lease.total_seconds() == 3600
+    assert load(write(tmp_path, GOOD + "lease_seconds = 600\n")).switches[0].lease.total_seconds() == 600
+    for bad in ("1", "70001", "-5"):
+        with pytest.raises(ConfigError, match="switch 'access1': lease_seconds must be 2..70000"):
+            load(write(tmp_path, GOOD + f"lease_seconds = {bad}\n"))
+    with pytest.raises(ConfigError, match="`lease_seconds` must be int"):
+        load(write(tmp_path, GOOD + 'lease_seconds = "1h"\n'))
+
+
 def test_duplicate_switch_names_refused(tmp_path):
     text = GOOD + GOOD[GOOD.index("[[switch]]"):]
     with pytest.raises(ConfigError, match="unique"):
