@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from controller.audit import AuditLog
-from controller.recovery import INTENT_ACTIONS
+from controller.recovery import INTENT_ACTIONS, announce
 from controller.store import IntentStore
 
-__all__ = ["Lag", "held_by_log", "lagging", "record_lost_intent"]
+__all__ = ["Behind", "Committed", "Lag", "committed_by_log", "held_by_log", "lagging", "record_lost_intent",
+           "store_behind_log"]
 
 log = logging.getLogger("p4tap.controller")
 
@@ -118,19 +119,31 @@ def lagging(log_path: Path, store_path: Path) -> Lag:
     return lag
 
 
-def held_by_log(log_path: Path, now: datetime) -> list[int]:
-    """The intercepts the log says the store holds: the last committed change
-    of each (an outcome of provision, remove or expire, or a recover saying
-    committed) was a provision whose timeout, where the record gives one, is
-    still ahead of `now`."""
+@dataclass(frozen=True)
+class Committed:
+    """The log's last committed change of one intercept."""
+
+    op: str               # provision, remove or expire; or lost (an intent-lost record)
+    seq: int              # its intent record's seq: what the store marks the intercept with
+    timeout: str | None   # a provision's Timeout, where its record gives one (one intercept per record)
+
+
+def committed_by_log(log_path: Path) -> dict[int, Committed]:
+    """Per intercept, the last change the log says was committed: an outcome
+    of provision, remove or expire, or a recover saying committed."""
     pending: dict[int, tuple[str, list[int], str | None]] = {}  # intent seq -> (op, ids, timeout)
-    held: dict[int, str | None] = {}  # content id -> timeout text (None: not in the record)
+    last: dict[int, Committed] = {}
     for record in _records(log_path):
         action, detail = record.get("action"), record["detail"]
         if action in INTENT_ACTIONS:
             pending[record["seq"]] = (action.removesuffix("-intent"), _ids(detail), detail.get("timeout"))
             continue
-        intent = pending.pop(detail.get("intent_seq"), None) if "intent_seq" in detail else None
+        if action == "intent-lost":  # already said: the store no longer holds them, until provisioned again
+            for content_id in _ids(detail):
+                last[content_id] = Committed("lost", record["seq"], None)
+            continue
+        seq = detail.get("intent_seq")
+        intent = pending.pop(seq, None) if "intent_seq" in detail else None
         if intent is None:
             continue
         committed = detail.get("committed") is True if action == "recover" else action in ("provision", "remove",
@@ -139,26 +152,86 @@ def held_by_log(log_path: Path, now: datetime) -> list[int]:
             continue
         op, ids, timeout = intent
         for content_id in ids:
-            if op == "provision":
-                held[content_id] = timeout if len(ids) == 1 else None
-            else:
-                held.pop(content_id, None)
-    return sorted(c for c, t in held.items() if t is None or datetime.fromisoformat(t) > now)
+            last[content_id] = Committed(op, seq, timeout if op == "provision" and len(ids) == 1 else None)
+    return last
+
+
+def _held(change: Committed, now: datetime) -> bool:
+    return change.op == "provision" and (change.timeout is None or datetime.fromisoformat(change.timeout) > now)
+
+
+def held_by_log(log_path: Path, now: datetime) -> list[int]:
+    """The intercepts the log says the store holds: the last committed change
+    of each was a provision whose timeout, where the record gives one, is
+    still ahead of `now`."""
+    return sorted(c for c, change in committed_by_log(log_path).items() if _held(change, now))
+
+
+@dataclass
+class Behind:
+    """Where the store is older than the log: restored from a backup, say."""
+
+    outdated: list[int] = field(default_factory=list)  # held in a version a later committed change replaced
+    missing: list[int] = field(default_factory=list)   # held by the log, absent from a store that never saw them
+
+
+def store_behind_log(log_path: Path, store_path: Path, held_now: set[int], now: datetime) -> Behind:
+    """The intercepts whose version in the store (by its mark) predates the
+    log's last committed change of them, and those the log holds that the
+    store has no trace of. Unaudited changes (no seq) are `lagging`'s to
+    report, not this; so are stores written before the marks (none to compare)."""
+    marks = _marks(store_path)
+    behind = Behind()
+    if not marks and held_now:
+        return behind  # written before the marks (or never written): the lost-store check covers a new one
+    for content_id, change in sorted(committed_by_log(log_path).items()):
+        older = content_id in marks and marks[content_id][0] is not None and marks[content_id][0] < change.seq
+        if content_id in held_now:
+            if older:
+                behind.outdated.append(content_id)
+        elif (older or content_id not in marks) and _held(change, now):
+            behind.missing.append(content_id)
+    return behind
 
 
 def record_lost_intent(audit: AuditLog, store: IntentStore, now: datetime) -> list[int]:
     """The intent is durable: an IAP restart keeps every intercept (README,
-    "Intercepts across an IAP restart"). A store this start created while the
-    audit log records intercepts as held is the exception: their loss is
-    audited (`intent-lost`) and they are returned, for the SNMP agent to send
-    ciscoTap2Switchover so the mediation devices provision them again."""
-    if not store.created:
-        return []
-    lost = held_by_log(audit.path, now)
+    "Intercepts across an IAP restart"). The exceptions are audited and
+    their intercepts returned, for the SNMP agent to send ciscoTap2Switchover
+    so the mediation devices provision them again:
+
+    - a store this start created while the log records intercepts as held
+      (`intent-lost`);
+    - a store older than the log (put back from a backup): what it holds in
+      a version the log says was since removed or replaced is removed first,
+      as an audited change (`remove`, with why), so a withdrawn authorisation
+      never comes back with the file; what the log holds and the old store
+      lacks, or held in an older version, is then `intent-lost`.
+    """
+    if store.created:
+        lost = held_by_log(audit.path, now)
+        reason = "the intent store was new at start; the audit log records these as held"
+    else:
+        held_now = {m.content_id for m, _, _ in store.all()}
+        behind = store_behind_log(audit.path, store.path, held_now, now)
+        still = set(held_by_log(audit.path, now))  # before the removal below is on record
+        if behind.outdated:
+            _remove_outdated(audit, store, behind.outdated)
+        lost = sorted(set(behind.missing) | (set(behind.outdated) & still))
+        reason = "the intent store is older than the audit log (restored from a backup?): it lacked these"
     if lost:
-        log.error("the intent store %s is new but the audit log records %d intercept(s) as held (%s): their intent "
-                  "was not kept across the restart; the mediation devices must provision them again", store.path,
-                  len(lost), ", ".join(map(str, lost[:10])) + (" ..." if len(lost) > 10 else ""))
-        audit.append("controller", "intent-lost", content_ids=lost,
-                     reason="the intent store was new at start; the audit log records these as held")
+        log.error("the audit log records %d intercept(s) as held that the intent store %s did not keep (%s): the "
+                  "mediation devices must provision them again", len(lost), store.path,
+                  ", ".join(map(str, lost[:10])) + (" ..." if len(lost) > 10 else ""))
+        audit.append("controller", "intent-lost", content_ids=lost, reason=reason)
     return lost
+
+
+def _remove_outdated(audit: AuditLog, store: IntentStore, content_ids: list[int]) -> None:
+    log.error("the intent store %s holds %d intercept(s) in a version the audit log says was since removed or "
+              "replaced (%s): removed before anything is installed", store.path, len(content_ids),
+              ", ".join(map(str, content_ids[:10])) + (" ..." if len(content_ids) > 10 else ""))
+    seq = announce(audit, "controller", "remove", content_ids=content_ids)
+    store.change(remove=content_ids, intent_seq=seq)
+    audit.append("controller", "remove", intent_seq=seq, content_ids=content_ids,
+                 reason="the intent store held an older version than the audit log's last committed change")

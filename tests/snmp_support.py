@@ -203,7 +203,9 @@ class NetSnmp:
             args += ["-x", priv_protocol, "-X", priv]
         return args + ["-l", level or ("authPriv" if priv is not None else "authNoPriv")]
 
-    def run(self, tool: str, args: list[str], creds: list[str] | None = None, timeout: float = 2.0,
+    # 5 s: on a loaded machine the agent once answered a set after 2 s, and a
+    # retried set meets the effect of the first
+    def run(self, tool: str, args: list[str], creds: list[str] | None = None, timeout: float = 5.0,
             retries: int = 1) -> Result:
         command = [tool, "-m", "", "-On", "-Oe", "-t", str(timeout), "-r", str(retries),
                    *(creds if creds is not None else self.credentials()), self.peer, *args]

@@ -9,7 +9,9 @@ store beside it: non-zero exit, one line naming the content ids.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -139,4 +141,39 @@ def test_a_lost_store_is_found_from_the_log_at_start(state) -> None:
             if '"intent-lost"' in line]
     assert [r["detail"]["content_ids"] for r in lost] == [[43, 44]]
     with controller_of(config) as controller:  # said once: the store is no longer new
+        assert controller.intent_lost == []
+
+
+def test_a_store_put_back_from_a_backup_brings_back_nothing_withdrawn(state, capsys) -> None:
+    """The store is replaced by a copy taken before later changes (43 removed,
+    44 moved to another MD, 45 added): the next start must not install the
+    backup's 43 or its old 44 (minimality: authorisations withdrawn or
+    replaced since). It removes them from the store as an audited change and
+    reports 44 and 45 as lost (ciscoTap2Switchover: the MDs provision them
+    again). On the old code the backup's 43 and 44 were installed again."""
+    config, state_dir = state
+    backup = state_dir.parent / "backup"
+    backup.mkdir()
+    for name in ("intent.db", "intent.db-wal", "intent.db-shm"):
+        if (state_dir / name).exists():
+            shutil.copy2(state_dir / name, backup / name)  # owner-only, as the store insists
+    with controller_of(config) as controller:
+        assert controller.remove(43, actor="test")
+        mediation, streams = tap(44)
+        controller.provision(dataclasses.replace(mediation, dest_port=mediation.dest_port + 1), streams, actor="test")
+        controller.provision(*tap(45), actor="test")
+    for name in ("intent.db", "intent.db-wal", "intent.db-shm"):
+        (state_dir / name).unlink(missing_ok=True)
+        if (backup / name).exists():
+            shutil.copy2(backup / name, state_dir / name)
+    with controller_of(config) as controller:
+        assert {m.content_id for m, _, _ in controller.intercepts()} == set()
+        assert controller.intent_lost == [44, 45]
+    records = [json.loads(line) for line in (state_dir / "audit.jsonl").read_text().splitlines()]
+    removed = [r for r in records if r["action"] == "remove" and "older version" in r["detail"].get("reason", "")]
+    assert [r["detail"]["content_ids"] for r in removed] == [[43, 44]]
+    assert [r["detail"]["content_ids"] for r in records if r["action"] == "intent-lost"] == [[44, 45]]
+    status, out, err = verify(state_dir / "audit.jsonl", capsys)
+    assert status == 0, out + err  # the removal is on record: the log accounts for the store
+    with controller_of(config) as controller:  # said once
         assert controller.intent_lost == []
