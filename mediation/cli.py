@@ -233,7 +233,7 @@ def _print_iri(iri: dict | None) -> None:
             for s in t["sessions"]:  # each of her sessions now, its own tap part
                 print(f"      target {t['cccid']} ({who}): session {s['session'] or '(Access-Accept)'} from "
                       f"{s['nas']} on {', '.join(s['addresses'])} since {_clock(s['since'])}, last {s['last']}, "
-                      f"{s['messages']} messages")
+                      f"{s['messages']} message{'' if s['messages'] == 1 else 's'}")
             if not t["sessions"]:
                 seen = f"no session now (last: {t['last']})" if t["last"] else "no session seen"
                 print(f"      target {t['cccid']} ({who}): {seen}")

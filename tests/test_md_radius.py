@@ -164,7 +164,7 @@ def test_target_session_becomes_a_tap_that_moves_and_goes_and_iri_reaches_only_i
             shown = md("status", "--config", str(tmp_path / "md.toml")).stdout
             assert f"target {ALICE} (radius_username alice): session s1 from {NAS} on 192.0.2.11/32" in shown, shown
             assert f"target {ALICE} (radius_username alice): session s2 from {NAS} on 192.0.2.12/32" in shown, shown
-            assert "last interim, 2 messages" in shown and "last start, 1 messages" in shown, shown
+            assert "last interim, 2 messages" in shown and "last start, 1 message" in shown, shown
 
             send.sendto(copy_of(bob[1]), ("127.0.0.1", signalling_port))
             send.sendto(copy_of(alice[2]), ("127.0.0.1", signalling_port))  # s1's Stop: only its part goes
