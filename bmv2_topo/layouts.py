@@ -128,7 +128,8 @@ def radius() -> Layout:
     base = single()
     subject = HostSpec("subject", 1, "02:00:00:00:0d:01", (f"{SUBJECT}/24", f"{SUBJECT_B}/24"))
     hosts = tuple(subject if h.name == "subject" else h for h in base.hosts) + (
-        HostSpec("nas", 5, "02:00:00:00:0d:05", (f"{NAS}/24",)), HostSpec("aaa", 6, "02:00:00:00:0d:06", (f"{AAA}/24",)))
+        HostSpec("nas", 5, "02:00:00:00:0d:05", (f"{NAS}/24",)),
+        HostSpec("aaa", 6, "02:00:00:00:0d:06", (f"{AAA}/24",)))
     s1 = SwitchPlan("s1", "203.0.113.1", {**base.switches[0].ports, 5: ("nas", "eth0"), 6: ("aaa", "eth0")}, md_port=4)
     return Layout("radius", hosts, (s1,), rtp_to=PEER, tcp_to=PEER, subject_addresses=(SUBJECT, SUBJECT_B),
                   notes=(f"the subject's address comes from RADIUS accounting ({NAS} to {AAA})",))

@@ -164,7 +164,8 @@ def test_an_access_accept_opens_a_part_by_nas_and_address_that_its_start_takes_o
     radius.handle(2.0, copied(start.RequestPacket()))
     assert keeper.taken() == [("want", 4242)] and keeper.held == {4242: both_ways("192.0.2.10/32", "192.0.2.11/32")}, \
         "the Start takes the Accept's part over in one change: the same filters, now the session's"
-    assert set(radius.taps.summary()["4242"]["parts"]) == {"radius:s1", "radius:accept from 192.0.2.40 at 192.0.2.11/32"}
+    assert set(radius.taps.summary()["4242"]["parts"]) == {"radius:s1",
+                                                           "radius:accept from 192.0.2.40 at 192.0.2.11/32"}
     stop = AcctPacket(dict=radius_iri._dict(), secret=b"s3cret")
     stop["User-Name"], stop["Acct-Status-Type"], stop["Acct-Session-Id"] = "alice", "Stop", "s1"
     radius.handle(3.0, copied(stop.RequestPacket()))
