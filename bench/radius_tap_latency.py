@@ -102,7 +102,8 @@ def _first(status: dict, cccid: int) -> float | None:
 
 def _since(status: dict, cccid: int) -> float | None:
     targets = status.get("iri", {}).get("protocols", {}).get("radius", {}).get("targets", [])
-    return next((t["since"] for t in targets if t["cccid"] == cccid), None)
+    sessions = next((t["sessions"] for t in targets if t["cccid"] == cccid), [])
+    return sessions[0]["since"] if sessions else None  # the Start's arrival: the one session of each cycle
 
 
 def measure(cycles: int, interval_ms: float, out: Path, progress: Progress) -> tuple[list[float], ...]:

@@ -361,7 +361,8 @@ def run_demo(options: Options, progress: Progress | None = None) -> Report:
     finally:
         signal.signal(signal.SIGINT, previous_sigint)
     analyse(run.report, sort_out(run.frames, run.owner), run.intercepts, run.out / "md",
-            {name: (ids, run.out / name) for name, ids in run.agencies.items()}, SUBJECT, layout.peer_addresses, OTHER,
+            {name: (ids, run.out / name) for name, ids in run.agencies.items()}, layout.subject_addresses,
+            layout.peer_addresses, OTHER,
             run.subject_ends, run.md_status)
     if run.signalling is not None:
         SIGNALLING[layout.name].judge(run.signalling, run.out)

@@ -21,6 +21,8 @@ SNMP interface (d) and the content interface (f) are separate in RFC 3924.
 
 `radius`: `single` with a NAS and a RADIUS server on ports 5 and 6; the MD
 taps the server's signalling and derives the subject's intercept from it.
+The subject holds a second address (192.0.2.11), her second device's
+session, tapped beside the first while both sessions last.
 `voip`: `single` whose peer is the SIP service too (a second address for
 the other subscriber's call); the MD derives the call media taps from SIP.
 The IAP process reaches its switches over P4Runtime on a unix socket.
@@ -36,6 +38,7 @@ from controller.topology import L2Entry, NextHop, Route, SwitchTopology
 
 ROUTER_MAC = "02:00:00:00:0d:fe"
 SUBJECT, PEER, PEER_B, OTHER = "192.0.2.10", "192.0.2.20", "192.0.2.21", "192.0.2.30"
+SUBJECT_B = "192.0.2.11"  # the radius variant: the subscriber's second session at once (another device)
 NAS, AAA = "192.0.2.40", "192.0.2.50"  # the radius variant's access server and RADIUS server
 MD_ADDRESS, MD_PORT = "203.0.113.10", 7000
 IAP_MGMT, MD_MGMT = "198.51.100.1", "198.51.100.10"
@@ -59,6 +62,7 @@ class Layout:
     rtp_to: str  # where the subject's RTP flow goes (the path it takes)
     tcp_to: str  # where its TCP transfer goes
     peer_addresses: tuple[str, ...] = (PEER,)
+    subject_addresses: tuple[str, ...] = (SUBJECT,)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def host(self, name: str) -> HostSpec:
@@ -122,10 +126,12 @@ def radius() -> Layout:
     """`single` with a NAS (port 5) and the operator's RADIUS server (port 6):
     the MD learns the subject's address from the accounting between them."""
     base = single()
-    hosts = base.hosts + (HostSpec("nas", 5, "02:00:00:00:0d:05", (f"{NAS}/24",)),
-                          HostSpec("aaa", 6, "02:00:00:00:0d:06", (f"{AAA}/24",)))
+    subject = HostSpec("subject", 1, "02:00:00:00:0d:01", (f"{SUBJECT}/24", f"{SUBJECT_B}/24"))
+    hosts = tuple(subject if h.name == "subject" else h for h in base.hosts) + (
+        HostSpec("nas", 5, "02:00:00:00:0d:05", (f"{NAS}/24",)),
+        HostSpec("aaa", 6, "02:00:00:00:0d:06", (f"{AAA}/24",)))
     s1 = SwitchPlan("s1", "203.0.113.1", {**base.switches[0].ports, 5: ("nas", "eth0"), 6: ("aaa", "eth0")}, md_port=4)
-    return Layout("radius", hosts, (s1,), rtp_to=PEER, tcp_to=PEER,
+    return Layout("radius", hosts, (s1,), rtp_to=PEER, tcp_to=PEER, subject_addresses=(SUBJECT, SUBJECT_B),
                   notes=(f"the subject's address comes from RADIUS accounting ({NAS} to {AAA})",))
 
 

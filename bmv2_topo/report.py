@@ -186,9 +186,10 @@ def _endpoints(frame: bytes):
 
 
 def analyse(report: Report, truth: Truth, intercepts: dict[int, tuple[Filter, ...]], md_dir: Path,
-            agencies: dict[str, tuple[frozenset[int], Path]], subject: str, peers: tuple[str, ...], other: str,
-            switch_ends: dict[str, tuple[str, str]], md_status: dict | None) -> Report:
-    """Fill `report` in. `switch_ends`: the subject's switch-side interfaces -> (switch, tap source)."""
+            agencies: dict[str, tuple[frozenset[int], Path]], subjects: tuple[str, ...], peers: tuple[str, ...],
+            other: str, switch_ends: dict[str, tuple[str, str]], md_status: dict | None) -> Report:
+    """Fill `report` in. `subjects`: the subject's addresses (the radius variant's second device has one of its
+    own); `switch_ends`: the subject's switch-side interfaces -> (switch, tap source)."""
     subject_frames = truth.sent.get("subject", []) + truth.received.get("subject", [])
     captured_ips: set[bytes] = set()
     for cccid, filters in sorted(intercepts.items()):
@@ -224,11 +225,11 @@ def analyse(report: Report, truth: Truth, intercepts: dict[int, tuple[Filter, ..
     report.other_captured = len(other_ips & captured_ips)
 
     # undetectability: what one side sent to the other arrived unchanged, both ways
-    subject_ip = ipaddress.ip_address(subject)
+    subject_ips = {ipaddress.ip_address(s) for s in subjects}
     peer_ips = {ipaddress.ip_address(p) for p in peers}
     to_peer = collections.Counter(f for _, f in truth.sent.get("subject", []) if _endpoints(f)[1] in peer_ips)
-    at_peer = collections.Counter(f for _, f in truth.received.get("peer", []) if _endpoints(f)[0] == subject_ip)
-    to_subject = collections.Counter(f for _, f in truth.sent.get("peer", []) if _endpoints(f)[1] == subject_ip)
+    at_peer = collections.Counter(f for _, f in truth.received.get("peer", []) if _endpoints(f)[0] in subject_ips)
+    to_subject = collections.Counter(f for _, f in truth.sent.get("peer", []) if _endpoints(f)[1] in subject_ips)
     at_subject = collections.Counter(f for _, f in truth.received.get("subject", [])
                                      if _endpoints(f)[0] in peer_ips)
     report.forwarded_checked = sum(to_peer.values()) + sum(to_subject.values())

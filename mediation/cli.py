@@ -230,12 +230,13 @@ def _print_iri(iri: dict | None) -> None:
             if "calls" in t:
                 _print_calls(t, who)
                 continue
-            if t["addresses"]:
-                session = (f"session {t['session']} from {t['nas']} on {', '.join(t['addresses'])} since "
-                           f"{_clock(t['since'])}")
-            else:
-                session = f"no session now (last: {t['last']})" if t["last"] else "no session seen"
-            print(f"      target {t['cccid']} ({who}): {session}")
+            for s in t["sessions"]:  # each of her sessions now, its own tap part
+                print(f"      target {t['cccid']} ({who}): session {s['session'] or '(Access-Accept)'} from "
+                      f"{s['nas']} on {', '.join(s['addresses'])} since {_clock(s['since'])}, last {s['last']}, "
+                      f"{s['messages']} message{'' if s['messages'] == 1 else 's'}")
+            if not t["sessions"]:
+                seen = f"no session now (last: {t['last']})" if t["last"] else "no session seen"
+                print(f"      target {t['cccid']} ({who}): {seen}")
     for cccid, tap in iri.get("derived_taps", {}).items():
         for part in tap["parts"].values():
             print(f"    derived tap {cccid}: {'; '.join(part['filters'])} ({part['why']})")

@@ -1,48 +1,129 @@
-"""Session -> content tap state machine for identity targets (issue 15).
+"""A RADIUS target's sessions -> the parts of her warrant's data tap (issue 15).
 
-Why pure: the IRI function feeds it decoded RADIUS events; it answers with
-the tap changes to make (provision the subscriber's Framed-IP-Address and
-Framed-IPv6-Prefix in both directions under the warrant's CCCID, move them
-on a new address, remove them on Stop), so the keeper that speaks SNMPv3
-applies them and the logic is tested without a switch. Non-targets never
-reach it.
+Why one part per session: a subscriber may hold several sessions at once
+(a phone and a laptop, or an IPv4 session beside an IPv6 one), each with its
+own Acct-Session-Id and its own address. Every one of them is the target's
+traffic, so every one is tapped (completeness), each as its own part of the
+warrant's derived tap (mediation/derived_taps.py keeps the union as one
+intercept): a new address moves only its session's part, a Stop removes
+only its session's part, and the intercept goes with the last session.
+
+Why the part's key is "radius:<Acct-Session-Id>" and nothing else: a Stop
+carries the session id, so it finds its part from that alone, even when
+this process never saw the session's Start (an MD restarted with its derived
+taps kept: the Stop still removes the right part). An Access-Accept has no
+Acct-Session-Id yet (the NAS makes one up when accounting starts), so its
+part is keyed by the NAS and the address it grants, the only things that
+tell two of the target's logins apart then; the Start that follows on that
+NAS and address takes the part over (one change: no gap, no leftover).
+
+Why pure: it answers each decoded event with the change to make, so the
+handler (mediation/radius_handler.py) hands it to DerivedTaps in one call
+and the logic is tested without a switch. Non-targets never reach it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from mediation.radius_iri import IdentityTarget, RadiusEvent
 
+PREFIX = "radius:"
 
-@dataclass(frozen=True)
-class TapChange:
-    """One change for the keeper: provision or remove CCCID's tap on these prefixes."""
 
-    op: str                    # "provision" or "remove"
-    cccid: int
+def session_key(session_id: str) -> str:
+    """The derived-tap part of the session `session_id`: what a Stop clears, seen or not."""
+    return PREFIX + session_id
+
+
+def accept_key(nas: str, addresses: tuple[str, ...]) -> str:
+    """The part an Access-Accept without a session id opens: by NAS and granted address."""
+    return f"{PREFIX}accept from {nas} at {' '.join(addresses)}"
+
+
+@dataclass
+class Session:
+    """One of a target's sessions as the MD follows it (shown by `p4tap md status`)."""
+
+    session: str | None  # Acct-Session-Id; None for an Access-Accept's, until its Start
+    nas: str
     addresses: tuple[str, ...]
+    since: float
+    last: str  # the last event: start, interim, accept
+    messages: int = 1
+
+    def why(self) -> str:
+        """What asked for the tap part, for the keeper's status and the intercept's derived_from."""
+        at = ", ".join(self.addresses)
+        return f"RADIUS session {self.session} at {at}" if self.session else \
+            f"RADIUS Access-Accept from {self.nas} at {at}"
+
+
+@dataclass
+class TapChange:
+    """One message's change to a warrant's tap: parts to set (key -> session) and to drop, all at once."""
+
+    set: dict[str, Session] = field(default_factory=dict)
+    drop: tuple[str, ...] = ()
+    addresses: tuple[str, ...] = ()  # the session's addresses (what an IRI record says when the event has none)
+
+    def __bool__(self) -> bool:
+        return bool(self.set or self.drop)
+
+
+@dataclass
+class TargetState:
+    sessions: dict[str, Session] = field(default_factory=dict)  # part key -> the session
+    last: str = ""  # the last event of any session
+    messages: int = 0
 
 
 @dataclass
 class IdentityTaps:
-    """The prefixes each target's CCCID is tapped on now."""
+    """Each target's current sessions, by the key of the tap part each one holds."""
 
-    current: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    targets: dict[int, TargetState] = field(default_factory=dict)
 
-    def apply(self, target: IdentityTarget, event: RadiusEvent) -> list[TapChange]:
-        held = self.current.get(target.cccid)
-        if event.kind == "stop":
-            if held is None:
-                return []
-            del self.current[target.cccid]
-            return [TapChange("remove", target.cccid, held)]
+    def apply(self, target: IdentityTarget, event: RadiusEvent, nas: str, stamp: float) -> TapChange:
+        state = self.targets.setdefault(target.cccid, TargetState())
+        state.last, state.messages = event.kind, state.messages + 1
         addresses = event.addresses()
-        if not addresses or addresses == held:
-            return []
-        changes = [TapChange("remove", target.cccid, held)] if held else []
-        self.current[target.cccid] = addresses
-        return changes + [TapChange("provision", target.cccid, addresses)]
+        if event.session_id is not None:
+            key = session_key(event.session_id)
+        elif addresses:
+            key = accept_key(nas, addresses)
+        else:
+            return TapChange()  # no session id, no address: nothing tells which session it is
+        # an Access-Accept's part on this NAS and address is this session's now (or ends with it)
+        adopted = tuple(k for k, s in state.sessions.items() if k != key and s.session is None
+                        and s.nas == nas and set(s.addresses) & set(addresses))
+        held = state.sessions.get(key)
+        if event.kind == "stop":
+            drops = adopted + (key,)  # the key even if unseen: a part kept across a restart goes too
+            gone = [state.sessions.pop(k) for k in drops if k in state.sessions]
+            return TapChange(drop=drops, addresses=addresses or next((s.addresses for s in gone), ()))
+        for k in adopted:
+            del state.sessions[k]
+        if held is None:
+            if not addresses:
+                return TapChange(drop=adopted)
+            held = state.sessions[key] = Session(event.session_id, nas, addresses, stamp, event.kind, 0)
+            moved = True
+        else:
+            moved = bool(addresses) and addresses != held.addresses
+            held.addresses = addresses or held.addresses
+        held.nas, held.last, held.messages = nas, event.kind, held.messages + 1
+        return TapChange({key: held} if moved or adopted else {}, adopted, held.addresses)
 
-    def forget(self, cccid: int) -> tuple[str, ...] | None:
-        """The warrant ended: its session is no longer followed."""
-        return self.current.pop(cccid, None)
+    def forget(self, cccid: int) -> tuple[str, ...]:
+        """The warrant ended: its sessions are no longer followed; the keys of their parts."""
+        state = self.targets.get(cccid)
+        if state is None:
+            return ()
+        keys, state.sessions = tuple(state.sessions), {}
+        return keys
+
+    def summary(self, cccid: int) -> dict:
+        """A target's current sessions (oldest first), its last event and message count."""
+        state = self.targets.get(cccid, TargetState())
+        return {"sessions": [asdict(s) for s in sorted(state.sessions.values(), key=lambda s: s.since)],
+                "last": state.last, "messages": state.messages}

@@ -1,11 +1,15 @@
 """The IRI function's RADIUS handler: a target's accounting (and
-Access-Accept) becomes IRI records and a data tap on its address.
+Access-Accept) becomes IRI records and a data tap on each of her sessions.
 
-On Start (or Accept, or an Interim) with a Framed-IP-Address or
-Framed-IPv6-Prefix the warrant's CCCID is tapped on it, both directions; a
-new address moves the tap; Stop removes it (mediation/identity_taps.py
-decides, mediation/derived_taps.py carries it to the keeper). Each of the
-target's messages is one IRI record to the warrant's agencies. A message of
+Each session (its Acct-Session-Id) with a Framed-IP-Address or
+Framed-IPv6-Prefix is one part of the warrant's tap, both directions: a
+target with two sessions at once (two devices, an IPv4 session and an IPv6
+one) has both tapped; a new address moves only that session's part; a Stop
+removes only its own part, found from its session id alone; the intercept
+goes with the last session (mediation/identity_taps.py decides,
+mediation/derived_taps.py carries it to the keeper, one want per message so
+the keeper never sees half a change). Each of the target's messages is one
+IRI record, with its session id, to the warrant's agencies. A message of
 anyone else is decoded, found to be no target's and dropped: only counted.
 """
 
@@ -13,19 +17,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 
 from mediation.derived_taps import DerivedTaps, prefix_filters
-from mediation.identity_taps import IdentityTaps
+from mediation.identity_taps import PREFIX, IdentityTaps
 from mediation.iri import IriRecord
 from mediation.radius_iri import IdentityTarget, RadiusEvent, decode, targets_of
 
 IRI_KIND = {"start": "session-start", "interim": "session-update", "stop": "session-stop", "accept": "access-accept"}
-TAP_KEY = "radius"  # one session per warrant: its tap is the subscriber's current address
 
 
 def udp_payload(packet: bytes) -> tuple[str, bytes] | None:
@@ -41,20 +43,6 @@ def udp_payload(packet: bytes) -> tuple[str, bytes] | None:
         return None
 
 
-@dataclass
-class TargetSession:
-    """A target's session as the MD follows it (shown by `p4tap md status`)."""
-
-    cccid: int
-    identity: dict
-    addresses: tuple[str, ...] = ()
-    session: str | None = None
-    nas: str | None = None
-    since: float | None = None
-    last: str = ""  # the last event: start, interim, stop, accept
-    messages: int = 0
-
-
 class RadiusHandler:
     protocol = "radius"
 
@@ -64,7 +52,6 @@ class RadiusHandler:
         self.taps = taps
         self.emit = emit
         self.state = IdentityTaps()
-        self.sessions = {t.cccid: TargetSession(t.cccid, t.identity()) for t in self.targets}
         self.messages = 0
         self.not_radius = 0
         self.discarded = 0  # no target's: dropped, only counted
@@ -86,32 +73,28 @@ class RadiusHandler:
             self._follow(target, event, found[0], stamp)
 
     def _follow(self, target: IdentityTarget, event: RadiusEvent, nas: str, stamp: float) -> None:
-        """One warrant's view of a message that names its target: its tap, its session, its IRI."""
+        """One warrant's view of a message that names its target: its session's tap part, its IRI."""
         if target.until is not None and target.until <= datetime.now(timezone.utc):
             self.past_warrant += 1
-            if self.state.forget(target.cccid) is not None:
-                self.taps.clear(target.cccid, TAP_KEY, stamp)
+            with self._lock:
+                known = self.state.forget(target.cccid)
+            # and any RADIUS part this process did not make (kept across a restart): nothing past the end
+            kept = tuple(k for k in self.taps.summary().get(str(target.cccid), {}).get("parts", {})
+                         if k.startswith(PREFIX))
+            if known or kept:
+                self.taps.change(target.cccid, {}, tuple(dict.fromkeys(known + kept)), stamp)
             return
-        changes = self.state.apply(target, event)
-        new = next((c for c in changes if c.op == "provision"), None)
-        if new is not None:  # a start, or a move: one replacement, so the keeper moves it make-before-break
-            self.taps.set(target, TAP_KEY, prefix_filters(new.addresses),
-                          f"RADIUS session {event.session_id or '?'} at {', '.join(new.addresses)}", stamp)
-        elif changes:  # a stop
-            self.taps.clear(target.cccid, TAP_KEY, stamp)
-        addresses = event.addresses() or self.state.current.get(target.cccid, ())
         with self._lock:
-            session = self.sessions[target.cccid]
-            if event.kind in ("start", "accept") or session.since is None:
-                session.since = stamp
-            session.addresses = self.state.current.get(target.cccid, ())
-            session.session, session.nas, session.last = event.session_id, nas, event.kind
-            session.messages += 1
-        self.emit(IriRecord(target.cccid, stamp, self.protocol, IRI_KIND[event.kind], target.identity(), addresses,
-                            event.session_id, peer=nas))
+            change = self.state.apply(target, event, nas, stamp)
+            add = {key: (prefix_filters(s.addresses), s.why()) for key, s in change.set.items()}
+        if change:  # a start, a move, a stop: one want (or unwant) for all of it, made before broken
+            self.taps.change(target.cccid, add, change.drop, stamp, warrant=target)
+        self.emit(IriRecord(target.cccid, stamp, self.protocol, IRI_KIND[event.kind], target.identity(),
+                            event.addresses() or change.addresses, event.session_id, peer=nas))
 
     def summary(self) -> dict:
         with self._lock:
-            sessions = [asdict(s) for s in self.sessions.values()]
-        return {"targets": sessions, "messages": self.messages, "discarded_non_target": self.discarded,
+            targets = [{"cccid": t.cccid, "identity": t.identity(), **self.state.summary(t.cccid)}
+                       for t in self.targets]
+        return {"targets": targets, "messages": self.messages, "discarded_non_target": self.discarded,
                 "not_radius": self.not_radius, "past_warrant": self.past_warrant}

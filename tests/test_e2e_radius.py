@@ -4,12 +4,18 @@ The warrant names a user, not an address. The MD taps the RADIUS server's
 signalling (a standing intercept of its own CCCID and MD port, provisioned
 over SNMPv3); radclient (freeradius-utils), a real NAS client, sends
 accounting for the target (alice, on the subject's address) and for a
-non-target (bob, on the other subscriber's). Asserted:
+non-target (bob, on the other subscriber's); alice's second device opens a
+session of its own at the same time (alice-2, on the subject's second
+address). Asserted:
 
 - alice's Start made the MD provision her tap, and what the subject sent
   and received (the reference capture of every wire) is exactly what the MD
   and lea-a got, each packet once; nothing of bob's address anywhere;
-- IRI: lea-a got alice's session start and stop, lea-b (a warrant on
+- both of alice's sessions were tapped at once: alice-2's pings reached the
+  MD and lea-a (exactly, with the rest); its Stop removed only its own
+  streams: what it sent after was copied to no one, while alice-1's traffic
+  (the whole run's) still was;
+- IRI: lea-a got each session's start and stop, lea-b (a warrant on
   someone who never logged in) nothing; bob's messages were parsed and
   dropped, nothing of them kept, no signalling copy stored;
 - after Stop the tap is gone: what the subject sends then is copied to no one;
@@ -39,7 +45,10 @@ def test_radius_target_is_tapped_from_its_accounting_and_nothing_else_is(tmp_pat
     assert [d.cccid for d in report.deliveries] == [CCCID_ALICE, CCCID_ALICE]
     assert {d.who for d in report.deliveries} == {"md", "lea-a"}
     signalling = report.signalling
-    assert signalling["iri"] == {"lea-a": ["session-start", "session-stop"], "lea-b": []}
+    assert signalling["iri"] == {"lea-a": ["session-start alice-1", "session-start alice-2", "session-stop alice-2",
+                                           "session-stop alice-1"], "lea-b": []}
+    assert signalling["second_captured"] > 0, "alice-2's pings reached lea-a while both sessions were on"
+    assert signalling["second_after_stop_sent"] > 0 and signalling["second_after_stop_captured"] == 0
     assert signalling["after_stop_sent"] > 0 and signalling["after_stop_captured"] == 0
     assert signalling["discarded_non_target"] == 3
     assert signalling["tap_live_ms"] is not None

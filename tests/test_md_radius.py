@@ -3,8 +3,9 @@ a real switch behind it: `p4tap md listen`'s daemon keeps a standing
 signalling tap on the RADIUS server, its IRI function reads the accounting
 that radclient sends (wrapped as the IAP's copies are), and for the target
 alone provisions a data tap on its Framed-IP-Address under the warrant's
-CCCID, moves it on a new address, removes it at Stop, and hands IRI records
-to the warrant's agencies only. The non-target's messages leave no trace.
+CCCID, moves it on a new address, taps a second concurrent session of hers
+beside the first (each Stop removes only its own session's streams), and
+hands IRI records to the warrant's agencies only. The non-target's messages leave no trace.
 
 The copies here come over loopback, not through the switch's data path
 (tests/test_e2e_radius.py does that end to end in network namespaces).
@@ -113,6 +114,8 @@ def test_target_session_becomes_a_tap_that_moves_and_goes_and_iri_reaches_only_i
     alice = [radclient_bytes(accounting("Start", "alice", "192.0.2.10")),
              radclient_bytes(accounting("Interim-Update", "alice", "192.0.2.11")),
              radclient_bytes(accounting("Stop", "alice", "192.0.2.11"))]
+    # her second device, a session of its own at the same time: tapped beside the first, until its own Stop
+    laptop = [radclient_bytes(accounting(s, "alice", "192.0.2.12", session="s2")) for s in ("Start", "Stop")]
     bob = [radclient_bytes(accounting(s, "bob", "192.0.2.30", session="b1")) for s in ("Start", "Stop")]
     content_port, signalling_port = free_udp_port(), free_udp_port()
     with iap(tmp_path / "iap", tap_switch) as (controller, agent_port):
@@ -153,8 +156,21 @@ def test_target_session_becomes_a_tap_that_moves_and_goes_and_iri_reaches_only_i
             # old ones went (fresh indexes 3 and 4), so no packet of the target went untapped meanwhile
             assert [s.index for s in held(controller)[ALICE][1]] == [3, 4]
 
+            send.sendto(copy_of(laptop[0]), ("127.0.0.1", signalling_port))  # a second session: both tapped
+            wait_for(lambda: ALICE in held(controller) and streams(controller, ALICE) == [
+                ("192.0.2.11", "None"), ("None", "192.0.2.11"), ("192.0.2.12", "None"), ("None", "192.0.2.12")], 30)
+            wait_for(lambda: len(next(t for t in saved_status(config)["iri"]["protocols"]["radius"]["targets"]
+                                      if t["cccid"] == ALICE)["sessions"]) == 2, 30)
+            shown = md("status", "--config", str(tmp_path / "md.toml")).stdout
+            assert f"target {ALICE} (radius_username alice): session s1 from {NAS} on 192.0.2.11/32" in shown, shown
+            assert f"target {ALICE} (radius_username alice): session s2 from {NAS} on 192.0.2.12/32" in shown, shown
+            assert "last interim, 2 messages" in shown and "last start, 1 message" in shown, shown
+
             send.sendto(copy_of(bob[1]), ("127.0.0.1", signalling_port))
-            send.sendto(copy_of(alice[2]), ("127.0.0.1", signalling_port))  # Stop: the tap goes
+            send.sendto(copy_of(alice[2]), ("127.0.0.1", signalling_port))  # s1's Stop: only its part goes
+            wait_for(lambda: ALICE in held(controller)
+                     and streams(controller, ALICE) == [("192.0.2.12", "None"), ("None", "192.0.2.12")], 30)
+            send.sendto(copy_of(laptop[1]), ("127.0.0.1", signalling_port))  # the last session's Stop: the tap goes
             wait_for(lambda: ALICE not in held(controller), 30)
             status = daemon.status()
         finally:
@@ -164,11 +180,12 @@ def test_target_session_becomes_a_tap_that_moves_and_goes_and_iri_reaches_only_i
         assert set(held(controller)) == {SIGNALLING_CCCID}
 
     radius = status["iri"]["protocols"]["radius"]
-    assert radius["messages"] == 5 and radius["discarded_non_target"] == 2
+    assert radius["messages"] == 7 and radius["discarded_non_target"] == 2
     records = [IriRecord.from_json(line) for line in (tmp_path / "lea-a" / "iri-4242.jsonl").read_bytes().splitlines()]
     assert [(r.kind, r.addresses, r.session, r.peer) for r in records] == [
         ("session-start", ("192.0.2.10/32",), "s1", NAS), ("session-update", ("192.0.2.11/32",), "s1", NAS),
-        ("session-stop", ("192.0.2.11/32",), "s1", NAS)]
+        ("session-start", ("192.0.2.12/32",), "s2", NAS), ("session-stop", ("192.0.2.11/32",), "s1", NAS),
+        ("session-stop", ("192.0.2.12/32",), "s2", NAS)]
     assert all(r.cccid == ALICE and r.identity == {"radius_username": "alice"} for r in records)
     assert list((tmp_path / "lea-c").iterdir()) == [], "lea-c's warrant saw no session: it gets nothing"
     # nothing of bob, and no signalling copy, is kept anywhere (minimality at the MD and the handover)
