@@ -110,6 +110,18 @@ class RadiusHandler:
         self.emit(IriRecord(target.cccid, stamp, self.protocol, IRI_KIND[event.kind], target.identity(), addresses,
                             event.session_id, peer=nas))
 
+    def restore(self, parts: dict[int, dict[str, tuple]]) -> None:
+        """After a restart of the MD: the sessions its derived taps (restored,
+        mediation/derived_state.py) say are live, so that their Stop or a move
+        finds them. Per warrant, the part `TAP_KEY` holds the session's
+        prefixes, as the filters' sources."""
+        for target in self.targets:
+            filters = parts.get(target.cccid, {}).get(TAP_KEY)
+            if filters:
+                addresses = tuple(dict.fromkeys(f.src for f in filters if f.src))
+                self.state.current[target.cccid] = addresses
+                self.sessions[target.cccid].addresses, self.sessions[target.cccid].last = addresses, "restored"
+
     def summary(self) -> dict:
         with self._lock:
             sessions = [asdict(s) for s in self.sessions.values()]
