@@ -90,6 +90,7 @@ class MdDaemon:
         """The IRI function with a handler per standing signalling tap's CCCID."""
         from mediation.derived_taps import DerivedTaps
         from mediation.radius_handler import RadiusHandler
+        from mediation.sip_handler import MEMORY as SIP_MEMORY
         from mediation.sip_handler import SipHandler
 
         content_to = config.signalling.content_to or config.listen[0]  # where derived taps send their copies
@@ -99,8 +100,9 @@ class MdDaemon:
         warrants = {t.cccid: t for t in config.identity_targets}
         self.derived_state = DerivedState(config.out_dir / DERIVED_STATE_FILE)
         self.keeper.keep_from_start(self.derived_state.restore(self.derived, warrants))
-        self.keeper.claim(set(warrants))
+        self.keeper.claim(set(warrants) | self.derived_state.dropped)
         restored = {cccid: dict(tap.parts) for cccid, tap in self.derived.taps.items()}
+        self.derived.on_change = self.derived_state.write
         handlers: dict[int, SignallingHandler] = {}
         if config.radius_servers:
             radius = RadiusHandler([t for t in config.identity_targets if t.by_radius], self.derived,
@@ -109,8 +111,8 @@ class MdDaemon:
             handlers.update((s.content_id, radius) for s in config.radius_servers)
         if config.sip_servers:
             self.sip = SipHandler(config.identity_targets, self.derived, self.receiver.submit_iri)
+            self.sip.restore(self.derived.memory.get(SIP_MEMORY))
             handlers.update((s.content_id, self.sip) for s in config.sip_servers)
-        self.derived.on_change = self.derived_state.write
         try:
             return IriFunction([(config.signalling.listen.host, config.signalling.listen.port)], handlers)
         except OSError:

@@ -81,7 +81,7 @@ def encode(taps: Mapping[int, DerivedTap], memory: Mapping[str, Any]) -> dict[st
 
 
 def decode(data: Any, warrants: Mapping[int, Warrant], now: datetime | None = None
-           ) -> tuple[dict[int, DerivedTap], dict[str, Any], list[str]]:
+           ) -> tuple[dict[int, DerivedTap], dict[str, Any], list[tuple[int, str]]]:
     """(taps, memory, what was dropped and why) of a state file's content; raises StateError if it makes no sense."""
     now = now or datetime.now(timezone.utc)
     if not isinstance(data, dict) or data.get("version") != VERSION:
@@ -91,7 +91,7 @@ def decode(data: Any, warrants: Mapping[int, Warrant], now: datetime | None = No
     if not isinstance(raw_taps, dict) or not isinstance(memory, dict):
         raise StateError("taps and memory must be objects")
     taps: dict[int, DerivedTap] = {}
-    dropped: list[str] = []
+    dropped: list[tuple[int, str]] = []
     for name, raw in raw_taps.items():
         try:
             cccid = int(name)
@@ -103,10 +103,10 @@ def decode(data: Any, warrants: Mapping[int, Warrant], now: datetime | None = No
             raise StateError(f"tap {name!r}: {error!r}") from None
         warrant = warrants.get(cccid)
         if warrant is None:
-            dropped.append(f"{cccid}: its warrant is no longer configured")
+            dropped.append((cccid, "its warrant is no longer configured"))
             continue
         if warrant.until is not None and warrant.until <= now:
-            dropped.append(f"{cccid}: its warrant ended at {warrant.until.isoformat()}")
+            dropped.append((cccid, f"its warrant ended at {warrant.until.isoformat()}"))
             continue
         if not parts:
             continue
@@ -123,13 +123,14 @@ class DerivedState:
         self.writes = 0
         self.failed = 0  # writes that failed (logged once per failure streak)
         self.memory: dict[str, Any] = {}  # what load() found for the protocol handlers
+        self.dropped: set[int] = set()  # CCCIDs of taps dropped at load: the keeper removes them at the IAP
 
     def load(self) -> Any | None:
         """The file's JSON, or None (absent; or unreadable, said in one line)."""
+        if not self.path.exists():  # the first start (open_private would create it)
+            return None
         try:
             fd = open_private(self.path, os.O_RDONLY, OSError, "derived taps state ")
-        except FileNotFoundError:
-            return None
         except OSError as error:
             log.error("derived taps state %s cannot be read (%s): starting without it", self.path, error)
             return None
@@ -153,8 +154,9 @@ class DerivedState:
             except StateError as error:
                 log.error("derived taps state %s makes no sense (%s): starting without it", self.path, error)
                 found, self.memory, dropped = {}, {}, []
-            for why in dropped:
-                log.info("derived taps state: dropped the tap of %s", why)
+            for cccid, why in dropped:
+                log.info("derived taps state: dropped the tap of %d: %s", cccid, why)
+                self.dropped.add(cccid)
         specs = taps.restore(found, warrants)
         if found:
             log.info("derived taps state: %d tap(s) restored from %s: %s", len(specs), self.path,

@@ -96,6 +96,8 @@ class InterceptChanges:
                     self._orphans.discard(content_id)
                 if spec is None:
                     if old is not None:
+                        if not was_provisioned:  # restored, but the IAP not read yet: the next audit removes it
+                            self._orphans.add(content_id)
                         self._event(f"intercept {content_id}: removed ({old.derived_from or 'config'})")
                     continue
                 provisioning = self._provisioning(spec, datetime.now(timezone.utc))

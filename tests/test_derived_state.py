@@ -29,8 +29,11 @@ def recording() -> tuple[DerivedTaps, list]:
     return taps, calls
 
 
-def test_every_change_is_written_before_the_keeper_hears_of_it_and_a_new_md_reads_it_back(tmp_path):
+def test_every_change_is_written_before_the_keeper_hears_of_it_and_a_new_md_reads_it_back(tmp_path, caplog):
     state = DerivedState(tmp_path / "md" / "derived-taps.json")
+    with caplog.at_level(logging.INFO, "p4tap.md"):
+        assert state.restore(recording()[0], {}) == []
+    assert caplog.records == [] and not state.path.exists(), "the first start: nothing to say, nothing written"
     taps, calls = recording()
     taps.on_change = lambda t, m, write=state.write: (calls.append(("written", sorted(t))), write(t, m))
     taps.set(ALICE, "radius:s1", prefix_filters(("192.0.2.10/32",)), "RADIUS session s1", 10.0)
@@ -59,9 +62,10 @@ def test_a_tap_past_its_warrant_or_of_a_warrant_gone_is_dropped_at_load(tmp_path
     taps.set(CAROL, "radius", prefix_filters(("192.0.2.11/32",)), "RADIUS session s2", 1.0)
     ended = IdentityTarget(4243, "carol", lifetime=60, until=NOW - timedelta(seconds=1))
     again, _ = recording()
+    loaded = DerivedState(state.path)
     with caplog.at_level(logging.INFO, "p4tap.md"):
-        assert DerivedState(state.path).restore(again, {4243: ended}) == []
-    assert again.taps == {}
+        assert loaded.restore(again, {4243: ended}) == []
+    assert again.taps == {} and loaded.dropped == {4242, 4243}, "the keeper removes them at the IAP"
     assert "4242: its warrant is no longer configured" in caplog.text and "4243: its warrant ended" in caplog.text
     assert json.loads(state.path.read_text())["taps"] == {}, "written back without them"
 
@@ -100,3 +104,56 @@ def test_a_write_that_fails_is_said_once_and_the_taps_go_on(tmp_path, caplog):
         taps.clear(ALICE.cccid, "radius", 2.0)
     assert [a[0] for a in asked] == ["want", "unwant"]
     assert state.failed == 2 and len(caplog.records) == 1 and "cannot be written" in caplog.text
+
+
+def sip_md(path, records: list | None = None):
+    """A SIP handler whose derived taps are kept in `path`, restored from it as a new MD does."""
+    from mediation.sip_handler import MEMORY, SipHandler
+
+    bob = IdentityTarget(4243, sip_user="bob", lifetime=60)
+    taps, asked = recording()
+    state = DerivedState(path)
+    state.restore(taps, {bob.cccid: bob})
+    taps.on_change = state.write
+    sip = SipHandler([bob], taps, (records if records is not None else []).append)
+    sip.restore(taps.memory.get(MEMORY))
+    return sip, asked
+
+
+def test_a_call_restored_after_a_restart_ends_at_its_bye_or_by_its_timeout(tmp_path):
+    """The call set up (INVITE, 180, 200, ACK of a real sipp call) before the restart; its BYE, or no BYE, after."""
+    import pytest
+
+    pytest.importorskip("sipmessage")
+    from mediation.sip_calls import IDLE_TIMEOUT
+    from tests.sip_support import sipp_call
+    from tests.test_sip_handler import FORWARD, copied
+
+    path = tmp_path / "derived-taps.json"
+    before, asked = sip_md(path)
+    for n, raw in enumerate(sipp_call()[:4]):
+        before.handle(100.0 + n, copied(raw, n in FORWARD))
+    wanted = asked[-1][1]
+    assert asked[-1][0] == "want" and len(wanted.filters) == 4, "both endpoints, both ways"
+
+    records: list = []
+    after, asked = sip_md(path, records)
+    assert asked == [], "restored as it was: nothing to ask the keeper"
+    assert after.taps.summary() == before.taps.summary()
+    [target] = after.summary()["targets"]
+    assert [c["answered"] for c in target["calls"]] == [True] and len(target["calls"][0]["media"]) == 2
+    bye = sipp_call()[4]
+    after.handle(200.0, copied(bye, True))
+    assert asked == [("unwant", 4243)], "the BYE after the restart removes the call's tap"
+    assert [(r.kind, r.reason) for r in records] == [("call-end", "BYE")]
+    assert json.loads(path.read_text())["taps"] == {}
+
+    timed, asked = sip_md(tmp_path / "other.json")
+    for n, raw in enumerate(sipp_call()[:4]):
+        timed.handle(100.0 + n, copied(raw, n in FORWARD))
+    records = []
+    after, asked = sip_md(tmp_path / "other.json", records)
+    after.tick(103.0 + IDLE_TIMEOUT - 1)
+    assert asked == [], "not yet: the call was last heard of at 103"
+    after.tick(103.0 + IDLE_TIMEOUT + 1)
+    assert asked == [("unwant", 4243)] and [(r.kind, r.reason) for r in records] == [("call-end", "timeout")]

@@ -118,8 +118,9 @@ def alice_tapped(hosts, status_file: Path) -> None:
 def test_a_live_session_keeps_its_tap_across_an_md_restart_and_its_stop_removes_it(radius_network, how):
     run, hosts, status_file, md = radius_network
     alice_tapped(hosts, status_file)
+    until(status_file, lambda s: [r["action"] for r in audit_records(run.out)] == ["provision-intent", "provision"] * 2,
+          "the IAP's records of alice's tap")  # its mediation row and stream 1, then stream 2
     provisioned = audit_records(run.out)
-    assert [r["action"] for r in provisioned] == ["provision-intent", "provision"] * 2  # mediation + 1, then + 2
 
     md = restarted(run, hosts, status_file, md, how)
     try:
@@ -141,6 +142,9 @@ def test_a_live_session_keeps_its_tap_across_an_md_restart_and_its_stop_removes_
         after = [r["action"] for r in audit_records(run.out)[len(provisioned):]]
         assert after[-2:] == ["remove-intent", "remove"] and "remove" not in after[:-2], after  # streams, then the row
         assert kept(status, radius_scenario.CCCID_SIGNALLING)["state"] == "active"
+        logs = {name: (run.out / f"{name}.log").read_text() for name in ("md-first", "md-again")}
+        assert "ERROR" not in logs["md-first"] + logs["md-again"], logs
+        assert "derived taps state: 1 tap(s) restored" in logs["md-again"], logs["md-again"]
         saved = json.loads((run.out / "md" / "derived-taps.json").read_text())
         assert saved["taps"] == {}
         assert oct((run.out / "md" / "derived-taps.json").stat().st_mode & 0o777) == "0o600"
