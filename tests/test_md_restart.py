@@ -94,19 +94,28 @@ def restarted(run, hosts, status_file: Path, md: Child, how: signal.Signals) -> 
 
 
 @pytest.fixture
-def radius_network(tmp_path):
-    """The demo's radius network with an MD (no --remove-on-exit) that keeps the RADIUS signalling tap:
+def demo_radius(tmp_path):
+    """The demo's radius network brought up, its MD (with --remove-on-exit) keeping the RADIUS signalling tap:
     (run, hosts, status file, md)."""
     run = new_run(Options("radius", "netns", tmp_path / "demo", lifetime=120), Progress())
     with contextlib.ExitStack() as stack:
         hosts, status_file, _, demo_md = run.bring_up(stack)
-        demo_md.stop()  # it tears its signalling tap down (--remove-on-exit): ours provisions it again
-        status_file.unlink()
-        md = start_md(run, hosts, "md-first")
-        stack.callback(md.stop)
+        yield run, hosts, status_file, demo_md
+
+
+@pytest.fixture
+def radius_network(demo_radius):
+    """demo_radius with an MD without --remove-on-exit instead."""
+    run, hosts, status_file, demo_md = demo_radius
+    demo_md.stop()  # it tears its signalling tap down (--remove-on-exit): ours provisions it again
+    status_file.unlink()
+    md = start_md(run, hosts, "md-first")
+    try:
         until(status_file, lambda s: kept(s, radius_scenario.CCCID_SIGNALLING).get("state") == "active",
               "the signalling tap provisioned")
         yield run, hosts, status_file, md
+    finally:
+        md.stop()
 
 
 def alice_tapped(hosts, status_file: Path) -> None:
@@ -170,5 +179,26 @@ def test_a_damaged_state_file_is_said_once_and_the_md_starts_without_it(radius_n
         said = [line for line in (run.out / "md-again.log").read_text().splitlines() if "derived taps state" in line]
         assert len(said) == 1 and "is not valid JSON" in said[0], said
         assert json.loads(state.read_text())["taps"] == {}, "the damaged file replaced"
+    finally:
+        md.stop()
+
+
+def test_remove_on_exit_removes_the_tap_at_a_clean_stop_and_the_next_md_provisions_it_again(demo_radius):
+    """The operator's choice: a clean stop leaves nothing at the IAP; the session goes on, so the next MD
+    taps it again at once (before: not until her next Interim)."""
+    run, hosts, status_file, md = demo_radius
+    alice_tapped(hosts, status_file)
+    assert md.stop() == 0, md.failure()
+    assert [r["action"] for r in audit_records(run.out)][-2:] == ["remove-intent", "remove"]
+    status_file.unlink()
+    md = start_md(run, hosts, "md-again")
+    try:
+        status = until(status_file, lambda s: kept(s).get("state") == "active", "alice's tap provisioned again")
+        assert kept(status)["provisioned"] == 1
+        hosts["subject"].run("ping", "-c", "5", "-i", "0.05", "-W", "1", PEER, check=False)
+        until(status_file, lambda s: agency_packets(s) == 10, "the pings and their replies at lea-a")
+        radius_scenario.radclient(hosts, "Stop", "alice", SUBJECT, "alice-1")
+        until(status_file, lambda s: str(ALICE) not in s["keeper"]["intercepts"], "alice's tap removed")
+        assert [r["action"] for r in audit_records(run.out)][-2:] == ["remove-intent", "remove"]
     finally:
         md.stop()
