@@ -156,7 +156,8 @@ class SipHandler:
 
     def restore(self, memory: dict | None) -> None:
         """After a restart of the MD: its calls as they were (their derived taps are restored already), so that
-        their BYE, CANCEL or timeout ends them. Taps of no restored call go; a restored call's missing ones come."""
+        their BYE, CANCEL or timeout ends them. Taps of no restored call go; a restored call's missing ones come;
+        a call past its timeout ends at once (its end is IRI too)."""
         if not memory:
             return
         try:
@@ -180,6 +181,7 @@ class SipHandler:
                                          for k, e in want.items() if k not in have},
                                  tuple(have - set(want)), None, warrant)
         log.info("derived taps state: %d SIP call(s) restored", len(self.function.calls.calls))
+        self.tick()  # a call whose BYE never came and whose time is up (or whose warrant ended) ends now
 
     def _changes(self, update: Update, stamp: float, peer: str | None, peer_to: str | None) -> None:
         for cccid in dict.fromkeys(c.cccid for c in update.changes):

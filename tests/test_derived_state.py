@@ -129,31 +129,44 @@ def test_a_call_restored_after_a_restart_ends_at_its_bye_or_by_its_timeout(tmp_p
     from tests.sip_support import sipp_call
     from tests.test_sip_handler import FORWARD, copied
 
+    import time
+
     path = tmp_path / "derived-taps.json"
+    base = time.time()   # the calls' times are wall-clock, as the IRI function's stamps: they outlive the process
     before, asked = sip_md(path)
     for n, raw in enumerate(sipp_call()[:4]):
-        before.handle(100.0 + n, copied(raw, n in FORWARD))
+        before.handle(base + n, copied(raw, n in FORWARD))
     wanted = asked[-1][1]
     assert asked[-1][0] == "want" and len(wanted.filters) == 4, "both endpoints, both ways"
 
     records: list = []
     after, asked = sip_md(path, records)
-    assert asked == [], "restored as it was: nothing to ask the keeper"
+    assert asked == [] and records == [], "restored as it was: nothing to ask the keeper"
     assert after.taps.summary() == before.taps.summary()
     [target] = after.summary()["targets"]
     assert [c["answered"] for c in target["calls"]] == [True] and len(target["calls"][0]["media"]) == 2
     bye = sipp_call()[4]
-    after.handle(200.0, copied(bye, True))
+    after.handle(base + 10, copied(bye, True))
     assert asked == [("unwant", 4243)], "the BYE after the restart removes the call's tap"
     assert [(r.kind, r.reason) for r in records] == [("call-end", "BYE")]
     assert json.loads(path.read_text())["taps"] == {}
 
+    # no BYE: the restored call ends when its time is up, counted from the last message before the restart
     timed, asked = sip_md(tmp_path / "other.json")
     for n, raw in enumerate(sipp_call()[:4]):
-        timed.handle(100.0 + n, copied(raw, n in FORWARD))
+        timed.handle(base + n, copied(raw, n in FORWARD))
     records = []
     after, asked = sip_md(tmp_path / "other.json", records)
-    after.tick(103.0 + IDLE_TIMEOUT - 1)
-    assert asked == [], "not yet: the call was last heard of at 103"
-    after.tick(103.0 + IDLE_TIMEOUT + 1)
+    after.tick(base + 3 + IDLE_TIMEOUT - 1)
+    assert asked == [], "not yet: the call was last heard of at base + 3"
+    after.tick(base + 3 + IDLE_TIMEOUT + 1)
     assert asked == [("unwant", 4243)] and [(r.kind, r.reason) for r in records] == [("call-end", "timeout")]
+
+    # a call whose time ran out while the MD was down ends as the new MD starts
+    stale, asked = sip_md(tmp_path / "stale.json")
+    for n, raw in enumerate(sipp_call()[:4]):
+        stale.handle(base - IDLE_TIMEOUT - 10 + n, copied(raw, n in FORWARD))
+    records = []
+    after, asked = sip_md(tmp_path / "stale.json", records)
+    assert asked == [("unwant", 4243)] and [(r.kind, r.reason) for r in records] == [("call-end", "timeout")]
+    assert json.loads((tmp_path / "stale.json").read_text())["taps"] == {}
