@@ -14,6 +14,9 @@ read exactly as before it; the rest of SipCalls is derived from it (which
 calls hold each endpoint) or short-lived and left out: the messages seen
 (a retransmission after the restart gives one more IRI record), the ended
 calls lingering for their late messages (LINGER, 32 s).
+
+It builds sip_calls' own records (_Call, _Dialog): this is that module's
+persistence, kept apart so that sip_calls.py stays the pure call machine.
 """
 
 from __future__ import annotations
