@@ -10,7 +10,9 @@
   and [[sip_server]], kept by the same keeper) and the IRI function (mediation/iri_function.py)
   on the signalling port, whose protocol handlers turn a target's signalling
   into IRI records for the warrant's agencies (HI2) and into data taps the
-  keeper provisions at once (mediation/derived_taps.py).
+  keeper provisions at once (mediation/derived_taps.py), each change written
+  first to <out_dir>/derived-taps.json so that a restarted MD keeps them and
+  can end them (mediation/derived_state.py).
 
 About once a second it writes its state to the status file (JSON, mode 0600:
 it names intercepts), which `p4tap md status` shows; the last write happens
@@ -27,6 +29,8 @@ from pathlib import Path
 
 from controller.private_files import open_private
 from mediation.config import AgencySpec, MdConfig
+from mediation.derived_state import FILE_NAME as DERIVED_STATE_FILE
+from mediation.derived_state import DerivedState
 from mediation.etsi_delivery import EtsiDelivery
 from mediation.handover import Agency, Delivery, FileDelivery, Handover, TcpDelivery, UdpDelivery
 from mediation.informs import InformReceiver, Notification
@@ -86,17 +90,28 @@ class MdDaemon:
         """The IRI function with a handler per standing signalling tap's CCCID."""
         from mediation.derived_taps import DerivedTaps
         from mediation.radius_handler import RadiusHandler
+        from mediation.sip_handler import MEMORY as SIP_MEMORY
         from mediation.sip_handler import SipHandler
 
         content_to = config.signalling.content_to or config.listen[0]  # where derived taps send their copies
         self.derived = DerivedTaps(self.keeper.want, self.keeper.unwant, content_to)
+        # what the MD before this one derived (mediation/derived_state.py): kept by the keeper from its first
+        # audit; any of the warrants' intercepts at the IAP that nobody wants then goes
+        warrants = {t.cccid: t for t in config.identity_targets}
+        self.derived_state = DerivedState(config.out_dir / DERIVED_STATE_FILE)
+        self.keeper.keep_from_start(self.derived_state.restore(self.derived, warrants))
+        self.keeper.claim(set(warrants) | self.derived_state.dropped)
+        restored = {cccid: dict(tap.parts) for cccid, tap in self.derived.taps.items()}
+        self.derived.on_change = self.derived_state.write
         handlers: dict[int, SignallingHandler] = {}
         if config.radius_servers:
             radius = RadiusHandler([t for t in config.identity_targets if t.by_radius], self.derived,
                                    self.receiver.submit_iri)
+            radius.restore(restored)
             handlers.update((s.content_id, radius) for s in config.radius_servers)
         if config.sip_servers:
             self.sip = SipHandler(config.identity_targets, self.derived, self.receiver.submit_iri)
+            self.sip.restore(self.derived.memory.get(SIP_MEMORY))
             handlers.update((s.content_id, self.sip) for s in config.sip_servers)
         try:
             return IriFunction([(config.signalling.listen.host, config.signalling.listen.port)], handlers)

@@ -11,15 +11,21 @@ when the last key goes, the intercept goes.
     taps = DerivedTaps(keeper.want, keeper.unwant, Endpoint("203.0.113.10", 7000))
     taps.set(warrant, "radius:s1", prefix_filters(("192.0.2.10/32",)), "RADIUS session s1", stamp)
     taps.clear(warrant.cccid, "radius:s1")
+
+Every change is handed to `on_change` (mediation/derived_state.py writes it
+to disk) under the lock, before the keeper hears of it: a restarted MD then
+knows every tap the keeper may have made. `memory` is what a protocol
+handler needs besides its parts to end them after a restart (the SIP calls),
+kept with them for the same reason (`remember`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
 from controller.toml_fields import Endpoint
 from mediation.config import InterceptSpec
@@ -56,7 +62,30 @@ class DerivedTaps:
         self._want, self._unwant, self.md, self.dscp = want, unwant, md, dscp
         self.taps: dict[int, DerivedTap] = {}
         self._warrants: dict[int, Warrant] = {}  # the warrant behind each tap, for its bounds
+        self.memory: dict[str, Any] = {}  # a handler's own state (JSON), kept with the taps: `remember`
+        self.on_change: Callable[[dict[int, DerivedTap], dict[str, Any]], None] | None = None
         self._lock = threading.Lock()
+
+    def _changed(self) -> None:
+        """Under the lock: the state as it is now, to whoever keeps it."""
+        if self.on_change is not None:
+            self.on_change(self.taps, self.memory)
+
+    def remember(self, name: str, data: Any, save: bool = True) -> None:
+        """A handler's own state (JSON) to keep with the taps across a restart;
+        `save=False` when a change of the taps follows at once (it saves both)."""
+        with self._lock:
+            self.memory[name] = data
+            if save:
+                self._changed()
+
+    def restore(self, taps: dict[int, DerivedTap], warrants: Mapping[int, Warrant]) -> list[InterceptSpec]:
+        """Taps read back after a restart (mediation/derived_state.py): taken as
+        they are, without asking the keeper (it keeps them from its first audit);
+        returns their intercepts for it."""
+        with self._lock:
+            self.taps = dict(taps)
+            return [self._spec(warrants[cccid], tap) for cccid, tap in sorted(self.taps.items())]
 
     def set(self, warrant: Warrant, key: str, filters: tuple[Filter, ...], why: str, stamp: float) -> bool:
         """`key` of this warrant needs `filters` tapped now; False past the warrant's end."""
@@ -68,6 +97,7 @@ class DerivedTaps:
                 return True
             tap.parts[key], tap.why[key], tap.signalled_at = filters, why, stamp
             spec = self._spec(warrant, tap)
+            self._changed()
         self._want(spec)
         return True
 
@@ -105,6 +135,7 @@ class DerivedTaps:
             else:
                 del self.taps[cccid]
                 spec = None
+            self._changed()
         if spec is None:
             self._unwant(cccid)
         else:

@@ -23,6 +23,7 @@ and the logic is tested without a switch. Non-targets never reach it.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 from mediation.radius_iri import IdentityTarget, RadiusEvent
@@ -38,6 +39,9 @@ def session_key(session_id: str) -> str:
 def accept_key(nas: str, addresses: tuple[str, ...]) -> str:
     """The part an Access-Accept without a session id opens: by NAS and granted address."""
     return f"{PREFIX}accept from {nas} at {' '.join(addresses)}"
+
+
+ACCEPT = re.compile(r"accept from (\S+) at ")  # an accept_key, past PREFIX
 
 
 @dataclass
@@ -113,6 +117,18 @@ class IdentityTaps:
             held.addresses = addresses or held.addresses
         held.nas, held.last, held.messages = nas, event.kind, held.messages + 1
         return TapChange({key: held} if moved or adopted else {}, adopted, held.addresses)
+
+    def restore(self, cccid: int, key: str, addresses: tuple[str, ...], stamp: float) -> None:
+        """A session known only from its tap part, kept across a restart of the
+        MD (mediation/derived_state.py): its key says which session it is, so a
+        later Stop, move or Start-after-Accept finds it as if never forgotten."""
+        session_id, nas = key.removeprefix(PREFIX), "?"
+        accept = ACCEPT.match(session_id)
+        if accept is not None:
+            session_id, nas = None, accept.group(1)
+        state = self.targets.setdefault(cccid, TargetState())
+        state.sessions[key] = Session(session_id, nas, addresses, stamp, "restored", 0)
+        state.last = state.last or "restored"
 
     def forget(self, cccid: int) -> tuple[str, ...]:
         """The warrant ended: its sessions are no longer followed; the keys of their parts."""

@@ -242,6 +242,9 @@ class Keeper(InterceptChanges):
         wrong = problem(spec, have)
         if wrong is None:
             kept.state, kept.last_error = "active", ""
+            if spec.content_id not in self._indexes:  # kept from before this MD (its restart): its streams as found
+                at = {_key(s.filter): s.index for s in have.active_streams()}
+                self._indexes[spec.content_id] = {f: at[_key(f)] for f in spec.filters}
             kept.iap_packets = sum(s.packets for s in have.streams.values())
             kept.iap_drops = sum(s.drops for s in have.streams.values())
             due = have.timeout is None or (have.timeout - now).total_seconds() < spec.lifetime / 2
@@ -325,6 +328,12 @@ class Keeper(InterceptChanges):
     def _run(self, remove_on_exit: bool) -> None:
         next_audit = 0.0
         try:
+            try:  # the IAP's tables first: a change that comes at once must find what is already there
+                self.audit()
+                next_audit = time.monotonic() + self.iap.audit_interval
+            except Exception:
+                log.exception("audit failed")
+                self._drop_client()
             while not self._stop.is_set():
                 self._wake.clear()
                 try:

@@ -52,6 +52,18 @@ class InterceptChanges:
             self._pending[content_id] = None
         self._wake.set()
 
+    def keep_from_start(self, specs: list[InterceptSpec]) -> None:
+        """Before start(): intercepts wanted from the first audit on, as the config's are (the derived
+        taps an MD restored after its restart, mediation/derived_state.py): one found at the IAP as wanted
+        is kept as it is, not removed and provisioned again."""
+        self._adopt({s.content_id: s for s in specs})
+
+    def claim(self, content_ids: set[int]) -> None:
+        """Content IDs only this MD provisions (its warrants' CCCIDs): the next audit tears down any of them
+        the IAP holds and nobody here wants (a tap whose Stop came while the MD was down and whose state
+        was lost, or one a crash left between the IAP's SET and the state's write)."""
+        self._orphans |= set(content_ids)
+
     def apply_pending(self) -> None:
         """Make the wanted and unwanted changes: tear down the old streams, provision the new."""
         with self._lock:
@@ -64,8 +76,10 @@ class InterceptChanges:
             self._event(f"cannot change intercepts now ({error}); the next audit does", logging.WARNING)
             self._adopt(pending)
             return
+        # provisioned here, or found at the IAP as wanted by an audit (its stream indexes known then)
         olds = {cid: (next((s for s in self.specs if s.content_id == cid), None),
-                      getattr(self.status.intercepts.get(cid), "provisioned", 0)) for cid in pending}
+                      getattr(self.status.intercepts.get(cid), "provisioned", 0) or cid in self._indexes)
+                for cid in pending}
         self._adopt(pending)
         for content_id, spec in pending.items():
             old, was_provisioned = olds[content_id]
@@ -82,6 +96,8 @@ class InterceptChanges:
                     self._orphans.discard(content_id)
                 if spec is None:
                     if old is not None:
+                        if not was_provisioned:  # restored, but the IAP not read yet: the next audit removes it
+                            self._orphans.add(content_id)
                         self._event(f"intercept {content_id}: removed ({old.derived_from or 'config'})")
                     continue
                 provisioning = self._provisioning(spec, datetime.now(timezone.utc))

@@ -16,6 +16,7 @@ anyone else is decoded, found to be no target's and dropped: only counted.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
@@ -91,6 +92,20 @@ class RadiusHandler:
             self.taps.change(target.cccid, add, change.drop, stamp, warrant=target)
         self.emit(IriRecord(target.cccid, stamp, self.protocol, IRI_KIND[event.kind], target.identity(),
                             event.addresses() or change.addresses, event.session_id, peer=nas))
+
+    def restore(self, parts: dict[int, dict[str, tuple]], stamp: float | None = None) -> None:
+        """After a restart of the MD: the sessions its derived taps (restored,
+        mediation/derived_state.py) say are live, so that their Stop, a move or
+        a Start after an Accept finds them. Each RADIUS part's key names its
+        session (mediation/identity_taps.py); its filters' sources are the
+        session's addresses."""
+        stamp = time.time() if stamp is None else stamp
+        with self._lock:
+            for target in self.targets:
+                for key, filters in parts.get(target.cccid, {}).items():
+                    if key.startswith(PREFIX) and filters:
+                        addresses = tuple(dict.fromkeys(f.src for f in filters if f.src))
+                        self.state.restore(target.cccid, key, addresses, stamp)
 
     def summary(self) -> dict:
         with self._lock:

@@ -15,11 +15,18 @@ calls whose BYE never came and the calls of warrants past their end.
 
 A non-target's message is parsed and dropped: only counted. A warrant past
 its end gets nothing more: no tap (DerivedTaps refuses it) and no IRI.
+
+The calls in progress are kept with the derived taps (their `memory`, on
+disk: mediation/derived_state.py) at each of a target's messages, and put
+back by `restore` when the MD restarts, so that a BYE, a CANCEL or the
+timeout after the restart ends them exactly (mediation/sip_calls_state.py
+says why the whole call machine, not the taps' parts by Call-ID).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,8 +39,13 @@ from mediation.derived_taps import DerivedTaps
 from mediation.iri import IriRecord
 from mediation.radius_iri import IdentityTarget
 from mediation.sip_calls import MediaChange, SipTarget, Update
+from mediation.sip_calls_state import dump, load
 from mediation.sip_iri import SipIriFunction
 from mediation.sip_parse import MediaEndpoint
+
+
+log = logging.getLogger("p4tap.md")
+MEMORY = "sip"  # the name of its calls in the derived taps' memory
 
 
 def tap_key(endpoint: MediaEndpoint) -> str:
@@ -130,7 +142,48 @@ class SipHandler:
             self._apply(self.function.expire(now), now, None, None)
 
     def _apply(self, update: Update, stamp: float, peer: str | None, peer_to: str | None) -> None:
-        """Taps first, one change per warrant (what a message adds and drops at once), then the IRI."""
+        """Taps first, one change per warrant (what a message adds and drops at once), then the IRI; the calls
+        are kept with the taps (written with their change, and once more with the IRI's view of them)."""
+        if not update.changes and not update.iri:
+            return
+        self.taps.remember(MEMORY, self._memory(), save=False)
+        self._changes(update, stamp, peer, peer_to)
+        self.taps.remember(MEMORY, self._memory())
+
+    def _memory(self) -> dict:
+        return {"calls": dump(self.function.calls),
+                "status": [[t.cccid, [vars(c) for c in t.calls.values()]] for t in self.state.values() if t.calls]}
+
+    def restore(self, memory: dict | None) -> None:
+        """After a restart of the MD: its calls as they were (their derived taps are restored already), so that
+        their BYE, CANCEL or timeout ends them. Taps of no restored call go; a restored call's missing ones come;
+        a call past its timeout ends at once (its end is IRI too)."""
+        if not memory:
+            return
+        try:
+            load(self.function.calls, memory.get("calls", []), set(self.warrants))
+            for cccid, calls in memory.get("status", []):
+                if cccid in self.state:
+                    self.state[cccid].calls.update((c["call_id"], TargetCall(**c)) for c in calls)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            log.error("derived taps state: its SIP calls make no sense (%r): their taps go", error)
+            self.function.calls.calls.clear()
+            self.function.calls.installed.clear()
+            for target in self.state.values():
+                target.calls.clear()
+        installed = self.function.calls.installed
+        for cccid, warrant in self.warrants.items():
+            want = {tap_key(e): e for c, e in installed if c == cccid}
+            tap = self.taps.taps.get(cccid)
+            have = {k for k in (tap.parts if tap else ()) if k.startswith("sip ")}
+            if set(want) != have:
+                self.taps.change(cccid, {k: (e.filters(), f"SIP media {e.address}:{e.rtp_port} (restored)")
+                                         for k, e in want.items() if k not in have},
+                                 tuple(have - set(want)), None, warrant)
+        log.info("derived taps state: %d SIP call(s) restored", len(self.function.calls.calls))
+        self.tick()  # a call whose BYE never came and whose time is up (or whose warrant ended) ends now
+
+    def _changes(self, update: Update, stamp: float, peer: str | None, peer_to: str | None) -> None:
         for cccid in dict.fromkeys(c.cccid for c in update.changes):
             self._taps(cccid, [c for c in update.changes if c.cccid == cccid], stamp)
         for iri in update.iri:

@@ -186,3 +186,30 @@ def test_past_the_warrants_end_every_session_part_goes_and_nothing_is_tapped():
     radius.handle(2.0, copied(radclient_bytes(accounting("Start", "alice", "192.0.2.12", session="tablet"))))
     assert keeper.taken() == [("unwant", 4242)] and keeper.held == {}
     assert len(records) == 2 and radius.summary()["targets"][0]["sessions"] == []
+
+
+@needs_radclient
+def test_sessions_restored_from_kept_taps_are_followed_as_before_the_restart():
+    """An MD restarted with its derived taps kept (mediation/derived_state.py): the handler learns each
+    session, and the Accept's part, from its part's key, so `md status` shows them, an Interim moves only
+    its session's part and a Start on the Accept's NAS and address takes that part over."""
+    from mediation.derived_taps import prefix_filters
+
+    alice = IdentityTarget(4242, radius_username="alice")
+    radius, keeper, _ = keeper_handler([alice])
+    radius.taps.set(alice, "radius:phone", prefix_filters(("192.0.2.10/32",)), "RADIUS session phone", 0.5)
+    radius.taps.set(alice, f"radius:accept from {NAS} at 192.0.2.12/32", prefix_filters(("192.0.2.12/32",)),
+                    "RADIUS Access-Accept", 0.5)
+    keeper.taken()
+    radius.restore({4242: {"radius:phone": prefix_filters(("192.0.2.10/32",)),
+                           f"radius:accept from {NAS} at 192.0.2.12/32": prefix_filters(("192.0.2.12/32",))}}, 0.5)
+    sessions = radius.summary()["targets"][0]["sessions"]
+    assert {(s["session"], s["nas"], s["addresses"], s["last"]) for s in sessions} == {
+        (None, NAS, ("192.0.2.12/32",), "restored"), ("phone", "?", ("192.0.2.10/32",), "restored")}
+    radius.handle(1.0, copied(radclient_bytes(accounting("Interim-Update", "alice", "192.0.2.11", session="phone"))))
+    assert keeper.taken() == [("want", 4242)]
+    assert keeper.held == {4242: both_ways("192.0.2.11/32", "192.0.2.12/32")}, "only the phone's part moved"
+    radius.handle(2.0, copied(radclient_bytes(accounting("Start", "alice", "192.0.2.12", session="tablet"))))
+    assert set(radius.taps.summary()["4242"]["parts"]) == {"radius:phone", "radius:tablet"}, \
+        "the Start took the restored Accept's part over"
+    assert keeper.held == {4242: both_ways("192.0.2.11/32", "192.0.2.12/32")}
