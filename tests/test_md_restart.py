@@ -135,9 +135,11 @@ def test_a_live_session_keeps_its_tap_across_an_md_restart_and_its_stop_removes_
     try:
         status = until(status_file, lambda s: kept(s).get("state") == "active", "alice's tap kept")
         assert kept(status)["provisioned"] == 0, "found at the IAP as wanted: not provisioned again"
-        assert status["iri"]["derived_taps"][str(ALICE)]["parts"]["radius"]["filters"] == \
+        assert status["iri"]["derived_taps"][str(ALICE)]["parts"]["radius:alice-1"]["filters"] == \
             [f"src {SUBJECT}/32", f"dst {SUBJECT}/32"]
         assert audit_records(run.out) == provisioned, "the IAP's intercept was neither removed nor changed"
+        (target,) = [t for t in status["iri"]["protocols"]["radius"]["targets"] if t["cccid"] == ALICE]
+        assert [(x["session"], x["last"]) for x in target["sessions"]] == [("alice-1", "restored")], target
 
         # the subject's traffic still reaches her agency, through the new MD
         hosts["subject"].run("ping", "-c", "5", "-i", "0.05", "-W", "1", PEER, check=False)
