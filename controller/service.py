@@ -63,7 +63,7 @@ from controller.switch import SwitchError, WriteError
 from controller.switch_watch import SwitchStateListener, SwitchWatch
 from controller.tofino_config import artifacts_for
 
-if TYPE_CHECKING:  # controller.config builds on this module's SwitchConfig
+if TYPE_CHECKING:  # only for from_settings' annotation: the config reader need not load the controller
     from controller.config import ControllerSettings
 
 # ProvisionError, StreamCounters and SwitchConfig live below (controller.carry,
