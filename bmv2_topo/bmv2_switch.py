@@ -22,29 +22,29 @@ Quirks handled here:
 * bmv2 starts happily with ``-i 1@ifname`` for an interface that does not
   exist (the port just never sees traffic), so interfaces are checked first.
 
-Targets: ``target="bmv2"`` runs ``simple_switch_grpc``; ``target="softswitch"``
-runs p4tap's own software switch (``python -m softswitch``, same command
-line, same behaviour).  Unset, :func:`resolve_target` picks ``$P4TAP_TARGET``
-if set, else bmv2 where ``simple_switch_grpc`` is on PATH, else softswitch.
+Targets (bmv2, or p4tap's softswitch with the same command line) are chosen
+by bmv2_topo.switch_targets; the checks the launcher makes of the machine
+are bmv2_topo.switch_probes. Their names are still importable from here.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
-import functools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bmv2_topo.switch_probes import (free_tcp_port, help_text, listening, log_tail, looks_like_bind_failure,
+                                     missing_interfaces)
+from bmv2_topo.switch_targets import (SIMPLE_SWITCH_GRPC, SKIP_REASON, TARGET_ENV, TARGETS, Bmv2Error,
+                                      find_simple_switch_grpc, resolve_target, skip_reason, target_skip_reason)
 
 __all__ = [
     "Bmv2Switch",
@@ -60,115 +60,13 @@ __all__ = [
     "target_skip_reason",
 ]
 
-SIMPLE_SWITCH_GRPC = "simple_switch_grpc"
-SKIP_REASON = "simple_switch_grpc not on PATH: build bmv2 with PI (see README, 'Toolchain')"
-
 # p4tap's CPU port (p4src/v1model/arch.p4): the controller's clock probes
 # come in and go back by it, so every switch is started with it.
 P4TAP_CPU_PORT = 510
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "off")
 
-
-TARGETS = ("bmv2", "softswitch")
-TARGET_ENV = "P4TAP_TARGET"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def resolve_target(target: str | None = None) -> str:
-    """The switch target to run: ``target`` if given, else ``$P4TAP_TARGET``,
-    else ``bmv2`` where simple_switch_grpc is on PATH, else ``softswitch``."""
-    choice = target or os.environ.get(TARGET_ENV, "").strip() or None
-    if choice is None:
-        return "bmv2" if find_simple_switch_grpc() else "softswitch"
-    if choice not in TARGETS:
-        raise Bmv2Error(f"unknown switch target {choice!r} (${TARGET_ENV} or target=): use one of {', '.join(TARGETS)}")
-    return choice
-
-
-def target_skip_reason(target: str | None = None) -> str | None:
-    """Why a switch of ``target`` (default: :func:`resolve_target`) cannot run here, or None."""
-    try:
-        t = resolve_target(target)
-    except Bmv2Error as e:
-        return str(e)
-    return SKIP_REASON if t == "bmv2" and not find_simple_switch_grpc() else None
-
-
-def find_simple_switch_grpc() -> str | None:
-    """Path of ``simple_switch_grpc`` on PATH, or None."""
-    return shutil.which(SIMPLE_SWITCH_GRPC)
-
-
-def skip_reason() -> str | None:
-    """Why bmv2 tests cannot run here (for ``pytest.skip``), or None if they can."""
-    return None if find_simple_switch_grpc() else SKIP_REASON
-
-
-class Bmv2Error(RuntimeError):
-    """simple_switch_grpc could not be started, or died."""
-
-
-def free_tcp_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now (the kernel's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-@functools.lru_cache(maxsize=8)
-def _help_text(binary: str) -> str:
-    """``simple_switch_grpc --help`` output, to learn which options this build has."""
-    try:
-        out = subprocess.run(
-            [binary, "--help"], capture_output=True, text=True, timeout=20, check=False
-        )
-        return out.stdout + out.stderr
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def _tail(path: Path | None, lines: int = 30) -> str:
-    if path is None:
-        return ""
-    try:
-        data = path.read_bytes()[-16384:].decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(data.splitlines()[-lines:])
-
-
-def _looks_like_bind_failure(text: str) -> bool:
-    t = text.lower()
-    return "address already in use" in t or "failed to add" in t or "bind" in t and "fail" in t
-
-
-_CLONE_NEWNET = 0x40000000
-
-
-def _connect_in_netns(netns: str, host: str, port: int, timeout: float) -> bool:
-    """TCP-connect to host:port from inside network namespace ``netns``.
-
-    Done on a throwaway thread that switches its own network namespace
-    (setns is per thread), so the rest of the process is unaffected.
-    """
-    result = [False]
-
-    def probe() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        with open(f"/run/netns/{netns}", "rb") as f:
-            if libc.setns(f.fileno(), _CLONE_NEWNET) != 0:
-                return
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                result[0] = True
-        except OSError:
-            pass
-
-    t = threading.Thread(target=probe, daemon=True)
-    t.start()
-    t.join(timeout + 1)
-    return result[0]
 
 
 _running: "weakref.WeakSet[Bmv2Switch]" = weakref.WeakSet()
@@ -317,7 +215,7 @@ class Bmv2Switch:
             if binary is None:
                 raise Bmv2Error(SKIP_REASON)
             program = [binary]
-            helptext = _help_text(binary)
+            helptext = help_text(binary)
         if self.log_level not in LOG_LEVELS:
             raise Bmv2Error(f"log_level must be one of {LOG_LEVELS}, not {self.log_level!r}")
         self._ensure_workdir()
@@ -401,7 +299,7 @@ class Bmv2Switch:
                     self._auto_grpc_port
                     and attempt + 1 < attempts
                     and getattr(e, "died", False)
-                    and _looks_like_bind_failure(_tail(self.stdout_path, 10))
+                    and looks_like_bind_failure(log_tail(self.stdout_path, 10))
                 ):
                     self.grpc_port = None
                     self.thrift_port = None
@@ -418,16 +316,7 @@ class Bmv2Switch:
         """bmv2 silently runs with a port whose interface does not exist; fail early instead."""
         if not self.ports:
             return
-        if self.netns:
-            script = " && ".join(f"test -e /sys/class/net/{iface}" for iface in self.ports.values())
-            r = subprocess.run(["ip", "netns", "exec", self.netns, "sh", "-c", script], capture_output=True, timeout=30)
-            missing = [] if r.returncode == 0 else [
-                iface for iface in self.ports.values()
-                if subprocess.run(["ip", "netns", "exec", self.netns, "test", "-e", f"/sys/class/net/{iface}"],
-                                  capture_output=True, timeout=30).returncode != 0
-            ]
-        else:
-            missing = [iface for iface in self.ports.values() if not Path(f"/sys/class/net/{iface}").exists()]
+        missing = missing_interfaces(list(self.ports.values()), self.netns)
         if missing:
             where = f" in network namespace {self.netns!r}" if self.netns else ""
             raise Bmv2Error(f"bmv2 switch {self.name!r}: interface(s) {', '.join(missing)} do not exist{where}")
@@ -484,31 +373,14 @@ class Bmv2Switch:
             time.sleep(0.05)
 
     def _ready(self) -> bool:
-        if self._use_unix():
-            path = self._unix_socket_path()
-            if not path.exists():
-                return False
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(0.5)
-                try:
-                    s.connect(str(path))
-                    return True
-                except OSError:
-                    return False
-        if self.netns:
-            return _connect_in_netns(self.netns, "127.0.0.1", self.grpc_port, 0.5)
-        try:
-            with socket.create_connection(("127.0.0.1", self.grpc_port), timeout=0.5):
-                return True
-        except OSError:
-            return False
+        return listening(self._unix_socket_path() if self._use_unix() else None, self.netns, self.grpc_port)
 
     def _failure_message(self, what: str) -> str:
         parts = [f"bmv2 switch {self.name!r} {what}.", "command: " + " ".join(self._proc.args if self._proc else [])]
-        out = _tail(self.stdout_path)
+        out = log_tail(self.stdout_path)
         if out:
             parts.append(f"--- tail of {self.stdout_path} ---\n{out}")
-        log = _tail(self.log_path)
+        log = log_tail(self.log_path)
         if log:
             parts.append(f"--- tail of {self.log_path} ---\n{log}")
         return "\n".join(parts)

@@ -40,33 +40,32 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import shutil
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bmv2_topo import radius_scenario, voip_scenario
-from bmv2_topo.bmv2_switch import Bmv2Error, Bmv2Switch, resolve_target, target_skip_reason
+from bmv2_topo.bmv2_switch import Bmv2Error, Bmv2Switch, resolve_target
 from bmv2_topo.demo_config import write_configs
+from bmv2_topo.demo_setup import OUT_DIR, DemoError, Options, host_backend, preflight, prepare_out_dir
+from bmv2_topo.demo_waits import settle, wait_provisioned
 from bmv2_topo.keeper import SwitchKeeper
 from bmv2_topo.layouts import IAP_MGMT, LAYOUTS, MD_ADDRESS, MD_PORT, OTHER, SNMP_PORT, SUBJECT, Layout
 from bmv2_topo.mininet_topo import mininet_hosts, mininet_skip_reason
 from bmv2_topo.netns import namespace_hosts
-from bmv2_topo.report import Report, analyse, expected_counts, render, sort_out
+from bmv2_topo.report import Report, analyse, render, sort_out
 from bmv2_topo.supervise import Child, Progress, SwitchWatch
 from bmv2_topo.traffic import RTP_PORT, TCP_BYTES, drive_traffic
 from bmv2_topo.veth import VethError
 from bmv2_topo.wire import Recorder
-from controller.pipeline import REPO_ROOT
 from mediation.config import subject_filters
 from mediation.snmp_client import Filter
 
-OUT_DIR = REPO_ROOT / "run" / "demo"
-MARKER = ".p4tap-demo"
+# Options, DemoError and the checks before a run live in bmv2_topo.demo_setup,
+# the waits on the MD in bmv2_topo.demo_waits; callers import them from here as before.
+
 CCCID_ALL, CCCID_RTP = 4242, 4243
 SIGNALLING = {"radius": radius_scenario, "voip": voip_scenario}  # variants whose warrants name a person
 AGENCIES = {"lea-a": frozenset({CCCID_ALL}), "lea-b": frozenset({CCCID_ALL, CCCID_RTP})}
@@ -74,117 +73,6 @@ INTERCEPTS: dict[int, tuple[Filter, ...]] = {
     CCCID_ALL: subject_filters(SUBJECT),
     CCCID_RTP: (Filter(src=f"{SUBJECT}/32", protocol=17, dst_ports=(RTP_PORT, RTP_PORT)),),
 }
-READY_TIMEOUT = 90.0  # seconds for the IAP to come up and the MD to provision
-SETTLE_LIMIT = 20.0  # seconds to wait for copies in flight after the traffic
-
-
-class DemoError(RuntimeError):
-    """The demo cannot run, or could not get going: the message says why."""
-
-
-@dataclass
-class Options:
-    variant: str = "single"
-    hosts: str = "auto"  # auto (Mininet where installed), mininet, netns
-    out_dir: Path = OUT_DIR
-    lifetime: float = 120.0
-    target: str | None = None
-
-
-def host_backend(choice: str) -> str:
-    """'mininet' or 'netns' for --hosts auto|mininet|netns."""
-    if choice == "netns":
-        return "netns"
-    reason = mininet_skip_reason()
-    if choice == "mininet":
-        if reason:
-            raise DemoError(f"--hosts mininet: {reason}")
-        return "mininet"
-    return "netns" if reason else "mininet"
-
-
-def preflight(options: Options) -> str | None:
-    """Why the demo cannot run here, or None."""
-    if os.geteuid() != 0:
-        return "the demo builds network namespaces and veth pairs: run it as root (sudo make run)"
-    reason = target_skip_reason(options.target)
-    if reason is not None:
-        return f"{reason}; or run the demo on p4tap's software switch: P4TAP_TARGET=softswitch make run"
-    for tool, package in (("ip", "iproute2"), ("ethtool", "ethtool")):
-        if shutil.which(tool) is None:
-            return f"the `{tool}` command is missing: make setup installs it (apt-get install {package})"
-    if options.variant not in LAYOUTS:
-        return f"unknown variant {options.variant!r}: use one of {', '.join(LAYOUTS)}"
-    return None
-
-
-def prepare_out_dir(out: Path) -> None:
-    """A fresh output directory: the previous run's files go, nothing else is touched."""
-    ours = out == OUT_DIR.resolve() or (out / MARKER).exists()  # run/ is the demo's own (and git-ignored)
-    if out.exists() and any(out.iterdir()) and not ours:
-        raise DemoError(f"{out} exists and is not a p4tap demo directory: choose another --out-dir")
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, mode=0o700)
-    (out / MARKER).write_text("created by bmv2_topo/demo.py; removed and rebuilt by every run\n")
-
-
-def _wait_provisioned(status_file: Path, children: list[Child], watch: SwitchWatch, progress: Progress,
-                      streams: int) -> dict:
-    """Until the MD's keeper holds every intercept active and the IAP said Active for each stream."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    said: set[str] = set()
-    while True:
-        for child in children:
-            if not child.alive:
-                raise DemoError(child.failure())
-        if watch.event.is_set():
-            raise DemoError(watch.died[0])
-        try:
-            status = json.loads(status_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            status = None
-        if status and "keeper" in status:
-            keeper = status["keeper"]
-            for event in keeper["events"]:
-                if event not in said:
-                    said.add(event)
-                    progress(f"MD: {event.split(' ', 1)[1]}", mark="   ")
-            active = [n for n in status.get("notifications", []) if n["kind"] == "active"]
-            if all(k["state"] == "active" for k in keeper["intercepts"].values()) and len(active) >= streams:
-                progress(f"IAP confirmed with {len(active)} ciscoTap2MIBActive informs (one per stream)", mark="   ")
-                return status
-        if time.monotonic() > deadline:
-            raise DemoError(f"the MD did not get its intercepts provisioned within {READY_TIMEOUT:.0f}s; see "
-                            f"{children[0].log} and {children[1].log}")
-        time.sleep(0.2)
-
-
-def _settle(recorder: Recorder, owner: dict[str, str], status_file: Path, watch: SwitchWatch,
-            progress: Progress, intercepts: dict[int, tuple[Filter, ...]]) -> None:
-    """Until the copies still on their way have arrived: the wires are quiet and
-    the MD counted, per intercept, as many packets as the wires carried (a slow
-    or busy switch may hold a backlog). Gives up after SETTLE_LIMIT seconds."""
-    deadline = time.monotonic() + SETTLE_LIMIT
-    seen, quiet_since = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        if watch.event.is_set():
-            time.sleep(1.0)  # what the dead switch sent before it stopped
-            return
-        if len(recorder.frames) != seen:
-            seen, quiet_since = len(recorder.frames), time.monotonic()
-        elif time.monotonic() - quiet_since >= 0.5:
-            want = expected_counts(sort_out(list(recorder.frames), owner), intercepts)
-            try:
-                status = json.loads(status_file.read_text())
-                got = {i["cccid"]: i["packets"] for i in status["content"]["intercepts"]}
-            except (OSError, json.JSONDecodeError, KeyError):
-                got = {}
-            if all(got.get(cccid, 0) >= n for cccid, n in want.items()):
-                return
-        time.sleep(0.25)
-    progress(f"after {SETTLE_LIMIT:.0f}s the MD still counts fewer packets than the wires carried; "
-             "reporting what arrived", mark="!!")
 
 
 @contextlib.contextmanager
@@ -291,8 +179,8 @@ class Run:
             f"it provisions {CCCID_ALL} (all of {SUBJECT}, for lea-a and lea-b) and {CCCID_RTP} (its RTP, for lea-b) "
             "over SNMPv3"))
         status_file = out / "md" / "md-status.json"
-        _wait_provisioned(status_file, [md, iap], watch, progress, self.by_identity.SIGNALLING_STREAMS
-                          if self.by_identity else sum(len(f) for f in INTERCEPTS.values()))
+        wait_provisioned(status_file, [md, iap], watch, progress, self.by_identity.SIGNALLING_STREAMS
+                         if self.by_identity else sum(len(f) for f in INTERCEPTS.values()))
         return Up(hosts, status_file, watch, md)
 
     def scenario(self, stack: contextlib.ExitStack) -> None:
@@ -307,7 +195,7 @@ class Run:
         report.tcp_bytes_at_peer = drive_traffic(hosts, self.layout, watch.event, progress,
                                                  stack.enter_context(contextlib.ExitStack()))
         report.tcp_bytes_sent = TCP_BYTES
-        _settle(recorder, self.owner, status_file, watch, progress, self.intercepts)
+        settle(recorder, self.owner, status_file, watch, progress, self.intercepts)
         self.frames = recorder.stop()
         if self.by_identity and not watch.died:
             self.by_identity.stop(hosts, status_file, self.signalling, progress)

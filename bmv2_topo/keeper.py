@@ -6,8 +6,8 @@ cannot start a process on the switch's host; whoever started the switch
 (the demo, a test, a bench) owns the process and is the one that can bring it
 back. A restarted switch is empty (no pipeline, no entries): the controller's
 watch loop notices the lost stream, reconnects, pushes the pipeline and
-reconciles the stored intent (controller.service, `_watch_loop`), where an
-intercept whose Timeout passed meanwhile is never planned again.
+reconciles the stored intent (controller.switch_watch, `SwitchWatch.run`),
+where an intercept whose Timeout passed meanwhile is never planned again.
 
 Each switch has one thread blocked in the process's wait(), so a death is seen
 the moment it happens; a switch its owner stops

@@ -25,14 +25,20 @@ updated by every write, so a check costs O(the change), not O(all taps).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
+
+from p4protos import p4runtime_pb2 as p4r
 
 from controller.model import InterceptError
 from controller.pipeline import Pipeline
-from controller.wire import WireEntity
+from controller.reconcile import EntityUpdate
+from controller.wire import EntityKey, WireEntity
 
 __all__ = ["REPLICATION", "Capacity", "slot_of"]
+
+log = logging.getLogger("p4tap.controller")
 
 REPLICATION = "replication groups"  # the PRE slot clone sessions and multicast groups share
 
@@ -64,6 +70,22 @@ class Capacity:
         if limit < self.limits.get(slot, limit + 1):
             self.limits[slot] = limit
             self.names[slot] = self.names[slot].split(" (")[0] + " (as the switch's refusal showed)"
+
+    def learn_from_refusal(self, switch: str, refused: Iterable[EntityUpdate], applied: Iterable[EntityUpdate],
+                           believed: Container[EntityKey]) -> None:
+        """A refused clone session or multicast group insert shows how many
+        groups the switch's replication engine holds: as many as it held then
+        (`used`, as `believed`, plus what the batch had applied before it)."""
+        if not any(u.type == p4r.Update.INSERT and slot_of(u.entity) == REPLICATION for u in refused):
+            return
+        held = self.used.get(REPLICATION, 0)
+        for u in applied:
+            if slot_of(u.entity) == REPLICATION and u.type != p4r.Update.MODIFY:
+                known = u.entity.key in believed
+                held += 1 if u.type == p4r.Update.INSERT and not known else -1 if known else 0
+        log.warning("%s: the switch refused a replication group while holding %d: taken as its limit",
+                    switch, held)
+        self.learn(REPLICATION, held)
 
     def recount(self, held: Iterable[WireEntity]) -> None:
         """Start over from what the switch holds (after a full read)."""

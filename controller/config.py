@@ -49,7 +49,7 @@ from typing import Any
 from controller import ets, toml_fields
 from controller.clock import LEASE
 from controller.pipeline import mac_to_int
-from controller.service import SwitchConfig
+from controller.switch_config import SwitchConfig
 from controller.switch import TlsConfig
 from controller.tofino_config import FORMATS, TARGETS
 from controller.toml_fields import ConfigError  # one error type for every config file

@@ -20,6 +20,11 @@ switch. `reconcile` re-plans from scratch and compares with a full read of
 the switch; it also clears `stale`, which marks a switch whose contents may
 differ from its plan (a rollback that could not be written, a deferred
 expiry) until then.
+
+What is not this switch's state lives beside it, and is still importable
+from here: its config (controller.switch_config), the questions asked of the
+switch before trusting it (controller.switch_link) and the counter reads
+(controller.switch_counters, StreamCounters).
 """
 
 from __future__ import annotations
@@ -33,10 +38,9 @@ from datetime import datetime, timedelta, timezone
 from p4protos import p4runtime_pb2 as p4r
 
 from controller import crashpoints, ets
-from controller.capacity import REPLICATION, Capacity, slot_of
-from controller.clock import LEASE, probe
-from controller.entries import (ENCAP_DROPS_COUNTER, ETS_DEMOTED_COUNTER, EntryBuilder, clone_session_limit, ets_table,
-                                rank)
+from controller.capacity import Capacity, slot_of
+from controller.clock import probe
+from controller.entries import EntryBuilder, clone_session_limit, rank
 from controller.incremental import Intercept, IncrementalPlanner
 from controller.model import InterceptError, Stream, StreamKey
 from controller.pipeline import Pipeline
@@ -44,56 +48,19 @@ from controller.plan import (MAX_SESSION_ID, EncapEntry, FilterEntry, IdAllocato
                              plan_intercepts)
 from controller.reconcile import Diff, EntityKey, EntityUpdate, diff, inverse, ordered_updates
 from controller.store import Intent
-from controller.switch import NotPrimaryError, SwitchConnection, SwitchError, SwitchUnavailableError, TlsConfig, WriteError
-from controller.topology import SwitchTopology
-from controller.wire import WireEntity, from_entity
+from controller.switch import NotPrimaryError, SwitchConnection, SwitchError, SwitchUnavailableError, WriteError
+from controller.switch_config import SwitchConfig
+from controller.switch_counters import StreamCounters, encap_drops, ets_class_counts, filter_counts
+from controller.switch_link import read_owned, running_cookie, verify_pipeline
+from controller.wire import WireEntity
 
 log = logging.getLogger("p4tap.controller")
 
-READ_BATCH = 1000  # specific entries per Read request
 APPLY_BATCH = 2000  # updates per Write request
 
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-@dataclass
-class SwitchConfig:
-    name: str
-    address: str
-    topology: SwitchTopology
-    device_id: int = 0
-    election_id: tuple[int, int] = (0, 1)
-    tls: TlsConfig | None = None
-    allow_plaintext: bool | None = None
-    # Clone sessions + multicast groups the switch's replication engine holds
-    # (bmv2's --max-mc-groups); None: unknown, only the switch's refusal tells.
-    replication_groups: int | None = None
-    # The highest clone session id the switch's P4Runtime server takes, where
-    # that is below what the pipeline's mirror id can carry (P4Info): Tofino 1
-    # keeps 1016..1023 for coalescing mirror sessions (Stratum's TNA limit is
-    # 1015), and older PI frontends take only 1..511. None: the pipeline's.
-    max_clone_session_id: int | None = None
-    # How far ahead the switch may carry a mediation's end on its own
-    # (controller.clock): with the controller away, every copy stops by
-    # then at the latest. Renewed when half of it is left.
-    lease: timedelta = LEASE
-
-
-@dataclass(frozen=True)
-class StreamCounters:
-    """What the switches counted for a stream, and whether they really hold
-    every filter entry it needs (`held`: read from the switch, not planned)."""
-
-    packets: int = 0
-    octets: int = 0
-    drops: int = 0
-    held: bool = True
-
-    def __add__(self, other: StreamCounters) -> StreamCounters:
-        return StreamCounters(self.packets + other.packets, self.octets + other.octets, self.drops + other.drops,
-                              self.held and other.held)
 
 
 @dataclass
@@ -165,11 +132,7 @@ class ManagedSwitch:
         self.capacity = Capacity.of(self.pipeline, cfg.replication_groups)  # what was learned may be stale now
         if not self.conn.is_primary:
             raise NotPrimaryError(f"{cfg.name}: another controller is primary for device {cfg.device_id}")
-        try:
-            cookie = self.conn.get_pipeline(response_type=p4r.GetForwardingPipelineConfigRequest.COOKIE_ONLY)
-            running = cookie.cookie.cookie if cookie is not None and cookie.HasField("cookie") else None
-        except SwitchError:
-            running = None
+        running = running_cookie(self.conn)
         if running != self.pipeline.cookie:
             log.info("%s: pushing pipeline (running cookie %s)", cfg.name, running)
             self.conn.set_pipeline(self.pipeline.p4info, self.pipeline.device_config, cookie=self.pipeline.cookie)
@@ -225,17 +188,9 @@ class ManagedSwitch:
         return len(d.modifies)
 
     def verify_pipeline(self) -> None:
-        """bmv2 acknowledges a pipeline push even when it cannot load the JSON
-        (it only fails later, on every read): prove the pipeline is usable by
-        reading one of its tables, and say so clearly when it is not."""
+        """Prove the pipeline just pushed is usable (controller.switch_link)."""
         assert self.conn is not None
-        first_table = self.pipeline.p4info.tables[0].preamble
-        try:
-            self.conn.read_table_entries(first_table.id)
-        except SwitchError as error:
-            raise SwitchError(f"{self.name}: the switch accepted the pipeline but cannot use it "
-                              f"(reading {first_table.name} fails: {error}); check the switch's log",
-                              address=self.config.address, device_id=self.config.device_id) from error
+        verify_pipeline(self.conn, self.pipeline, self.name, self.config.address, self.config.device_id)
 
     def require_connection(self, writing: bool = True) -> SwitchConnection:
         """The connection, if up; to write, also the switch's clock (every
@@ -249,14 +204,8 @@ class ManagedSwitch:
         return self.conn
 
     def read_actual(self) -> list[WireEntity]:
-        conn = self.require_connection(writing=False)
-        entities = [p4r.Entity(table_entry=te) for te in conn.read_table_entries()
-                    if not te.is_default_action and te.table_id in self.owned_tables]
-        entities += [p4r.Entity(packet_replication_engine_entry=p4r.PacketReplicationEngineEntry(clone_session_entry=c))
-                     for c in conn.read_clone_sessions()]
-        entities += [p4r.Entity(packet_replication_engine_entry=p4r.PacketReplicationEngineEntry(multicast_group_entry=g))
-                     for g in conn.read_multicast_groups()]
-        return [from_entity(e) for e in entities]
+        """What the switch holds of ours, read now (controller.switch_link)."""
+        return read_owned(self.require_connection(writing=False), self.owned_tables)
 
     # -- planning from scratch (reconcile, and tests' reference) ---------------
 
@@ -387,7 +336,8 @@ class ManagedSwitch:
                 except WriteError as error:
                     failed = {index for index, _, _ in error.errors}
                     change.applied += [u for i, u in enumerate(batch) if i not in failed]
-                    self._learn_replication_limit([batch[i] for i in failed if i < len(batch)], change.applied)
+                    self.capacity.learn_from_refusal(self.name, [batch[i] for i in failed if i < len(batch)],
+                                                     change.applied, self.believed)
                     raise
                 change.applied += batch
                 if start + batch_size < len(updates):
@@ -405,20 +355,6 @@ class ManagedSwitch:
                 if u.entity.key not in self.believed:
                     self.journal.set(used, slot, used.get(slot, 0) + 1)
                 self.journal.set(self.believed, u.entity.key, u.entity)
-
-    def _learn_replication_limit(self, refused: list[EntityUpdate], applied: list[EntityUpdate]) -> None:
-        """A refused clone session or multicast group insert shows how many
-        groups the switch's replication engine holds: as many as it held then."""
-        if not any(u.type == p4r.Update.INSERT and slot_of(u.entity) == REPLICATION for u in refused):
-            return
-        held = self.capacity.used.get(REPLICATION, 0)
-        for u in applied:
-            if slot_of(u.entity) == REPLICATION and u.type != p4r.Update.MODIFY:
-                known = u.entity.key in self.believed
-                held += 1 if u.type == p4r.Update.INSERT and not known else -1 if known else 0
-        log.warning("%s: the switch refused a replication group while holding %d: taken as its limit",
-                    self.name, held)
-        self.capacity.learn(REPLICATION, held)
 
     def undo(self, change: SwitchChange) -> None:
         """Best-effort reversal on the switch of what `apply` wrote, newest
@@ -447,7 +383,7 @@ class ManagedSwitch:
         so that the MIB's counters never run backwards."""
         if not change.retiring or self.conn is None:
             return
-        for key, counts in self._filter_counts(change.retiring).items():
+        for key, counts in filter_counts(self.conn, self.believed, change.retiring).items():
             for stream in change.retiring[key].streams:
                 self.journal.set(self.retired, stream, self.retired.get(stream, StreamCounters()) + counts)
 
@@ -455,7 +391,8 @@ class ManagedSwitch:
         wanted = set(stream_keys)
         out = {k: self.retired.get(k, StreamCounters()) for k in wanted}
         mine = [key for key, entry in self.filters.items() if entry.streams & wanted]
-        found = self._filter_counts(mine)
+        assert self.conn is not None
+        found = filter_counts(self.conn, self.believed, mine)
         for key in mine:
             counts = found.get(key)
             if counts is None:  # planned and believed written, but not on the switch: show it, repair it
@@ -465,9 +402,7 @@ class ManagedSwitch:
                 out[stream] += counts
         rid = self.ids.replica_ids.get(content_id)
         if rid is not None:
-            assert self.conn is not None
-            drops = self.conn.read_counter(self.pipeline.counter_id(ENCAP_DROPS_COUNTER), index=rid)
-            dropped = sum(c.data.packet_count for c in drops)
+            dropped = encap_drops(self.conn, self.pipeline, rid)
             out = {k: StreamCounters(c.packets, c.octets, dropped, c.held) for k, c in out.items()}
         return out
 
@@ -493,26 +428,4 @@ class ManagedSwitch:
         cfg = self.config.topology.ets
         if cfg is None:
             return {}
-        conn = self.require_connection(writing=False)
-        entries = [te for f in (4, 6)
-                   for te in conn.read_table_entries(self.pipeline.table_id(ets_table(f)), with_counters=True)]
-        demoted = conn.read_counter(self.pipeline.counter_id(ETS_DEMOTED_COUNTER))
-        return self.builder.ets_class_counters(cfg, entries, demoted)
-
-    def _filter_counts(self, keys: Iterable[EntityKey]) -> dict[EntityKey, StreamCounters]:
-        """Packet and byte counts of these filter entries, read entry by entry."""
-        assert self.conn is not None
-        asks = []
-        for key in keys:
-            held = self.believed.get(key)
-            if held is not None:
-                te = p4r.TableEntry()
-                te.CopyFrom(held.entity.table_entry)
-                te.counter_data.SetInParent()
-                asks.append(p4r.Entity(table_entry=te))
-        counts: dict[EntityKey, StreamCounters] = {}
-        for start in range(0, len(asks), READ_BATCH):
-            for entity in self.conn.read(asks[start:start + READ_BATCH]):
-                data = entity.table_entry.counter_data
-                counts[from_entity(entity).key] = StreamCounters(data.packet_count, data.byte_count)
-        return counts
+        return ets_class_counts(self.require_connection(writing=False), self.pipeline, self.builder, cfg)
