@@ -23,6 +23,7 @@ and the logic is tested without a switch. Non-targets never reach it.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -129,6 +130,24 @@ class IdentityTaps:
         state = self.targets.setdefault(cccid, TargetState())
         state.sessions[key] = Session(session_id, nas, addresses, stamp, "restored", 0)
         state.last = state.last or "restored"
+
+    def reassigned(self, addresses: tuple[str, ...]) -> dict[int, tuple[str, ...]]:
+        """Another subscriber's session now holds `addresses`: the target sessions
+        on any of them are over, their Stop lost (a NAS that restarted, a Stop
+        dropped on the way, an MD that was down). Past this point their
+        address carries someone who is under no warrant (minimality), so they
+        are no longer followed; per warrant, the keys of the parts to drop."""
+        given = [ipaddress.ip_network(a, strict=False) for a in addresses]
+        ended: dict[int, tuple[str, ...]] = {}
+        for cccid, state in self.targets.items():
+            keys = tuple(key for key, session in state.sessions.items()
+                         if any(held.version == new.version and held.overlaps(new)
+                                for held in map(ipaddress.ip_network, session.addresses) for new in given))
+            for key in keys:
+                del state.sessions[key]
+            if keys:
+                ended[cccid] = keys
+        return ended
 
     def forget(self, cccid: int) -> tuple[str, ...]:
         """The warrant ended: its sessions are no longer followed; the keys of their parts."""

@@ -10,11 +10,15 @@ goes with the last session (mediation/identity_taps.py decides,
 mediation/derived_taps.py carries it to the keeper, one want per message so
 the keeper never sees half a change). Each of the target's messages is one
 IRI record, with its session id, to the warrant's agencies. A message of
-anyone else is decoded, found to be no target's and dropped: only counted.
+anyone else is decoded, found to be no target's and dropped: only counted,
+and compared with the targets' sessions: a non-target given an address a
+target's session still holds means that session's Stop was lost, and its
+part goes (minimality: that address is someone else's now).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +32,7 @@ from mediation.identity_taps import PREFIX, IdentityTaps
 from mediation.iri import IriRecord
 from mediation.radius_iri import IdentityTarget, RadiusEvent, decode, targets_of
 
+log = logging.getLogger("p4tap.md")
 IRI_KIND = {"start": "session-start", "interim": "session-update", "stop": "session-stop", "accept": "access-accept"}
 
 
@@ -57,6 +62,7 @@ class RadiusHandler:
         self.not_radius = 0
         self.discarded = 0  # no target's: dropped, only counted
         self.past_warrant = 0
+        self.reassigned = 0  # target sessions ended because another subscriber was given their address
         self._lock = threading.Lock()
 
     def handle(self, stamp: float, packet: bytes) -> None:
@@ -69,6 +75,8 @@ class RadiusHandler:
         targets = targets_of(event, self.targets)
         if not targets:
             self.discarded += 1
+            if event.kind != "stop" and event.addresses():
+                self._reassigned(event.addresses(), stamp)
             return
         for target in targets:
             self._follow(target, event, found[0], stamp)
@@ -93,6 +101,17 @@ class RadiusHandler:
         self.emit(IriRecord(target.cccid, stamp, self.protocol, IRI_KIND[event.kind], target.identity(),
                             event.addresses() or change.addresses, event.session_id, peer=nas))
 
+    def _reassigned(self, addresses: tuple[str, ...], stamp: float) -> None:
+        """A non-target now holds `addresses` (the message itself is only compared, never kept): a
+        target's session still tapped there lost its Stop and ends here (identity_taps.reassigned)."""
+        with self._lock:
+            ended = self.state.reassigned(addresses)
+        for cccid, keys in ended.items():
+            self.reassigned += len(keys)
+            log.warning("RADIUS: CCCID %d's session(s) at %s given to another subscriber (their Stop was never "
+                        "seen): no longer tapped", cccid, ", ".join(addresses))
+            self.taps.change(cccid, {}, keys, stamp)
+
     def restore(self, parts: dict[int, dict[str, tuple]], stamp: float | None = None) -> None:
         """After a restart of the MD: the sessions its derived taps (restored,
         mediation/derived_state.py) say are live, so that their Stop, a move or
@@ -112,4 +131,5 @@ class RadiusHandler:
             targets = [{"cccid": t.cccid, "identity": t.identity(), **self.state.summary(t.cccid)}
                        for t in self.targets]
         return {"targets": targets, "messages": self.messages, "discarded_non_target": self.discarded,
-                "not_radius": self.not_radius, "past_warrant": self.past_warrant}
+                "not_radius": self.not_radius, "past_warrant": self.past_warrant,
+                "ended_by_reassignment": self.reassigned}

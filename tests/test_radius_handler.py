@@ -213,3 +213,26 @@ def test_sessions_restored_from_kept_taps_are_followed_as_before_the_restart():
     assert set(radius.taps.summary()["4242"]["parts"]) == {"radius:phone", "radius:tablet"}, \
         "the Start took the restored Accept's part over"
     assert keeper.held == {4242: both_ways("192.0.2.11/32", "192.0.2.12/32")}
+
+
+@needs_radclient
+def test_an_address_given_to_another_subscriber_ends_the_target_session_whose_stop_was_lost():
+    """alice's Stop never reached the MD; the NAS gives her address to bob (no warrant): from bob's Start
+    on, her part at that address is gone, so bob's traffic is never copied (on the old code it was, until
+    the warrant ended). Her other session stays; bob's message is compared, never kept or handed over."""
+    radius, keeper, records = keeper_handler([IdentityTarget(4242, radius_username="alice")])
+    radius.handle(1.0, copied(radclient_bytes(accounting("Start", "alice", "192.0.2.10", session="phone"))))
+    radius.handle(1.5, copied(radclient_bytes(accounting("Start", "alice", None, session="laptop",
+                                                         Framed_IPv6_Prefix="2001:db8:7::/64"))))
+    keeper.taken()
+    radius.handle(2.0, copied(radclient_bytes(accounting("Start", "bob", "192.0.2.10", session="b1"))))
+    assert keeper.taken() == [("want", 4242)] and keeper.held == {4242: both_ways("2001:db8:7::/64")}
+    radius.handle(3.0, copied(radclient_bytes(accounting("Interim-Update", "carol", None, session="c1",
+                                                         Framed_IPv6_Prefix="2001:db8:7::/64"))))
+    assert keeper.taken() == [("unwant", 4242)] and keeper.held == {}
+    assert [r.session for r in records] == ["phone", "laptop"], "nothing of bob's or carol's is emitted"
+    summary = radius.summary()
+    assert summary["ended_by_reassignment"] == 2 and summary["discarded_non_target"] == 2
+    assert summary["targets"][0]["sessions"] == []
+    radius.handle(4.0, copied(radclient_bytes(accounting("Start", "dave", "192.0.2.10", session="d1"))))
+    assert keeper.taken() == [] and radius.summary()["ended_by_reassignment"] == 2
