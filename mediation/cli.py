@@ -223,8 +223,10 @@ def _print_iri(iri: dict | None) -> None:
     print(f"  IRI function on {', '.join(iri['listening']) or '-'}: {iri['received']} signalling copies, "
           f"{iri['malformed']} malformed, {iri['unknown_cccid']} of no signalling tap, {iri['failed']} failed")
     for protocol, summary in iri["protocols"].items():
+        ended = summary.get("ended_by_reassignment", 0)
         print(f"    {protocol}: {summary.get('messages', 0)} messages, {summary.get('discarded_non_target', 0)} "
-              f"of non-targets parsed and dropped")
+              f"of non-targets parsed and dropped" + (f"; {ended} target session(s) ended when their address "
+                                                      "went to another subscriber" if ended else ""))
         for t in summary.get("targets", []):
             who = ", ".join(f"{k} {v}" for k, v in t["identity"].items())
             if "calls" in t:
