@@ -38,7 +38,7 @@ SECOND_PINGS = 3
 INTERCEPTS: dict[int, tuple[Filter, ...]] = {CCCID_ALICE: subject_filters(SUBJECT) + (
     Filter(src=f"{SUBJECT_B}/32", protocol=1), Filter(dst=f"{SUBJECT_B}/32", protocol=1))}
 AGENCIES = {"lea-a": frozenset({CCCID_ALICE}), "lea-b": frozenset({CCCID_CAROL})}
-SIGNALLING_STREAMS = 2  # to the server's auth and acct ports (1812-1813), and from it
+SIGNALLING_STREAMS = 2  # the server's UDP to it and from it, any port (a fragment after the first has none)
 WAIT = 60.0  # seconds, a hang guard
 WHAT_THE_MD_DOES = (f"it provisions a standing signalling tap {CCCID_SIGNALLING} on the RADIUS server over SNMPv3 "
                     f"(copies to its port {SIGNALLING_PORT}); warrants: alice ({CCCID_ALICE}, lea-a), carol "
