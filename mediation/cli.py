@@ -223,8 +223,10 @@ def _print_iri(iri: dict | None) -> None:
     print(f"  IRI function on {', '.join(iri['listening']) or '-'}: {iri['received']} signalling copies, "
           f"{iri['malformed']} malformed, {iri['unknown_cccid']} of no signalling tap, {iri['failed']} failed")
     for protocol, summary in iri["protocols"].items():
+        fragments = (f"; {summary['reassembled']} made whole from IP fragments, "
+                     f"{summary['fragment_sets_given_up']} fragment sets given up") if "reassembled" in summary else ""
         print(f"    {protocol}: {summary.get('messages', 0)} messages, {summary.get('discarded_non_target', 0)} "
-              f"of non-targets parsed and dropped")
+              f"of non-targets parsed and dropped{fragments}")
         for t in summary.get("targets", []):
             who = ", ".join(f"{k} {v}" for k, v in t["identity"].items())
             if "calls" in t:

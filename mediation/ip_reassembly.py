@@ -106,6 +106,7 @@ class Reassembly:
     sets: dict[tuple, _FragmentSet] = field(default_factory=dict)  # in arrival order: the oldest first
     held_bytes: int = 0
     not_ip: int = 0     # copies that are no readable IP packet (truncated, bad header, a bad fragment)
+    reassembled: int = 0  # datagrams made whole from fragments
     given_up: Counter = field(default_factory=Counter)   # fragment sets given up, by why
 
     def feed(self, packet: bytes, now: float) -> Datagram | None:
@@ -132,7 +133,7 @@ class Reassembly:
 
     def summary(self) -> dict[str, object]:
         return {"fragment_sets": len(self.sets), "fragment_bytes": self.held_bytes, "not_ip": self.not_ip,
-                "fragment_sets_given_up": dict(self.given_up)}
+                "reassembled": self.reassembled, "fragment_sets_given_up": dict(self.given_up)}
 
     def _ipv4(self, packet: bytes, now: float) -> Datagram | None:
         ip = IP(packet)
@@ -184,6 +185,7 @@ class Reassembly:
         if whole is None:
             return None
         self._forget(key)
+        self.reassembled += 1
         return whole, held.protocol, len(held.starts)
 
     def _give_up(self, key: tuple, why: str) -> None:

@@ -109,5 +109,5 @@ class RadiusHandler:
             counts = self.reassembly.summary()
         return {"targets": targets, "messages": self.messages, "discarded_non_target": self.discarded,
                 "not_radius": self.not_radius + counts["not_ip"], "past_warrant": self.past_warrant,
-                "fragment_sets_held": counts["fragment_sets"],
+                "reassembled": counts["reassembled"], "fragment_sets_held": counts["fragment_sets"],
                 "fragment_sets_given_up": sum(counts["fragment_sets_given_up"].values())}

@@ -81,7 +81,8 @@ def test_a_fragmented_access_accept_taps_the_target(version):
     assert [(r.kind, r.addresses, r.peer) for r in records] == [
         ("access-accept", (TAPPED[version],), SERVER4 if version == 4 else SERVER6)]
     summary = radius.summary()
-    assert (summary["messages"], summary["not_radius"], summary["fragment_sets_held"]) == (1, 0, 0)
+    assert (summary["messages"], summary["not_radius"], summary["reassembled"], summary["fragment_sets_held"]) == \
+        (1, 0, 1, 0)
 
 
 @pytest.mark.parametrize("version", [4, 6])
