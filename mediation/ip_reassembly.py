@@ -126,7 +126,8 @@ class Reassembly:
 
     def expire(self, now: float) -> None:
         """Give up the sets older than ttl (the oldest are first: stop at the first young one)."""
-        for key, held in list(self.sets.items()):
+        while self.sets:
+            key, held = next(iter(self.sets.items()))
             if now - held.first_seen <= self.ttl:
                 break
             self._give_up(key, "expired")

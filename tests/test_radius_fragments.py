@@ -119,3 +119,19 @@ def test_a_set_missing_a_fragment_decodes_nothing_and_is_given_up_after_its_ttl(
     summary = radius.summary()
     assert keeper.held == {} and records == []
     assert (summary["fragment_sets_given_up"], summary["fragment_sets_held"], summary["messages"]) == (1, 1, 0)
+
+
+def test_the_servers_other_udp_in_fragments_is_made_whole_counted_and_dropped():
+    """The tap takes the server's UDP on any port now: a large datagram of something else (syslog here)
+    is made whole, found not RADIUS, counted; one larger than any RADIUS message is given up unread;
+    nothing of either held, asked or emitted."""
+    radius, keeper, records = keeper_handler([IdentityTarget(4242, radius_username="alice")])
+    for ident, lines in ((3, 150), (4, 200)):   # 3.3 kB, then 4.4 kB: more than RADIUS's 4096 octets
+        syslog = IP(src=SERVER4, dst="192.0.2.60", id=ident) / UDP(sport=40001, dport=514) / (
+            b"<134>alice 192.0.2.10 " * lines)
+        for copy in fragment(syslog, 1480):
+            radius.handle(1.0, bytes(copy))
+    summary = radius.summary()
+    assert keeper.held == {} and keeper.asked == [] and records == []
+    assert (summary["not_radius"], summary["messages"], summary["reassembled"], summary["fragment_sets_given_up"],
+            summary["fragment_sets_held"]) == (1, 0, 1, 1, 0)
