@@ -4,8 +4,10 @@ the MD learns where she is from the operator's RADIUS accounting.
 The MD keeps a standing signalling tap on the RADIUS server (its own CCCID,
 its own MD port); the NAS sends accounting with radclient (freeradius-utils),
 a real third-party client, for the target (alice, on the subject's address)
-and a non-target (bob, on the other subscriber's). On alice's Start the MD
-provisions 4242 on her address over SNMPv3. Her second device then starts a
+and a non-target (bob, on the other subscriber's). alice's Start carries the
+Class attributes a server gives back (3 kB): it crosses the switch in IP
+fragments, and the MD makes it whole. On it the MD provisions 4242 on her
+address over SNMPv3. Her second device then starts a
 session of its own (alice-2, on the subject's second address) and both are
 tapped: its pings are judged exactly with the rest; its Stop removes only its
 own streams, and what it sends after (TCP, outside the judged filters: any
@@ -38,7 +40,8 @@ SECOND_PINGS = 3
 INTERCEPTS: dict[int, tuple[Filter, ...]] = {CCCID_ALICE: subject_filters(SUBJECT) + (
     Filter(src=f"{SUBJECT_B}/32", protocol=1), Filter(dst=f"{SUBJECT_B}/32", protocol=1))}
 AGENCIES = {"lea-a": frozenset({CCCID_ALICE}), "lea-b": frozenset({CCCID_CAROL})}
-SIGNALLING_STREAMS = 2  # to the server's auth and acct ports (1812-1813), and from it
+START_CLASSES = 12  # alice-1's Start carries them: 3 kB, more than the NAS's MTU, so it goes in IP fragments
+SIGNALLING_STREAMS = 2  # the server's UDP to it and from it, any port (a fragment after the first has none)
 WAIT = 60.0  # seconds, a hang guard
 WHAT_THE_MD_DOES = (f"it provisions a standing signalling tap {CCCID_SIGNALLING} on the RADIUS server over SNMPv3 "
                     f"(copies to its port {SIGNALLING_PORT}); warrants: alice ({CCCID_ALICE}, lea-a), carol "
@@ -74,6 +77,7 @@ lifetime = {lifetime}
 @dataclass
 class SignallingReport:
     tap_live_ms: float | None = None  # the Start's copy at the MD -> the data tap's SETs done
+    reassembled: int = 0  # RADIUS messages the MD made whole from IP fragments by then (alice-1's Start)
     second_captured: int = 0  # lea-a's copies of the second session's pings (both sessions on)
     second_after_stop_sent: int = 0  # connection attempts from the second address after its own Stop
     second_after_stop_captured: int = 0  # copies of them anywhere (the first session still tapped)
@@ -96,10 +100,11 @@ for _ in range(int(sys.argv[3])):   # a TCP connection attempt to a closed port:
 """
 
 
-def radclient(hosts: dict, status: str, user: str, address: str, session: str) -> None:
-    """The NAS sends one accounting request (radclient does not wait long: nobody answers it)."""
+def radclient(hosts: dict, status: str, user: str, address: str, session: str, classes: int = 0) -> None:
+    """The NAS sends one accounting request (radclient does not wait long: nobody answers it), with
+    `classes` Class attributes of 251 octets each (what an Access-Accept gave it to echo back)."""
     text = (f"User-Name = {user}\nAcct-Status-Type = {status}\nFramed-IP-Address = {address}\n"
-            f"Acct-Session-Id = {session}\n")
+            f"Acct-Session-Id = {session}\n") + "".join(f"Class = 0x{n:02x}{'ab' * 250}\n" for n in range(classes))
     hosts["nas"].run("radclient", "-r", "1", "-t", "1", f"{AAA}:1813", "acct", SECRET, input=text, check=False)
 
 
@@ -143,10 +148,12 @@ def session_start(hosts: dict, status_file: Path, progress) -> SignallingReport:
     beside it, its pings (copied), its Stop (only its streams go), and what it sends after (copied to no one)."""
     out = SignallingReport()
     progress(f"NAS: radclient Accounting-Start for bob ({OTHER}, no warrant) and alice ({SUBJECT}, warrant "
-             f"{CCCID_ALICE}) to the RADIUS server {AAA}")
+             f"{CCCID_ALICE}, a 3 kB Start: IP fragments) to the RADIUS server {AAA}")
     radclient(hosts, "Start", "bob", OTHER, "bob-1")
-    radclient(hosts, "Start", "alice", SUBJECT, "alice-1")
+    # a Start of 3 kB (twelve Class attributes): three IP fragments on the NAS's 1500-byte link, through the switch
+    radclient(hosts, "Start", "alice", SUBJECT, "alice-1", classes=START_CLASSES)
     status = _until(lambda s: _holds(s, "alice-1"), status_file, "provision alice's tap")
+    out.reassembled = _radius(status).get("reassembled", 0)
     start = next(t for t in _radius(status).get("targets", []) if t["cccid"] == CCCID_ALICE)["sessions"][0]["since"]
     out.tap_live_ms = (_derived(status)["provisioned_at"] - start) * 1000
     progress(f"MD: alice's session started: {CCCID_ALICE} provisioned on {SUBJECT} over SNMPv3, "
@@ -206,6 +213,9 @@ def judge(out: SignallingReport, run_dir: Path) -> None:
         out.problems.append(f"lea-a got nothing of alice's second session ({SUBJECT_B}) while it was on")
     if out.second_after_stop_captured:
         out.problems.append(f"{out.second_after_stop_captured} packets of {SUBJECT_B} were copied after its Stop")
+    if out.reassembled != 1:
+        out.problems.append(f"the MD made {out.reassembled} RADIUS messages whole from IP fragments by alice's tap, "
+                            "not 1 (her 3 kB Start)")
     if out.iri.get("lea-b"):
         out.problems.append(f"lea-b got IRI of another warrant: {out.iri['lea-b']}")
     if out.after_stop_captured:
@@ -240,7 +250,8 @@ def _second_address_copies(run_dir: Path) -> dict[tuple[str, bool], int]:
 
 
 def render(out: SignallingReport) -> list[str]:
-    lines = [f"  signalling: alice's tap live {out.tap_live_ms:.0f} ms after her Accounting-Start reached the MD"
+    lines = [f"  signalling: alice's tap live {out.tap_live_ms:.0f} ms after her Accounting-Start reached the MD "
+             f"(3 kB in IP fragments; {out.reassembled} message made whole)"
              if out.tap_live_ms is not None else "  signalling: alice's tap never went live"]
     lines += [f"    IRI to {name}: {', '.join(kinds) or 'nothing'}" for name, kinds in out.iri.items()]
     lines.append(f"    alice's second session ({SUBJECT_B}): {out.second_captured} copies at lea-a while on; after its "

@@ -224,9 +224,11 @@ def _print_iri(iri: dict | None) -> None:
           f"{iri['malformed']} malformed, {iri['unknown_cccid']} of no signalling tap, {iri['failed']} failed")
     for protocol, summary in iri["protocols"].items():
         ended = summary.get("ended_by_reassignment", 0)
+        fragments = (f"; {summary['reassembled']} made whole from IP fragments, "
+                     f"{summary['fragment_sets_given_up']} fragment sets given up") if "reassembled" in summary else ""
         print(f"    {protocol}: {summary.get('messages', 0)} messages, {summary.get('discarded_non_target', 0)} "
-              f"of non-targets parsed and dropped" + (f"; {ended} target session(s) ended when their address "
-                                                      "went to another subscriber" if ended else ""))
+              f"of non-targets parsed and dropped{fragments}" + (f"; {ended} target session(s) ended when their "
+                                                                 "address went to another subscriber" if ended else ""))
         for t in summary.get("targets", []):
             who = ", ".join(f"{k} {v}" for k, v in t["identity"].items())
             if "calls" in t:

@@ -10,7 +10,7 @@
     [[radius_server]]                    # the operator's RADIUS server: a standing tap of its own CCCID
     address = "198.51.100.50"
     content_id = 90001                   # the signalling tap's CCCID (no agency is given it)
-    # auth_port = 1812, acct_port = 1813
+    # auth_port = 1812, acct_port = 1813 # accepted; the tap takes the server's UDP on any port (fragments)
 
     [[identity_target]]                  # a warrant on a person, not an address
     content_id = 4242                    # the warrant's CCCID: its derived taps and IRI carry it
@@ -47,12 +47,21 @@ class RadiusServer:
     content_id: int | None = None  # the standing signalling tap's CCCID
 
     def filters(self) -> tuple[Filter, ...]:
-        """Requests to it (auth and accounting ports) and its answers (Access-Accept), UDP."""
+        """The server's UDP, to it and from it, any port.
+
+        Why no port: a RADIUS message larger than the path MTU (an EAP
+        Access-Accept, many Class or vendor attributes, an IPv6 link of 1280)
+        travels as IP fragments, and a fragment after the first carries no
+        UDP header, so a filter on 1812/1813 would copy the first alone and
+        the message could never be decoded (as mediation/sip_config.py's SIP
+        taps, for the same reason). The answers come from the server's ports
+        to the NAS's, any port. What else the server sends or receives over
+        UDP the IRI function makes whole, finds not RADIUS, counts and drops
+        (mediation/radius_handler.py): never stored, never handed over.
+        auth_port and acct_port are still read (md.toml files name them) but
+        no longer narrow the tap."""
         host = f"{self.address}/{ipaddress.ip_address(self.address).max_prefixlen}"
-        ports = sorted({self.auth_port, self.acct_port})
-        to = ((Filter(dst=host, protocol=17, dst_ports=(ports[0], ports[1])),) if ports[-1] - ports[0] <= 1
-              else tuple(Filter(dst=host, protocol=17, dst_ports=(p, p)) for p in ports))
-        return to + (Filter(src=host, protocol=17),)
+        return (Filter(dst=host, protocol=17), Filter(src=host, protocol=17))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,13 @@ anyone else is decoded, found to be no target's and dropped: only counted,
 and compared with the targets' sessions: a non-target given an address a
 target's session still holds means that session's Stop was lost, and its
 part goes (minimality: that address is someone else's now).
+
+A message larger than the path MTU (an EAP Access-Accept, many attributes,
+an IPv6 link of 1280) comes as IP fragments, copied one by one by the
+signalling tap (no port in its filters: mediation/radius_config.py); they
+are made whole (mediation/ip_reassembly.py, bounded to a RADIUS message's
+4096 octets, RFC 2865 §3) before decoding. What is not RADIUS (the server's
+other UDP, junk, another protocol) is counted and dropped, never kept.
 """
 
 from __future__ import annotations
@@ -24,11 +31,9 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
-from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import IPv6
-
 from mediation.derived_taps import DerivedTaps, prefix_filters
 from mediation.identity_taps import PREFIX, IdentityTaps
+from mediation.ip_reassembly import Datagram, Reassembly
 from mediation.iri import IriRecord
 from mediation.radius_iri import IdentityTarget, RadiusEvent, decode, targets_of
 
@@ -36,17 +41,16 @@ log = logging.getLogger("p4tap.md")
 IRI_KIND = {"start": "session-start", "interim": "session-update", "stop": "session-stop", "accept": "access-accept"}
 
 
-def udp_payload(packet: bytes) -> tuple[str, bytes] | None:
-    """(source address, UDP payload) of an IP packet, or None."""
-    if not packet or packet[0] >> 4 not in (4, 6):
+MAX_RADIUS = 4096  # octets of one RADIUS message over UDP (RFC 2865 §3): a larger fragment set is junk
+UDP = 17
+
+
+def udp_payload(datagram: Datagram) -> bytes | None:
+    """The UDP payload of a whole datagram, or None if it is no UDP."""
+    if datagram.protocol != UDP or len(datagram.payload) < 8:
         return None
-    try:
-        ip = IP(packet) if packet[0] >> 4 == 4 else IPv6(packet)
-        if UDP not in ip:
-            return None
-        return ip.src, bytes(ip[UDP].payload)
-    except Exception:  # scapy raises struct.error and others on a truncated packet: not RADIUS either
-        return None
+    length = int.from_bytes(datagram.payload[4:6], "big")
+    return datagram.payload[8:length] if 8 <= length <= len(datagram.payload) else datagram.payload[8:]
 
 
 class RadiusHandler:
@@ -58,6 +62,7 @@ class RadiusHandler:
         self.taps = taps
         self.emit = emit
         self.state = IdentityTaps()
+        self.reassembly = Reassembly(max_payload=MAX_RADIUS + 8)  # the copies' fragments, on the IRI thread
         self.messages = 0
         self.not_radius = 0
         self.discarded = 0  # no target's: dropped, only counted
@@ -66,8 +71,13 @@ class RadiusHandler:
         self._lock = threading.Lock()
 
     def handle(self, stamp: float, packet: bytes) -> None:
-        found = udp_payload(packet)
-        event = decode(found[1]) if found else None
+        """One copied IP packet: a whole datagram, or a fragment (held until its set is whole)."""
+        with self._lock:
+            datagram = self.reassembly.feed(packet, stamp)
+        if datagram is None:
+            return  # a fragment of a set not yet whole, or junk (counted by the reassembly)
+        payload = udp_payload(datagram)
+        event = decode(payload) if payload is not None else None
         if event is None:
             self.not_radius += 1
             return
@@ -79,7 +89,7 @@ class RadiusHandler:
                 self._reassigned(event.addresses(), stamp)
             return
         for target in targets:
-            self._follow(target, event, found[0], stamp)
+            self._follow(target, event, datagram.src, stamp)
 
     def _follow(self, target: IdentityTarget, event: RadiusEvent, nas: str, stamp: float) -> None:
         """One warrant's view of a message that names its target: its session's tap part, its IRI."""
@@ -130,6 +140,9 @@ class RadiusHandler:
         with self._lock:
             targets = [{"cccid": t.cccid, "identity": t.identity(), **self.state.summary(t.cccid)}
                        for t in self.targets]
+            counts = self.reassembly.summary()
         return {"targets": targets, "messages": self.messages, "discarded_non_target": self.discarded,
-                "not_radius": self.not_radius, "past_warrant": self.past_warrant,
+                "not_radius": self.not_radius + counts["not_ip"], "past_warrant": self.past_warrant,
+                "reassembled": counts["reassembled"], "fragment_sets_held": counts["fragment_sets"],
+                "fragment_sets_given_up": sum(counts["fragment_sets_given_up"].values()),
                 "ended_by_reassignment": self.reassigned}

@@ -8,7 +8,8 @@ non-target (bob, on the other subscriber's); alice's second device opens a
 session of its own at the same time (alice-2, on the subject's second
 address). Asserted:
 
-- alice's Start made the MD provision her tap, and what the subject sent
+- alice's Start (3 kB: IP fragments on the NAS's link, through the switch,
+  made whole at the MD) made the MD provision her tap, and what the subject sent
   and received (the reference capture of every wire) is exactly what the MD
   and lea-a got, each packet once; nothing of bob's address anywhere;
 - both of alice's sessions were tapped at once: alice-2's pings reached the
@@ -52,4 +53,5 @@ def test_radius_target_is_tapped_from_its_accounting_and_nothing_else_is(tmp_pat
     assert signalling["after_stop_sent"] > 0 and signalling["after_stop_captured"] == 0
     assert signalling["discarded_non_target"] == 3
     assert signalling["tap_live_ms"] is not None
+    assert signalling["reassembled"] == 1, "alice's 3 kB Start crossed the switch in IP fragments, made whole at the MD"
     assert list((tmp_path / "demo" / "lea-b").glob("cccid-*.pcap")) == []

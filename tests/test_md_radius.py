@@ -17,7 +17,7 @@ import json
 import threading
 from pathlib import Path
 
-from scapy.layers.inet import IP, UDP
+from scapy.layers.inet import IP, UDP, fragment
 from scapy.packet import Raw
 
 from mediation.config import load
@@ -95,6 +95,14 @@ def copy_of(radius: bytes, cccid: int = SIGNALLING_CCCID) -> bytes:
     return encode(cccid, bytes(IP(src=NAS, dst=RADIUS) / UDP(sport=40000, dport=1813) / Raw(radius)))
 
 
+def copies_in_fragments(radius: bytes) -> list[bytes]:
+    """As copy_of, the message cut into IP fragments of 32 octets (a NAS on a small MTU), each copied alone."""
+    packet = IP(src=NAS, dst=RADIUS, id=15) / UDP(sport=40000, dport=1813) / Raw(radius)
+    copies = [encode(SIGNALLING_CCCID, bytes(f)) for f in fragment(packet, 32)]
+    assert len(copies) > 1
+    return copies
+
+
 def saved_status(config) -> dict:
     """What the daemon last wrote for `p4tap md status` ({} before its first write)."""
     try:
@@ -133,7 +141,8 @@ def test_target_session_becomes_a_tap_that_moves_and_goes_and_iri_reaches_only_i
 
             # the non-target's session: nothing provisioned
             send.sendto(copy_of(bob[0]), ("127.0.0.1", signalling_port))
-            send.sendto(copy_of(alice[0]), ("127.0.0.1", signalling_port))
+            for copy in copies_in_fragments(alice[0]):   # her Start in IP fragments: made whole, then read
+                send.sendto(copy, ("127.0.0.1", signalling_port))
             wait_for(lambda: ALICE in held(controller)
                      and streams(controller, ALICE) == [("192.0.2.10", "None"), ("None", "192.0.2.10")], 30)
             assert str(held(controller)[ALICE][0].dest_address) == "203.0.113.10"
@@ -144,6 +153,7 @@ def test_target_session_becomes_a_tap_that_moves_and_goes_and_iri_reaches_only_i
             shown = md("status", "--config", str(tmp_path / "md.toml")).stdout
             assert f"target {ALICE} (radius_username alice): session s1 from {NAS} on 192.0.2.10/32" in shown, shown
             assert f"target {CAROL} (calling_station_id 02-00-00-00-0c-01): no session seen" in shown, shown
+            assert "1 made whole from IP fragments, 0 fragment sets given up" in shown, shown
             assert (f"derived tap {ALICE}: src 192.0.2.10/32; dst 192.0.2.10/32 "
                     "(RADIUS session s1 at 192.0.2.10/32)") in shown, shown
             assert f"intercept {ALICE} [RADIUS session s1 at 192.0.2.10/32]: active" in shown, shown

@@ -59,7 +59,7 @@ def test_signalling_config_makes_a_standing_tap_per_radius_server():
     (tap,) = config.signalling_intercepts()
     assert (tap.content_id, tap.md.host, tap.md.port) == (90001, "203.0.113.10", 7001)
     assert [(f.src, f.dst, f.protocol, f.dst_ports) for f in tap.filters] == [
-        (None, "192.0.2.50/32", 17, (1812, 1813)), ("192.0.2.50/32", None, 17, (0, 65535))]
+        (None, "192.0.2.50/32", 17, (0, 65535)), ("192.0.2.50/32", None, 17, (0, 65535))], "no port: fragments too"
     (target,) = config.identity_targets
     assert target.until.isoformat() == "2031-01-01T00:00:00+00:00"
 

@@ -7,7 +7,7 @@ pytest.importorskip("sipmessage")
 from scapy.layers.inet import IP, TCP, UDP, fragment  # noqa: E402
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6  # noqa: E402
 
-from mediation import sip_transport  # noqa: E402
+from mediation import ip_reassembly  # noqa: E402
 from mediation.sip_transport import SignallingStreams  # noqa: E402
 from tests.sip_support import sdp, sipp_call, variant  # noqa: E402
 
@@ -36,7 +36,7 @@ def test_ipv4_fragments_in_any_order_with_duplicates():
     order = [frags[-1], frags[1], frags[1]] + frags[2:-1] + [frags[0]]   # last first, a duplicate, first last
     results = [s.feed(f, 1.0) for f in order]
     assert results[:-1] == [[]] * (len(order) - 1)                       # nothing until the set is whole
-    assert [p.data for p in results[-1]] == [invite] and not s.fragments
+    assert [p.data for p in results[-1]] == [invite] and not s.reassembly.sets
 
 
 def test_ipv6_fragments_reassembled():
@@ -53,9 +53,9 @@ def test_ipv6_fragments_reassembled():
 def test_incomplete_fragments_expire():
     frags = [bytes(f) for f in fragment(IP(src=A, dst=B, id=9) / UDP(sport=5060, dport=5060) / _big_invite(), 1400)]
     s = SignallingStreams()
-    assert s.feed(frags[0], 1.0) == [] and len(s.fragments) == 1
-    s.expire(1.0 + sip_transport.FRAGMENT_TTL + 1)
-    assert not s.fragments and s.dropped == 1
+    assert s.feed(frags[0], 1.0) == [] and len(s.reassembly.sets) == 1
+    s.expire(1.0 + ip_reassembly.FRAGMENT_TTL + 1)
+    assert not s.reassembly.sets and s.dropped == 1
 
 
 def _segments(stream: bytes, isn: int, size: int) -> list[bytes]:
