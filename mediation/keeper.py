@@ -58,6 +58,20 @@ def _key(f: Filter | None) -> tuple:
     return ("",) if f is None else (f.src or "", f.dst or "", f.protocol, tuple(f.dst_ports), tuple(f.src_ports))
 
 
+def settling(spec: InterceptSpec, have: IapIntercept) -> bool:
+    """The IAP holds every wanted stream, enabled, on the right mediation row,
+    and no other, but not all of them are active yet: streams a change just
+    created (notInService until the IAP's switch write is done, which a loaded
+    IAP takes its time over), or ones its switch refused. Neither is mended by
+    tearing the intercept down and provisioning it again: that would leave the
+    target untapped meanwhile (completeness), and refuse again."""
+    if have.status != ACTIVE or have.dest != (spec.md.host, spec.md.port):
+        return False
+    present = [s for s in have.streams.values() if s.filter is not None and s.enabled]
+    return len(present) == len(have.streams) and \
+        sorted(_key(s.filter) for s in present) == sorted(_key(f) for f in spec.filters)
+
+
 def problem(spec: InterceptSpec, have: IapIntercept | None) -> str | None:
     """Why the IAP's rows are not the intercept the MD wants, or None."""
     if have is None:
@@ -256,6 +270,12 @@ class Keeper(InterceptChanges):
                 log.info("intercept %d: Timeout refreshed to %s", spec.content_id, kept.timeout)
             else:
                 kept.timeout = have.timeout.isoformat(timespec="seconds")
+            return None
+        if have is not None and settling(spec, have):
+            if kept.state != "settling":
+                self._event(f"intercept {spec.content_id}: {wrong}; the others are there, not active yet: "
+                            "left to the IAP, not provisioned again")
+            kept.state, kept.last_problem = "settling", wrong
             return None
         again = kept.provisioned > 0
         if kept.state != "failed":  # a failing provisioning is reported once, by audit()
