@@ -124,20 +124,19 @@ class IdAllocator:
         return frozenset(self.content_of[r.rid] for r in self.replicas_of[session_id])
 
     def forget_replica(self, content_id: int) -> None:
-        rid = self.replica_ids.get(content_id)
-        if rid is not None:
-            self._pop(self.replica_ids, content_id)
-            self._pop(self.content_of, rid)
-            self._lower_floor("_free_replica", rid)
-            self.changed_replicas.add(content_id)
+        self._forget(self.replica_ids, self.content_of, content_id, "_free_replica", self.changed_replicas)
 
     def forget_session(self, replicas: frozenset[Replica]) -> None:
-        sid = self.session_ids.get(replicas)
-        if sid is not None:
-            self._pop(self.session_ids, replicas)
-            self._pop(self.replicas_of, sid)
-            self._lower_floor("_free_session", sid)
-            self.changed_sessions.add(replicas)
+        self._forget(self.session_ids, self.replicas_of, replicas, "_free_session", self.changed_sessions)
+
+    def _forget(self, ids: dict, keys: dict[int, object], key: object, floor: str, changed: set) -> None:
+        """Free `key`'s id (if it has one) in `ids` and its reverse map `keys`, for reuse."""
+        given = ids.get(key)
+        if given is not None:
+            self._pop(ids, key)
+            self._pop(keys, given)
+            self._lower_floor(floor, given)
+            changed.add(key)
 
     def retain(self, content_ids: Iterable[int], sessions: Iterable[frozenset[Replica]]) -> None:
         """Forget ids no longer in use, so they can be given out again."""
