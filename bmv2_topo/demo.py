@@ -61,7 +61,7 @@ from bmv2_topo.traffic import RTP_PORT, TCP_BYTES, drive_traffic
 from bmv2_topo.veth import VethError
 from bmv2_topo.wire import Recorder
 from mediation.config import subject_filters
-from mediation.snmp_client import Filter
+from mediation.stream_filter import Filter
 
 # Options, DemoError and the checks before a run live in bmv2_topo.demo_setup,
 # the waits on the MD in bmv2_topo.demo_waits; callers import them from here as before.

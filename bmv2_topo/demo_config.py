@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 from bmv2_topo.layouts import IAP_MGMT, INFORM_PORT, MD_ADDRESS, MD_MGMT, MD_PORT, ROUTER_MAC, SNMP_PORT, Layout
-from mediation.snmp_client import Filter
+from mediation.stream_filter import Filter
 from mib_bridge.config import one_user_toml
 
 

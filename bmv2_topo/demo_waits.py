@@ -19,7 +19,7 @@ from bmv2_topo.demo_setup import DemoError
 from bmv2_topo.report import expected_counts, sort_out
 from bmv2_topo.supervise import Child, Progress, SwitchWatch
 from bmv2_topo.wire import Recorder
-from mediation.snmp_client import Filter
+from mediation.stream_filter import Filter
 
 __all__ = ["READY_TIMEOUT", "SETTLE_LIMIT", "settle", "wait_provisioned"]
 

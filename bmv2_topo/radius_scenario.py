@@ -29,7 +29,7 @@ from bmv2_topo.layouts import AAA, MD_ADDRESS, OTHER, PEER, SUBJECT, SUBJECT_B
 from mediation.capture import CaptureError, capture_name, read_pcap
 from mediation.config import subject_filters
 from mediation.iri import IriRecord
-from mediation.snmp_client import Filter, ip_fields
+from mediation.stream_filter import Filter, ip_fields
 
 SIGNALLING_PORT = 7001
 CCCID_SIGNALLING, CCCID_ALICE, CCCID_CAROL = 90001, 4242, 4243

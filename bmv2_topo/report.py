@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 from mediation.capture import CaptureError, capture_name, read_pcap
-from mediation.snmp_client import Filter, ip_fields
+from mediation.stream_filter import Filter, ip_fields
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 

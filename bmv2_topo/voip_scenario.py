@@ -25,7 +25,7 @@ from bmv2_topo.radius_scenario import SignallingError, md_status
 from controller.pipeline import REPO_ROOT
 from mediation.iri import IriRecord
 from mediation.sip_parse import MediaEndpoint
-from mediation.snmp_client import Filter
+from mediation.stream_filter import Filter
 
 SIGNALLING_PORT = 7001
 CCCID_SERVER, CCCID_SERVER_B, CCCID_ALICE, CCCID_ERIN = 90002, 90003, 4242, 4243

@@ -24,7 +24,7 @@ from controller import crashpoints
 from controller.incremental import Intercept
 from controller.managed_switch import Intent, ManagedSwitch, SwitchChange
 from controller.model import InterceptError
-from controller.plan import IdChanges
+from controller.plan_ids import IdChanges
 from controller.refusals import Refusals
 from controller.store import IntentStore, StoreError
 from controller.switch import SwitchError

@@ -17,7 +17,8 @@ entries of p4tap's pipeline (see p4src/include/intercept.p4):
 * a clone session per distinct set of mediation devices, one replica per
   mediation, and one encapsulation entry per replica.
 
-Ids are stable across plans (see `IdAllocator`), so that a change to one
+Ids are stable across plans (see `IdAllocator`, controller/plan_ids.py,
+whose names are still importable from here), so that a change to one
 intercept changes only that intercept's entries.
 """
 
@@ -30,29 +31,25 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from controller.journal import Journal
 from controller.model import Interface, InterceptError, IpFilter, IPAddress, Mediation, Stream, StreamKey
 from controller.overlap import closure, overlap_groups, side_prefix
+from controller.plan_ids import MAX_REPLICA_ID, MAX_SESSION_ID, IdAllocator, IdChanges, Replica
 from controller.regions import ANY, ANY_PORT, Region, Span, Ternary
 from controller.topology import IPNetwork, NextHop, SwitchTopology
 
+__all__ = ["MCAST_GRP_BITS", "PORT_BITS", "CloneSession", "EncapEntry", "FilterEntry", "GateEntry", "InterceptPlan",
+           "MergeEntry", "PlanItem", "SessionFor", "Side", "address_field", "encap_of", "gate_of", "group_filters",
+           "mediation_merges", "plan_intercepts", "regions_of", "route_of", "session_for", "side_of", "stream_regions",
+           # the ids and their limits: controller.plan_ids
+           "MAX_REPLICA_ID", "MAX_SESSION_ID", "IdAllocator", "IdChanges", "Replica"]
+
 PORT_BITS = 9
 MCAST_GRP_BITS = 16
-MAX_REPLICA_ID = 65535  # egress_rid is 16 bits; 0 is a normal packet
-MAX_SESSION_ID = 32767  # bmv2 clone sessions 1..32767; a pipeline may allow fewer (entries.clone_session_limit)
 
 
 class Side(enum.Enum):
     SRC = "src"
     DST = "dst"
-
-
-@dataclass(frozen=True, order=True)
-class Replica:
-    """One copy of a clone session: out of `port`, tagged `rid` (egress_rid)."""
-
-    port: int
-    rid: int
 
 
 @dataclass(frozen=True, order=True)
@@ -118,140 +115,6 @@ class InterceptPlan:
 
 
 PlanItem = GateEntry | FilterEntry | MergeEntry | CloneSession | EncapEntry
-
-
-class IdAllocator:
-    """Stable small ids: a replica id per mediation, a session id per replica set.
-
-    Kept by the controller across plans (and persisted with its intent), so
-    re-planning after a change leaves untouched intercepts' entries as they are.
-    Ids are given out lowest-free-first in O(1) amortised (a plan of 10,000
-    taps allocates 20,000 of them). With a `journal`, every change can be
-    rolled back; `changed` names the ids changed since `take_changes`, so the
-    store saves only those.
-    """
-
-    def __init__(
-        self,
-        replica_ids: Mapping[int, int] | None = None,
-        session_ids: Mapping[frozenset[Replica], int] | None = None,
-        max_session_id: int = MAX_SESSION_ID,
-    ) -> None:
-        # The highest clone session id the switch's pipeline can name (Tofino's
-        # mirror ids are 10 bits, 8 on Tofino 2): past it a plan is refused
-        # here, with nothing changed, rather than failing when encoded.
-        self.max_session_id = max_session_id
-        self.replica_ids: dict[int, int] = dict(replica_ids or {})
-        self.session_ids: dict[frozenset[Replica], int] = dict(session_ids or {})
-        self.content_of: dict[int, int] = {rid: c for c, rid in self.replica_ids.items()}
-        self.replicas_of: dict[int, frozenset[Replica]] = {sid: r for r, sid in self.session_ids.items()}
-        self.journal: Journal | None = None
-        self.changed_replicas: set[int] = set()
-        self.changed_sessions: set[frozenset[Replica]] = set()
-        self._free_replica = 1  # no id below these is free
-        self._free_session = 1
-
-    def _set(self, mapping: dict, key: object, value: object) -> None:
-        if self.journal is None:
-            mapping[key] = value
-        else:
-            self.journal.set(mapping, key, value)
-
-    def _pop(self, mapping: dict, key: object) -> None:
-        if self.journal is None:
-            mapping.pop(key, None)
-        else:
-            self.journal.pop(mapping, key)
-
-    def _next_free(self, used: Mapping[int, object], floor: str, limit: int, what: str) -> int:
-        candidate = getattr(self, floor)
-        while candidate in used:
-            candidate += 1
-        if candidate > limit:
-            raise InterceptError(f"out of {what} ids (at most {limit})")
-        self._set_floor(floor, candidate + 1)
-        return candidate
-
-    def _lower_floor(self, floor: str, freed: int) -> None:
-        if freed < getattr(self, floor):
-            self._set_floor(floor, freed)
-
-    def _set_floor(self, floor: str, value: int) -> None:
-        if self.journal is None:
-            setattr(self, floor, value)
-        else:
-            self.journal.setattr(self, floor, value)
-
-    def replica(self, content_id: int) -> int:
-        rid = self.replica_ids.get(content_id)
-        if rid is None:
-            rid = self._next_free(self.content_of, "_free_replica", MAX_REPLICA_ID, "replica")
-            self._set(self.replica_ids, content_id, rid)
-            self._set(self.content_of, rid, content_id)
-            self.changed_replicas.add(content_id)
-        return rid
-
-    def session(self, replicas: frozenset[Replica]) -> int:
-        sid = self.session_ids.get(replicas)
-        if sid is not None and sid > self.max_session_id:
-            # Kept from a pipeline with wider mirror ids (the switch changed
-            # target): the old id cannot be written here, so give a new one.
-            self.forget_session(replicas)
-            sid = None
-        if sid is None:
-            sid = self._next_free(self.replicas_of, "_free_session", self.max_session_id, "clone session")
-            self._set(self.session_ids, replicas, sid)
-            self._set(self.replicas_of, sid, replicas)
-            self.changed_sessions.add(replicas)
-        return sid
-
-    def members(self, session_id: int) -> frozenset[int]:
-        """The mediations (content ids) a clone session copies to."""
-        return frozenset(self.content_of[r.rid] for r in self.replicas_of[session_id])
-
-    def forget_replica(self, content_id: int) -> None:
-        rid = self.replica_ids.get(content_id)
-        if rid is not None:
-            self._pop(self.replica_ids, content_id)
-            self._pop(self.content_of, rid)
-            self._lower_floor("_free_replica", rid)
-            self.changed_replicas.add(content_id)
-
-    def forget_session(self, replicas: frozenset[Replica]) -> None:
-        sid = self.session_ids.get(replicas)
-        if sid is not None:
-            self._pop(self.session_ids, replicas)
-            self._pop(self.replicas_of, sid)
-            self._lower_floor("_free_session", sid)
-            self.changed_sessions.add(replicas)
-
-    def retain(self, content_ids: Iterable[int], sessions: Iterable[frozenset[Replica]]) -> None:
-        """Forget ids no longer in use, so they can be given out again."""
-        keep_c, keep_s = set(content_ids), set(sessions)
-        for content_id in [c for c in self.replica_ids if c not in keep_c]:
-            self.forget_replica(content_id)
-        for replicas in [s for s in self.session_ids if s not in keep_s]:
-            self.forget_session(replicas)
-
-    def current(self, changes: IdChanges) -> IdChanges:
-        """The present value of the ids `changes` names (after a rollback: their old values)."""
-        return IdChanges({c: self.replica_ids.get(c) for c in changes.replicas},
-                         {s: self.session_ids.get(s) for s in changes.sessions})
-
-    def take_changes(self) -> IdChanges:
-        """The current value (None: forgotten) of every id changed since the last call."""
-        changes = IdChanges({c: self.replica_ids.get(c) for c in self.changed_replicas},
-                            {s: self.session_ids.get(s) for s in self.changed_sessions})
-        self.changed_replicas, self.changed_sessions = set(), set()
-        return changes
-
-
-@dataclass(frozen=True)
-class IdChanges:
-    """Ids given out (value) or forgotten (None) since the allocator was last saved."""
-
-    replicas: Mapping[int, int | None]
-    sessions: Mapping[frozenset[Replica], int | None]
 
 
 def side_of(f: IpFilter) -> Side:

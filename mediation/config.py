@@ -63,7 +63,7 @@ from controller.toml_fields import only as _only
 from mediation.etsi_config import KEYS as ETSI_KEYS
 from mediation.etsi_config import etsi_agency, targets_from
 from mediation.etsi_delivery import EtsiAgency
-from mediation.snmp_client import Filter
+from mediation.stream_filter import Filter
 from snmpv3 import protocols
 
 MIN_KEY = 8  # RFC 3414 11.2

@@ -45,7 +45,7 @@ from typing import Any
 from controller.private_files import fsync_dir, open_private
 from mediation.config import InterceptSpec
 from mediation.derived_taps import DerivedTap, DerivedTaps, Warrant
-from mediation.snmp_client import Filter
+from mediation.stream_filter import Filter
 
 log = logging.getLogger("p4tap.md")
 VERSION = 1

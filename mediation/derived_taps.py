@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from controller.toml_fields import Endpoint
 from mediation.config import InterceptSpec
-from mediation.snmp_client import Filter, describe
+from mediation.stream_filter import Filter, describe
 
 
 class Warrant(Protocol):

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from mediation import etsi
-from mediation.snmp_client import ip_fields
 from mediation.spool import Spool
+from mediation.stream_filter import ip_fields
 
 log = logging.getLogger("p4tap.md")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -33,8 +33,9 @@ from pysnmp.entity import engine as snmp_engine
 from pysnmp.entity.rfc3413 import ntfrcv
 
 from mediation.config import Endpoint, IapSettings
-from mediation.snmp_client import AUTH, MEDIATION, PRIV, STREAM, TAP2
+from mediation.tap_mib import MEDIATION, STREAM, TAP2
 from mib_bridge import engine_loop
+from snmpv3.protocols import AUTH, PRIV
 
 log = logging.getLogger("p4tap.md")
 

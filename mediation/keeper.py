@@ -40,7 +40,9 @@ from datetime import datetime, timezone
 from mediation.config import IapSettings, InterceptSpec
 from mediation.informs import Notification
 from mediation.keeper_changes import InterceptChanges
-from mediation.snmp_client import ACTIVE, Filter, IapIntercept, Provisioning, TapClient, TapClientError
+from mediation.snmp_client import TapClient, TapClientError
+from mediation.stream_filter import Filter
+from mediation.tap_mib import ACTIVE, IapIntercept, Provisioning
 
 log = logging.getLogger("p4tap.md")
 EVENTS_KEPT = 50

@@ -19,15 +19,9 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from mediation.config import InterceptSpec
-from mediation.snmp_client import (
-    Filter,
-    IapIntercept,
-    Provisioning,
-    TapClient,
-    TapClientError,
-    filter_varbinds,
-    stream_varbinds,
-)
+from mediation.snmp_client import TapClient, TapClientError
+from mediation.stream_filter import Filter
+from mediation.tap_mib import IapIntercept, Provisioning, filter_varbinds, stream_varbinds
 
 log = logging.getLogger("p4tap.md")
 

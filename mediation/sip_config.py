@@ -25,7 +25,7 @@ from typing import Any
 import sipmessage
 
 from controller.toml_fields import ConfigError, ip_address, only
-from mediation.snmp_client import Filter
+from mediation.stream_filter import Filter
 
 PROTOCOLS = {"udp": 17, "tcp": 6}
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import sdp_transform
 import sipmessage
 
-from mediation.snmp_client import Filter
+from mediation.stream_filter import Filter
 
 UDP = 17
 MAX_MESSAGE = 65535  # a SIP message larger than the largest UDP datagram is junk

@@ -14,16 +14,18 @@ MD audits the IAP (mediation/keeper.py).
     client.remove(42, streams=2)
 
 Synchronous, over pysnmp's asyncio API on a loop of its own.
+
+This module is the transport: the session, its fast path and the order of
+SETs. What the rows hold (OIDs, varbinds, the rows read back) is
+mediation/tap_mib.py; the filter model is mediation/stream_filter.py. Their
+names are still importable from here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 from pysnmp.hlapi.v3arch.asyncio import (ContextData, ObjectIdentity, ObjectType, SnmpEngine, Udp6TransportTarget,
@@ -33,19 +35,26 @@ from pysnmp.entity import config as snmp_config
 from pysnmp.entity.rfc3413 import cmdgen
 from pysnmp.proto import rfc1902, rfc1905
 
+from mediation.stream_filter import Filter, describe, ip_fields
+from mediation.tap_mib import (ACTIVE, CREATE_AND_GO, DESTROY, IP_STREAM, MEDIATION, SNMP_ENGINE_BOOTS, SNMP_ENGINE_ID,
+                               STREAM, SYS_UP_TIME, TAP2, IapIntercept, IapStream, Provisioning, date_and_time,
+                               filter_from_columns, filter_varbinds, iap_intercepts, mediation_varbinds,
+                               parse_date_and_time, provisioning_sets, stream_varbinds)
 from snmpv3 import usm
 from snmpv3.protocols import AUTH, PRIV
 from snmpv3.session import Session, SessionError
 from snmpv3.usm import ERROR_NAMES
 
-TAP2 = (1, 3, 6, 1, 4, 1, 9, 9, 399)
-MEDIATION = TAP2 + (1, 1, 2, 1)
-STREAM = TAP2 + (1, 2, 1, 1)
-IP_STREAM = (1, 3, 6, 1, 4, 1, 9, 9, 394, 1, 1, 2, 1)
-SYS_UP_TIME = (1, 3, 6, 1, 2, 1, 1, 3, 0)
-SNMP_ENGINE_ID = (1, 3, 6, 1, 6, 3, 10, 2, 1, 1, 0)
-SNMP_ENGINE_BOOTS = (1, 3, 6, 1, 6, 3, 10, 2, 1, 2, 0)
-ACTIVE, CREATE_AND_GO, DESTROY = 1, 4, 6
+__all__ = ["TapClient", "TapClientError", "refusal",
+           # re-exported: mediation.stream_filter
+           "Filter", "describe", "ip_fields",
+           # re-exported: mediation.tap_mib
+           "ACTIVE", "CREATE_AND_GO", "DESTROY", "IP_STREAM", "MEDIATION", "SNMP_ENGINE_BOOTS", "SNMP_ENGINE_ID",
+           "STREAM", "SYS_UP_TIME", "TAP2", "IapIntercept", "IapStream", "Provisioning", "date_and_time",
+           "filter_from_columns", "filter_varbinds", "iap_intercepts", "mediation_varbinds", "parse_date_and_time",
+           "provisioning_sets", "stream_varbinds",
+           # re-exported: snmpv3.protocols
+           "AUTH", "PRIV"]
 
 
 class TapClientError(Exception):
@@ -60,211 +69,6 @@ def refusal(status: int, index: int, where: str = "") -> TapClientError:
     """The agent's error status as a TapClientError named as pysnmp names it."""
     name = ERROR_NAMES[status] if status < len(ERROR_NAMES) else str(status)
     return TapClientError(f"{name} at varbind {index}{where}", name, index)
-
-
-@dataclass(frozen=True)
-class Filter:
-    """A citapStreamEntry's selectors: "address/length" prefixes, protocol, destination
-    and source ports (a media stream is told by its ports, either way: issue 15)."""
-
-    src: str | None = None
-    dst: str | None = None
-    protocol: int = -1
-    dst_ports: tuple[int, int] = (0, 65535)
-    src_ports: tuple[int, int] = (0, 65535)
-
-    def matches(self, packet: bytes) -> bool:
-        """Whether an IP packet (from its first header byte) is one this filter
-        selects, as the IAP decides it: the MD's reference for what it must get."""
-        fields = ip_fields(packet)
-        if fields is None:
-            return False
-        version, src, dst, protocol, dst_port, src_port = fields
-        for prefix, address in ((self.src, src), (self.dst, dst)):
-            if prefix is not None:
-                net = ipaddress.ip_network(prefix, strict=False)
-                if net.version != version or address not in net:
-                    return False
-        if self.protocol != -1 and protocol != self.protocol:
-            return False
-        for ports, port in ((self.dst_ports, dst_port), (self.src_ports, src_port)):
-            if ports != (0, 65535) and (port is None or not ports[0] <= port <= ports[1]):
-                return False
-        return True
-
-
-def describe(f: Filter) -> str:
-    parts = [f"src {f.src}" if f.src else "", f"dst {f.dst}" if f.dst else "",
-             f"protocol {f.protocol}" if f.protocol != -1 else "",
-             f"dst ports {f.dst_ports[0]}-{f.dst_ports[1]}" if f.dst_ports != (0, 65535) else "",
-             f"src ports {f.src_ports[0]}-{f.src_ports[1]}" if f.src_ports != (0, 65535) else ""]
-    return ", ".join(p for p in parts if p) or "everything"
-
-
-def ip_fields(packet: bytes):
-    """(version, src, dst, protocol, destination port, source port) of an IP
-    packet (the ports None where it has none: a fragment after the first), or None."""
-    if not packet:
-        return None
-    version = packet[0] >> 4
-    if version == 4 and len(packet) >= 20:
-        header = (packet[0] & 0x0F) * 4
-        protocol = packet[9]
-        src, dst = ipaddress.IPv4Address(packet[12:16]), ipaddress.IPv4Address(packet[16:20])
-        fragment_offset = int.from_bytes(packet[6:8], "big") & 0x1FFF
-        l4 = header if fragment_offset == 0 else None
-    elif version == 6 and len(packet) >= 40:
-        protocol, header = packet[6], 40  # no extension headers are walked
-        src, dst = ipaddress.IPv6Address(packet[8:24]), ipaddress.IPv6Address(packet[24:40])
-        l4 = header
-    else:
-        return None
-    dst_port = src_port = None
-    if l4 is not None and protocol in (6, 17, 132) and len(packet) >= l4 + 4:
-        src_port = int.from_bytes(packet[l4:l4 + 2], "big")
-        dst_port = int.from_bytes(packet[l4 + 2:l4 + 4], "big")
-    return version, src, dst, protocol, dst_port, src_port
-
-
-def date_and_time(moment: datetime) -> bytes:
-    """11-octet DateAndTime in UTC."""
-    utc = moment.astimezone(timezone.utc)
-    return struct.pack("!HBBBBBB", utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second,
-                       utc.microsecond // 100_000) + b"+\x00\x00"
-
-
-def parse_date_and_time(data: bytes) -> datetime | None:
-    """An agent's DateAndTime (8 octets: its local time; 11: with zone), or None if malformed."""
-    if len(data) not in (8, 11):
-        return None
-    year, month, day, hour, minute, second, decisecond = struct.unpack("!HBBBBBB", data[:8])
-    try:
-        if len(data) == 11:
-            sign = 1 if chr(data[8]) == "+" else -1
-            zone = timezone(sign * timedelta(hours=data[9], minutes=data[10]))
-            return datetime(year, month, day, hour, minute, min(second, 59), decisecond * 100_000, tzinfo=zone)
-        return datetime(year, month, day, hour, minute, min(second, 59), decisecond * 100_000).astimezone()
-    except ValueError:
-        return None
-
-
-@dataclass
-class IapStream:
-    """A stream as the IAP shows it: cTap2StreamTable and its citapStreamTable filter."""
-
-    index: int
-    status: int = 0
-    enabled: bool = False
-    packets: int = 0
-    drops: int = 0
-    filter_status: int = 0
-    filter: Filter | None = None
-
-
-@dataclass
-class IapIntercept:
-    """A mediation row and its streams, as read back from the IAP."""
-
-    content_id: int
-    status: int = 0
-    dest: tuple[str, int] | None = None
-    timeout: datetime | None = None
-    streams: dict[int, IapStream] = field(default_factory=dict)
-
-    def active_streams(self) -> list[IapStream]:
-        return [s for s in self.streams.values() if s.status == ACTIVE and s.filter_status == ACTIVE and s.enabled]
-
-
-def mediation_varbinds(content_id: int, address, port: int, timeout: datetime, dscp: int = 34
-                       ) -> list[tuple[tuple[int, ...], Any]]:
-    c = (content_id,)
-    return [
-        (MEDIATION + (2,) + c, rfc1902.Integer32(1 if address.version == 4 else 2)),
-        (MEDIATION + (3,) + c, rfc1902.OctetString(address.packed)),
-        (MEDIATION + (4,) + c, rfc1902.Unsigned32(port)),
-        (MEDIATION + (5,) + c, rfc1902.Integer32(0)),
-        (MEDIATION + (7,) + c, rfc1902.Integer32(dscp)),
-        (MEDIATION + (10,) + c, rfc1902.OctetString(date_and_time(timeout))),
-        (MEDIATION + (11,) + c, rfc1902.Integer32(1)),  # udp
-        (MEDIATION + (13,) + c, rfc1902.Integer32(CREATE_AND_GO)),
-    ]
-
-
-def filter_varbinds(content_id: int, index: int, f: Filter) -> list[tuple[tuple[int, ...], Any]]:
-    i = (content_id, index)
-    src = ipaddress.ip_network(f.src, strict=False) if f.src else None
-    dst = ipaddress.ip_network(f.dst, strict=False) if f.dst else None
-    version = (src or dst).version if (src or dst) else 4
-    zero = ipaddress.ip_address(0 if version == 4 else "::")
-    out = [
-        (IP_STREAM + (1,) + i, rfc1902.Integer32(0)),
-        (IP_STREAM + (2,) + i, rfc1902.Integer32(1 if version == 4 else 2)),
-        (IP_STREAM + (3,) + i, rfc1902.OctetString(ipaddress.ip_address(f.dst.split("/")[0]).packed if dst else zero.packed)),
-        (IP_STREAM + (4,) + i, rfc1902.Unsigned32(dst.prefixlen if dst else 0)),
-        (IP_STREAM + (5,) + i, rfc1902.OctetString(ipaddress.ip_address(f.src.split("/")[0]).packed if src else zero.packed)),
-        (IP_STREAM + (6,) + i, rfc1902.Unsigned32(src.prefixlen if src else 0)),
-        (IP_STREAM + (7,) + i, rfc1902.Integer32(0)),
-        (IP_STREAM + (8,) + i, rfc1902.Integer32(0)),
-    ]
-    if f.protocol != -1:
-        out.append((IP_STREAM + (10,) + i, rfc1902.Integer32(f.protocol)))
-    if f.dst_ports != (0, 65535):
-        out += [(IP_STREAM + (11,) + i, rfc1902.Unsigned32(f.dst_ports[0])),
-                (IP_STREAM + (12,) + i, rfc1902.Unsigned32(f.dst_ports[1]))]
-    if f.src_ports != (0, 65535):
-        out += [(IP_STREAM + (13,) + i, rfc1902.Unsigned32(f.src_ports[0])),
-                (IP_STREAM + (14,) + i, rfc1902.Unsigned32(f.src_ports[1]))]
-    return out + [(IP_STREAM + (16,) + i, rfc1902.Integer32(CREATE_AND_GO))]
-
-
-def filter_from_columns(columns: dict[int, Any]) -> Filter | None:
-    """A citapStreamEntry's columns (number -> value) as a Filter, or None if it has no addresses."""
-    def prefix(address_column: int, length_column: int) -> str | None:
-        length = int(columns.get(length_column, 0))
-        data = bytes(columns.get(address_column, b""))
-        if length == 0 or len(data) not in (4, 16):
-            return None
-        return str(ipaddress.ip_network((ipaddress.ip_address(data), length), strict=False))
-
-    try:
-        dst, src = prefix(3, 4), prefix(5, 6)
-    except ValueError:
-        return None
-    ports = (int(columns.get(11, 0)), int(columns.get(12, 65535)))
-    src_ports = (int(columns.get(13, 0)), int(columns.get(14, 65535)))
-    return Filter(src=src, dst=dst, protocol=int(columns.get(10, -1)), dst_ports=ports, src_ports=src_ports)
-
-
-def stream_varbinds(content_id: int, index: int, enable: bool = True) -> list[tuple[tuple[int, ...], Any]]:
-    i = (content_id, index)
-    return [(STREAM + (2,) + i, rfc1902.Integer32(1)), (STREAM + (3,) + i, rfc1902.Integer32(1 if enable else 2)),
-            (STREAM + (6,) + i, rfc1902.Integer32(CREATE_AND_GO))]
-
-
-@dataclass(frozen=True)
-class Provisioning:
-    """One intercept for `TapClient.provision_many`: `provision`'s arguments."""
-
-    content_id: int
-    md_address: Any
-    md_port: int
-    timeout: datetime
-    filters: tuple[Filter, ...]
-    dscp: int = 34
-
-
-def provisioning_sets(p: Provisioning) -> list[tuple[list[tuple[tuple[int, ...], Any]], str]]:
-    """An intercept's createAndGo SETs in REFERENCE.md's order (the
-    mediation, then per stream its filter and the stream), each with the line
-    that says it succeeded."""
-    sets = [(mediation_varbinds(p.content_id, ipaddress.ip_address(p.md_address), p.md_port, p.timeout, p.dscp),
-             f"cTap2MediationEntry.{p.content_id} createAndGo: copies to {p.md_address}:{p.md_port}")]
-    for index, f in enumerate(p.filters, start=1):
-        sets += [(filter_varbinds(p.content_id, index, f),
-                  f"citapStreamEntry.{p.content_id}.{index} createAndGo: {describe(f)}"),
-                 (stream_varbinds(p.content_id, index),
-                  f"cTap2StreamEntry.{p.content_id}.{index} createAndGo: intercept enabled")]
-    return sets
 
 
 class TapClient:
@@ -465,33 +269,4 @@ class TapClient:
 
     def intercepts(self) -> dict[int, IapIntercept]:
         """Every mediation row the IAP shows this user, with its streams and filters."""
-        out: dict[int, IapIntercept] = {}
-        mediations: dict[int, dict[int, Any]] = {}
-        for oid, value in self.walk(MEDIATION):
-            mediations.setdefault(oid[len(MEDIATION) + 1], {})[oid[len(MEDIATION)]] = value
-        for content_id, columns in mediations.items():
-            row = out[content_id] = IapIntercept(content_id, status=int(columns.get(13, 0)))
-            address = bytes(columns.get(3, b""))
-            if len(address) in (4, 16):
-                row.dest = (str(ipaddress.ip_address(address)), int(columns.get(4, 0)))
-            row.timeout = parse_date_and_time(bytes(columns.get(10, b"")))
-        for oid, value in self.walk(STREAM):
-            column, (content_id, index) = oid[len(STREAM)], oid[len(STREAM) + 1:]
-            stream = out.setdefault(content_id, IapIntercept(content_id)).streams.setdefault(index, IapStream(index))
-            if column == 3:
-                stream.enabled = int(value) == 1
-            elif column == 6:
-                stream.status = int(value)
-            elif column == 7:
-                stream.packets = int(value)
-            elif column == 8:
-                stream.drops = int(value)
-        raw_filters: dict[tuple[int, int], dict[int, Any]] = {}
-        for oid, value in self.walk(IP_STREAM):
-            column, index = oid[len(IP_STREAM)], oid[len(IP_STREAM) + 1:]
-            raw_filters.setdefault(index, {})[column] = value
-        for (content_id, index), columns in raw_filters.items():
-            stream = out.setdefault(content_id, IapIntercept(content_id)).streams.setdefault(index, IapStream(index))
-            stream.filter_status = int(columns.get(16, 0))
-            stream.filter = filter_from_columns(columns)
-        return out
+        return iap_intercepts(self.walk(MEDIATION), self.walk(STREAM), self.walk(IP_STREAM))

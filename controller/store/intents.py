@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 
 from controller.model import InterceptError, Mediation, Stream
-from controller.plan import IdAllocator, IdChanges, Replica
+from controller.plan_ids import IdAllocator, IdChanges, Replica
 
 from .database import Database
 from .rows import (

@@ -19,7 +19,7 @@ from controller.model import (
     Stream,
     Transport,
 )
-from controller.plan import IdChanges, Replica
+from controller.plan_ids import IdChanges, Replica
 
 from .schema import FILTER_COLUMNS, MEDIATION_COLUMNS, STREAM_COLUMNS
 
