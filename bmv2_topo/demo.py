@@ -263,9 +263,10 @@ class Run:
                     plan = next(p for p in self.layout.switches if p.name == switch)
                     self.subject_ends[end] = (switch, plan.tap_source)
 
-    def bring_up(self, stack: contextlib.ExitStack, md_extra: str | None = None) -> Up:
+    def bring_up(self, stack: contextlib.ExitStack, md_extra: str | None = None, streams: int | None = None) -> Up:
         """Hosts, switches, the IAP and the MD, until the MD's intercepts are provisioned.
-        `md_extra`: the MD's signalling TOML instead of the radius variant's (bench/radius_tap_latency.py)."""
+        `md_extra`: the MD's signalling TOML instead of the variant's (bench/radius_tap_latency.py,
+        bench/sip_tap_latency.py), and `streams` how many streams its standing taps have."""
         out, progress = self.out, self.progress
         hosts = stack.enter_context(_hosts(self.backend, self.layout))
         switches = self.start_switches(stack, hosts)
@@ -291,8 +292,9 @@ class Run:
             f"it provisions {CCCID_ALL} (all of {SUBJECT}, for lea-a and lea-b) and {CCCID_RTP} (its RTP, for lea-b) "
             "over SNMPv3"))
         status_file = out / "md" / "md-status.json"
-        _wait_provisioned(status_file, [md, iap], watch, progress, self.by_identity.SIGNALLING_STREAMS
-                          if self.by_identity else sum(len(f) for f in INTERCEPTS.values()))
+        _wait_provisioned(status_file, [md, iap], watch, progress, streams if streams is not None else
+                          self.by_identity.SIGNALLING_STREAMS if self.by_identity else
+                          sum(len(f) for f in INTERCEPTS.values()))
         return Up(hosts, status_file, watch, md)
 
     def scenario(self, stack: contextlib.ExitStack) -> None:
