@@ -180,8 +180,10 @@ def measure(calls: int, interval_ms: float, ringing_ms: float, target: str | Non
             progress(f"call {i + 1}/{calls}: " + ("no copy" if i in figures.missed else "copy at the MD")
                      + f"; baseline first copy {figures.baseline_ms[-1]:.1f} ms", mark="   ")
         answered = _answered(wire.stop())
-    for i, copied in sorted(copies.items()):
-        figures.first_ms.append((copied - answered[i]) * 1000)
+    unseen = sorted(set(copies) - set(answered))
+    if unseen:
+        raise RuntimeError(f"calls {unseen}: their 200 OK is not in the server wire's capture")
+    figures.first_ms = [(copies[i] - answered[i]) * 1000 for i in sorted(copies)]
     return figures
 
 
