@@ -52,9 +52,9 @@ def call_messages(n: int, caller: str = "alice", callee: str = "bob", caller_at:
                .replace(b"m=audio 6000", b"m=audio %d" % port)
                .replace(b"IN IP4 127.0.0.2", b"IN IP4 " + (callee_media or callee_at).encode())
                .replace(b"127.0.0.1", caller_at.encode()).replace(b"127.0.0.2", callee_at.encode())
-               .replace(b"sip:alice@", caller.encode().join((b"sip:", b"@"))).replace(b"alice <", caller.encode() + b" <")
-               .replace(b"sip:bob@", callee.encode().join((b"sip:", b"@"))))
-        head, _, body = raw.partition(b"\r\n\r\n")
+               .replace(b"sip:alice@", b"sip:%s@" % caller.encode()).replace(b"alice <", b"%s <" % caller.encode())
+               .replace(b"sip:bob@", b"sip:%s@" % callee.encode()))
+        _, _, body = raw.partition(b"\r\n\r\n")
         out.append(variant(raw, body=body) if body else raw)
     return out
 

@@ -60,7 +60,8 @@ from bench.radius_tap_latency import _first, _until, pct
 from bench.sip_phone import SIP_PORT, caller_name
 from bmv2_topo.bmv2_switch import resolve_target
 from bmv2_topo.demo import Options, Progress, new_run
-from bmv2_topo.layouts import MD_ADDRESS, PEER, PEER_B, SUBJECT
+from bmv2_topo.demo_config import signalling_toml
+from bmv2_topo.layouts import PEER, PEER_B, SUBJECT
 from bmv2_topo.wire import Recorder
 from controller.pipeline import REPO_ROOT
 from mediation.sip_parse import SipError, parse
@@ -73,17 +74,8 @@ WAIT = 10.0  # seconds for a copy, or a tap's removal, before the call counts as
 
 
 def md_toml(calls: int, lifetime: float) -> str:
-    targets = "".join(f"\n[[identity_target]]\ncontent_id = {FIRST_CCCID + i}\nsip_user = \"{caller_name(i)}\"\n"
-                      f"lifetime = {lifetime}\n" for i in range(calls))
-    return f"""
-[signalling]
-listen = "{MD_ADDRESS}:{SIGNALLING_PORT}"
-lifetime = {lifetime}
-
-[[sip_server]]
-address = "{PEER_B}"
-content_id = {CCCID_SERVER}
-""" + targets
+    return signalling_toml(SIGNALLING_PORT, lifetime, (("sip_server", PEER_B, CCCID_SERVER),),
+                           tuple((FIRST_CCCID + i, "sip_user", caller_name(i)) for i in range(calls)))
 
 
 class LineProcess:
