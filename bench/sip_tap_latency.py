@@ -25,7 +25,11 @@ OK the subject sends RTP to the answered address and port every
   interval;
 - missed: calls whose media got no copy within 10 s (must be 0);
 - left after BYE: calls whose tap the keeper still held 10 s after the BYE,
-  or the IAP still showed over SNMPv3 (must be 0).
+  or the IAP still showed over SNMPv3 (must be 0);
+- where the time goes (bench/call_timeline.py): the INVITE's signalling
+  copy leaving the switch, the IAP beginning the call's first switch write
+  and the write that let the first copy through (its audit trail), the
+  first copy leaving the switch, each after the 200 OK.
 
 Baseline, in the same run, after each call: the same media taps (both
 endpoints, a CCCID of its own, fresh ports, the subject's RTP already
@@ -52,19 +56,15 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
-
-from bench import record
+from bench import call_timeline, record
 from bench.radius_tap_latency import _first, _until, pct
-from bench.sip_phone import SIP_PORT, caller_name
+from bench.sip_phone import caller_name
 from bmv2_topo.bmv2_switch import resolve_target
 from bmv2_topo.demo import Options, Progress, new_run
 from bmv2_topo.demo_config import signalling_toml
 from bmv2_topo.layouts import PEER, PEER_B, SUBJECT
 from bmv2_topo.wire import Recorder
 from controller.pipeline import REPO_ROOT
-from mediation.sip_parse import SipError, parse
 
 SIGNALLING_PORT, CCCID_SERVER = 7001, 90002
 FIRST_CCCID, FIRST_BASELINE_CCCID = 6000, 7000
@@ -110,22 +110,7 @@ class RunFigures:
     baseline_ms: list[float] = field(default_factory=list)
     missed: list[int] = field(default_factory=list)  # calls whose media got no copy
     left: list[int] = field(default_factory=list)  # calls whose tap outlived the BYE
-
-
-def _answered(frames: list) -> dict[int, float]:
-    """Call number -> kernel stamp of its 200 OK to the INVITE leaving the server (first one seen)."""
-    out: dict[int, float] = {}
-    for stamp, _, outgoing, data in frames:
-        packet = Ether(data)
-        if outgoing or UDP not in packet or packet[IP].src != PEER_B or packet[UDP].sport != SIP_PORT:
-            continue
-        try:
-            msg = parse(bytes(packet[UDP].payload))
-        except SipError:
-            continue
-        if msg.status == 200 and msg.cseq_method == "INVITE":
-            out.setdefault(int(msg.call_id.split("-", 1)[0]), stamp)
-    return out
+    steps_ms: list[list[float]] = field(default_factory=list)  # per call copied: call_timeline.STEPS
 
 
 def _held(status: dict, cccid: int) -> bool:
@@ -138,7 +123,8 @@ def measure(calls: int, interval_ms: float, ringing_ms: float, target: str | Non
     figures, copies = RunFigures(), {}
     with contextlib.ExitStack() as stack:
         hosts, status_file, _, _ = run.bring_up(stack, md_toml(calls, 600), SERVER_STREAMS)
-        wire = Recorder([hosts["peer"].switch_end])
+        server_wire, md_wire = hosts["peer"].switch_end, hosts["md"].switch_end
+        wire = Recorder([server_wire, md_wire])
         stack.callback(wire.__exit__)
         helpers = [LineProcess(hosts["peer"], "bench.sip_phone", "callee", PEER_B, PEER, SUBJECT, str(ringing_ms)),
                    LineProcess(hosts["subject"], "bench.sip_phone", "caller", SUBJECT, PEER_B, PEER, str(interval_ms)),
@@ -171,11 +157,14 @@ def measure(calls: int, interval_ms: float, ringing_ms: float, target: str | Non
             phone.ask("stop")
             progress(f"call {i + 1}/{calls}: " + ("no copy" if i in figures.missed else "copy at the MD")
                      + f"; baseline first copy {figures.baseline_ms[-1]:.1f} ms", mark="   ")
-        answered = _answered(wire.stop())
-    unseen = sorted(set(copies) - set(answered))
+        times = call_timeline.wire_times(wire.stop(), PEER_B, server_wire, md_wire, CCCID_SERVER)
+    unseen = sorted(set(copies) - set(times.answered))
     if unseen:
         raise RuntimeError(f"calls {unseen}: their 200 OK is not in the server wire's capture")
-    figures.first_ms = [(copies[i] - answered[i]) * 1000 for i in sorted(copies)]
+    figures.first_ms = [(copies[i] - times.answered[i]) * 1000 for i in sorted(copies)]
+    writes = call_timeline.switch_writes(run.out / "iap-state" / "audit.jsonl")
+    figures.steps_ms = [s for i in sorted(copies)
+                        if (s := call_timeline.steps(i, FIRST_CCCID + i, times, writes)) is not None]
     return figures
 
 
@@ -215,9 +204,17 @@ def main(argv: list[str] | None = None) -> int:
                     [f.baseline_ms for f in runs], base)
              + f"\nCalls whose media got no copy: **{missed}** of {args.calls * args.runs}; taps left after the "
                f"BYE: **{left}**.")
+    table += ("\n\n| from the 200 OK leaving the SIP server to | p50 | p99 |\n|---|---:|---:|\n"
+              + "".join(f"| {step} | {statistics.median(pct([c[k] for c in f.steps_ms], .5) for f in runs):.1f} ms "
+                        f"| {statistics.median(pct([c[k] for c in f.steps_ms], .99) for f in runs):.1f} ms |\n"
+                        for k, step in enumerate(call_timeline.STEPS))
+              + f"| the call's first media copy at the MD's content socket (the figure above) | "
+                f"{statistics.median(pct(f.first_ms, .5) for f in runs):.1f} ms | "
+                f"{statistics.median(pct(f.first_ms, .99) for f in runs):.1f} ms |")
     print(table)
     print(json.dumps({"calls": args.calls, "runs": args.runs, "target": target, "missed": missed, "left": left,
-                      "first_copy_ms": [f.first_ms for f in runs], "baseline_ms": [f.baseline_ms for f in runs]}))
+                      "first_copy_ms": [f.first_ms for f in runs], "baseline_ms": [f.baseline_ms for f in runs],
+                      "steps_ms": [f.steps_ms for f in runs]}))
     if args.record:
         record.append(f"sip_tap_latency: a target call's 200 OK -> first media copy through the MD, on {target}",
                       " ".join(["sudo .venv/bin/python -m bench.sip_tap_latency"] + (argv or sys.argv[1:])),
