@@ -288,6 +288,7 @@ class Run:
                     "--remove-on-exit"], out / "md.log")
         stack.callback(md.stop)
         progress(f"MD: `p4tap md listen` on {MD_ADDRESS}:{MD_PORT}, pid {md.proc.pid}; " + (
+            f"its standing taps and warrants as {configs['md']} says" if md_extra is not None else
             self.by_identity.WHAT_THE_MD_DOES if self.by_identity else
             f"it provisions {CCCID_ALL} (all of {SUBJECT}, for lea-a and lea-b) and {CCCID_RTP} (its RTP, for lea-b) "
             "over SNMPv3"))
