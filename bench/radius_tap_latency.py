@@ -42,6 +42,7 @@ from bench import record
 from bmv2_topo import radius_scenario
 from bmv2_topo.bmv2_switch import resolve_target
 from bmv2_topo.demo import Options, Progress, new_run
+from bmv2_topo.demo_config import signalling_toml
 from controller.pipeline import REPO_ROOT
 from bmv2_topo.layouts import AAA, MD_ADDRESS, MD_PORT, PEER, SUBJECT
 
@@ -73,17 +74,9 @@ while time.monotonic() < end:
 
 
 def md_toml(cycles: int, lifetime: float) -> str:
-    targets = "".join(f"\n[[identity_target]]\ncontent_id = {FIRST_CCCID + i}\nradius_username = \"user-{i}\"\n"
-                      f"lifetime = {lifetime}\n" for i in range(cycles))
-    return f"""
-[signalling]
-listen = "{MD_ADDRESS}:{radius_scenario.SIGNALLING_PORT}"
-lifetime = {lifetime}
-
-[[radius_server]]
-address = "{AAA}"
-content_id = {radius_scenario.CCCID_SIGNALLING}
-""" + targets
+    return signalling_toml(radius_scenario.SIGNALLING_PORT, lifetime,
+                           (("radius_server", AAA, radius_scenario.CCCID_SIGNALLING),),
+                           tuple((FIRST_CCCID + i, "radius_username", f"user-{i}") for i in range(cycles)))
 
 
 def _until(status_file: Path, condition, what: str, limit: float = 30.0) -> dict:

@@ -31,22 +31,39 @@ from controller.pipeline import REPO_ROOT
 from mediation.sip_calls import SipCalls, SipTarget
 from mediation.sip_parse import parse
 from mediation.sip_transport import SignallingStreams
+from tests.sip_support import variant
 
 CALL = REPO_ROOT / "tests" / "fixtures" / "sip" / "sipp_udp_call"
 TARGET = SipTarget(7, "bob", "example.test")
 
 
+def call_messages(n: int, caller: str = "alice", callee: str = "bob", caller_at: str = "127.0.0.1",
+                  callee_at: str = "127.0.0.2", media_port: int | None = None, callee_media: str | None = None
+                  ) -> list[bytes]:
+    """The real sipp call's six messages (INVITE, 180, 200, ACK, BYE, 200) as call n's:
+    its own Call-ID, tags, parties, addresses and media port (both offer and
+    answer; by default 10000 + 2n), the answer's media at `callee_media`
+    (default the callee's signalling address), Content-Length kept right."""
+    port = 10000 + 2 * (n % 20000) if media_port is None else media_port
+    out = []
+    for path in sorted(CALL.glob("*.sip")):
+        raw = (path.read_bytes().replace(b"1-31322@127.0.0.1", b"%d-bench@%s" % (n, caller_at.encode()))
+               .replace(b"SIPpTag091", b"SIPpTag09%d" % n).replace(b"SIPpTag011", b"SIPpTag01%d" % n)
+               .replace(b"m=audio 6000", b"m=audio %d" % port)
+               .replace(b"IN IP4 127.0.0.2", b"IN IP4 " + (callee_media or callee_at).encode())
+               .replace(b"127.0.0.1", caller_at.encode()).replace(b"127.0.0.2", callee_at.encode())
+               .replace(b"sip:alice@", b"sip:%s@" % caller.encode()).replace(b"alice <", b"%s <" % caller.encode())
+               .replace(b"sip:bob@", b"sip:%s@" % callee.encode()))
+        _, _, body = raw.partition(b"\r\n\r\n")
+        out.append(variant(raw, body=body) if body else raw)
+    return out
+
+
 def _packets(n: int, callee: bytes) -> list[bytes]:
     """Call n's INVITE and 200 OK as IP packets: own Call-ID, tags, ports."""
-    invite, _, ok = (p.read_bytes() for p in sorted(CALL.glob("*.sip"))[:3])
-    out = []
-    for raw, (src, dst) in ((invite, ("192.0.2.10", "198.51.100.20")), (ok, ("198.51.100.20", "192.0.2.10"))):
-        raw = (raw.replace(b"1-31322@127.0.0.1", b"%d-bench@192.0.2.10" % n)
-               .replace(b"SIPpTag091", b"SIPpTag09%d" % n).replace(b"SIPpTag011", b"SIPpTag01%d" % n)
-               .replace(b"m=audio 6000", b"m=audio %d" % (10000 + 2 * (n % 20000)))
-               .replace(b"sip:bob@", b"sip:" + callee + b"@"))
-        out.append(bytes(IP(src=src, dst=dst) / UDP(sport=5060, dport=5060) / raw))
-    return out
+    invite, _, ok = call_messages(n, callee=callee.decode(), caller_at="192.0.2.10", callee_at="198.51.100.20")[:3]
+    return [bytes(IP(src=src, dst=dst) / UDP(sport=5060, dport=5060) / raw)
+            for raw, (src, dst) in ((invite, ("192.0.2.10", "198.51.100.20")), (ok, ("198.51.100.20", "192.0.2.10")))]
 
 
 def sample(calls: int, live: int) -> tuple[list[float], list[float]]:

@@ -161,9 +161,10 @@ class Run:
                     plan = next(p for p in self.layout.switches if p.name == switch)
                     self.subject_ends[end] = (switch, plan.tap_source)
 
-    def bring_up(self, stack: contextlib.ExitStack, md_extra: str | None = None) -> Up:
+    def bring_up(self, stack: contextlib.ExitStack, md_extra: str | None = None, streams: int | None = None) -> Up:
         """Hosts, switches, the IAP and the MD, until the MD's intercepts are provisioned.
-        `md_extra`: the MD's signalling TOML instead of the radius variant's (bench/radius_tap_latency.py)."""
+        `md_extra`: the MD's signalling TOML instead of the variant's (bench/radius_tap_latency.py,
+        bench/sip_tap_latency.py), and `streams` how many streams its standing taps have."""
         out, progress = self.out, self.progress
         hosts = stack.enter_context(_hosts(self.backend, self.layout))
         switches = self.start_switches(stack, hosts)
@@ -185,12 +186,14 @@ class Run:
                     "--remove-on-exit"], out / "md.log")
         stack.callback(md.stop)
         progress(f"MD: `p4tap md listen` on {MD_ADDRESS}:{MD_PORT}, pid {md.proc.pid}; " + (
+            f"its standing taps and warrants as {configs['md']} says" if md_extra is not None else
             self.by_identity.WHAT_THE_MD_DOES if self.by_identity else
             f"it provisions {CCCID_ALL} (all of {SUBJECT}, for lea-a and lea-b) and {CCCID_RTP} (its RTP, for lea-b) "
             "over SNMPv3"))
         status_file = out / "md" / "md-status.json"
-        wait_provisioned(status_file, [md, iap], watch, progress, self.by_identity.SIGNALLING_STREAMS
-                         if self.by_identity else sum(len(f) for f in INTERCEPTS.values()))
+        wait_provisioned(status_file, [md, iap], watch, progress, streams if streams is not None else
+                         self.by_identity.SIGNALLING_STREAMS if self.by_identity else
+                         sum(len(f) for f in INTERCEPTS.values()))
         return Up(hosts, status_file, watch, md)
 
     def scenario(self, stack: contextlib.ExitStack) -> None:

@@ -82,3 +82,17 @@ def write_configs(out: Path, layout: Layout, sockets: dict[str, str], lifetime: 
       + "".join(f'\n[[agency]]\nname = "{name}"\ncccids = {sorted(ids)}\nfile = "{name}"\n'
                 for name, ids in agencies.items()) + md_extra)
     return {"controller": controller, "agent": agent, "md": md}
+
+
+def signalling_toml(port: int, lifetime: float, servers: tuple[tuple[str, str, int], ...],
+                    targets: tuple[tuple[int, str, str], ...]) -> str:
+    """The MD's identity intercepts, as write_configs' `md_extra`: the IRI function's
+    [signalling] on the MD's address and `port`, the operator's servers it keeps
+    standing taps on, each (table, address, CCCID), e.g. ("sip_server",
+    "192.0.2.21", 90002), and the warrants, each (CCCID, identity key, value),
+    e.g. (6000, "sip_user", "user-0")."""
+    return (f'\n[signalling]\nlisten = "{MD_ADDRESS}:{port}"\nlifetime = {lifetime}\n'
+            + "".join(f'\n[[{table}]]\naddress = "{address}"\ncontent_id = {cccid}\n'
+                      for table, address, cccid in servers)
+            + "".join(f'\n[[identity_target]]\ncontent_id = {cccid}\n{key} = "{value}"\nlifetime = {lifetime}\n'
+                      for cccid, key, value in targets))

@@ -1,6 +1,6 @@
 """A command generator's side of SNMPv3 USM authPriv, one request at a time,
 without pyasn1's per-message cost (snmpv3.usm): the mediation device's
-SETs and GETs (mediation/snmp_client.py).
+SETs, GETs and GETBULKs (mediation/snmp_client.py).
 
 It discovers the agent's engine ID, boots and time (RFC 3414 4: an
 unauthenticated request, answered with a Report), keeps the agent's clock
@@ -107,10 +107,11 @@ class Session:
 
     # -- requests --------------------------------------------------------------------
 
-    def request(self, kind: int, varbinds: Sequence[tuple[Sequence[int], Any]], answer: bool = True
-                ) -> tuple[int, int, list[tuple[tuple[int, ...], Any]]]:
+    def request(self, kind: int, varbinds: Sequence[tuple[Sequence[int], Any]], answer: bool = True,
+                max_repetitions: int = 0) -> tuple[int, int, list[tuple[tuple[int, ...], Any]]]:
         """(error status, error index, varbinds) of the agent's Response; its
         varbinds left undecoded (empty) where the caller has no use for them.
+        A GETBULK (usm.BULK) has no non-repeaters and `max_repetitions`.
         A Report means the request was not carried out: after an
         unauthenticated one (a new engine, or keys localized to the old one)
         the engine is discovered again, after a signed notInTimeWindow one
@@ -120,7 +121,7 @@ class Session:
             if self.keys is None:
                 self.discover()
             request_id = self._id()
-            scoped = usm.scoped_pdu(self.engine_id, b"", kind, request_id, 0, 0, body)
+            scoped = usm.scoped_pdu(self.engine_id, b"", kind, request_id, 0, max_repetitions, body)
             message, pdu, signed = self._exchange(lambda msg_id: self._seal(msg_id, scoped), request_id, answer)
             if pdu.kind == usm.REPORT:
                 report = self._report(pdu)

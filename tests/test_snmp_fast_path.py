@@ -382,6 +382,34 @@ def test_gets_and_bulk_walks_answer_as_pysnmp_answers(pair: Pair) -> None:
         assert pair.fast.agent.fast_path.served > before + 2
 
 
+
+@pytest.mark.parametrize("agent", ["fast", "slow"])
+def test_session_walks_the_tables_as_pysnmp_walks_them_without_pysnmp(pair: Pair, agent: str) -> None:
+    """TapClient.walk on Session (the MD keeper's audit) sends its GETBULKs
+    itself, none through pysnmp's engine, and reads, from the agent's fast
+    path and from pysnmp's, exactly what pysnmp's walk reads (several
+    requests a table: 3 repetitions)."""
+    side = getattr(pair, agent)
+    content_id = 665 if agent == "fast" else 666
+    with side.client() as client, side.client(fast=False) as walker:
+        assert client.session is not None
+        client.provision(content_id, "203.0.113.10", 7000, hour(),
+                         [Filter(src="192.0.2.65/32"), Filter(dst="192.0.2.65/32", protocol=17, dst_ports=(6000, 6001))])
+
+        def no_pysnmp(coroutine):
+            coroutine.close()
+            raise AssertionError("a walk on Session went through pysnmp")
+        client._run = no_pysnmp
+        try:
+            for root in (MEDIATION, STREAM, IP_STREAM):
+                walked = values(client.walk(root, repetitions=3))
+                assert walked == values(walker.walk(root, repetitions=3))
+                assert any(oid[len(root) + 1] == content_id for oid, _, _ in walked)
+            assert client.intercepts()[content_id].streams.keys() == {1, 2}
+        finally:
+            del client._run
+            client.remove(content_id, streams=2)
+
 # -- 3. what the fast path must not admit -------------------------------------------------------
 
 def request_id() -> int:
