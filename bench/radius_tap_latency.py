@@ -35,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench import record
@@ -80,13 +79,7 @@ def md_toml(cycles: int, lifetime: float) -> str:
 
 
 def _until(status_file: Path, condition, what: str, limit: float = 30.0) -> dict:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        status = radius_scenario.md_status(status_file)
-        if status and condition(status):
-            return status
-        time.sleep(0.05)
-    raise RuntimeError(f"{what}: not within {limit:.0f}s")
+    return radius_scenario.until(status_file, condition, what, limit)
 
 
 def _first(status: dict, cccid: int) -> float | None:

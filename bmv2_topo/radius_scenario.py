@@ -115,14 +115,15 @@ def md_status(status_file: Path) -> dict:
         return {}
 
 
-def _until(condition, status_file: Path, what: str) -> dict:
-    deadline = time.monotonic() + WAIT
+def until(status_file: Path, condition, what: str, limit: float = WAIT) -> dict:
+    """The MD's status once `condition` holds, polled; `limit` is a hang guard, said as what the MD did not do."""
+    deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         status = md_status(status_file)
         if status and condition(status):
             return status
         time.sleep(0.05)
-    raise SignallingError(f"the MD did not {what} within {WAIT:.0f}s; see md.log")
+    raise SignallingError(f"the MD did not {what} within {limit:.0f}s; see md.log; last status {md_status(status_file)}")
 
 
 def _derived(status: dict) -> dict:
@@ -152,7 +153,7 @@ def session_start(hosts: dict, status_file: Path, progress) -> SignallingReport:
     radclient(hosts, "Start", "bob", OTHER, "bob-1")
     # a Start of 3 kB (twelve Class attributes): three IP fragments on the NAS's 1500-byte link, through the switch
     radclient(hosts, "Start", "alice", SUBJECT, "alice-1", classes=START_CLASSES)
-    status = _until(lambda s: _holds(s, "alice-1"), status_file, "provision alice's tap")
+    status = until(status_file, lambda s: _holds(s, "alice-1"), "provision alice's tap")
     out.reassembled = _radius(status).get("reassembled", 0)
     start = next(t for t in _radius(status).get("targets", []) if t["cccid"] == CCCID_ALICE)["sessions"][0]["since"]
     out.tap_live_ms = (_derived(status)["provisioned_at"] - start) * 1000
@@ -162,10 +163,10 @@ def session_start(hosts: dict, status_file: Path, progress) -> SignallingReport:
     progress(f"NAS: radclient Accounting-Start for alice's second device ({SUBJECT_B}, session alice-2) while "
              "alice-1 goes on")
     radclient(hosts, "Start", "alice", SUBJECT_B, "alice-2")
-    _until(lambda s: _holds(s, "alice-1", "alice-2"), status_file, "tap alice's second session beside the first")
+    until(status_file, lambda s: _holds(s, "alice-1", "alice-2"), "tap alice's second session beside the first")
     hosts["subject"].run("ping", "-c", str(SECOND_PINGS), "-i", "0.05", "-W", "1", "-I", SUBJECT_B, PEER, check=False)
     radclient(hosts, "Stop", "alice", SUBJECT_B, "alice-2")
-    _until(lambda s: _holds(s, "alice-1"), status_file, "remove only alice's second session's streams")
+    until(status_file, lambda s: _holds(s, "alice-1"), "remove only alice's second session's streams")
     out.second_after_stop_sent = 3
     hosts["subject"].run(sys.executable, "-c", PROBE, SUBJECT_B, PEER, str(out.second_after_stop_sent), check=False)
     progress(f"MD: alice-2 tapped beside alice-1 ({SECOND_PINGS} pings from {SUBJECT_B}); at its Stop only its "
@@ -178,14 +179,14 @@ def session_stop(hosts: dict, status_file: Path, out: SignallingReport, progress
     progress("NAS: radclient Accounting-Stop for alice and bob")
     radclient(hosts, "Stop", "alice", SUBJECT, "alice-1")
     radclient(hosts, "Stop", "bob", OTHER, "bob-1")
-    status = _until(lambda s: "keeper" in s and str(CCCID_ALICE) not in s["keeper"]["intercepts"]
-                    and _radius(s).get("messages", 0) >= 6, status_file, "remove alice's tap")
+    status = until(status_file, lambda s: "keeper" in s and str(CCCID_ALICE) not in s["keeper"]["intercepts"]
+                    and _radius(s).get("messages", 0) >= 6, "remove alice's tap")
     before = _captured(status)
     out.after_stop_sent = 5
     hosts["subject"].run("ping", "-c", str(out.after_stop_sent), "-i", "0.05", "-W", "1", PEER, check=False)
     # a marker through the same switch and MD link: once the IRI function has it, the pings' copies (if any) are in
     radclient(hosts, "Interim-Update", "bob", OTHER, "bob-1")
-    status = _until(lambda s: _radius(s).get("messages", 0) >= 7, status_file, "see the marker")
+    status = until(status_file, lambda s: _radius(s).get("messages", 0) >= 7, "see the marker")
     out.after_stop_captured = _captured(status) - before
     out.discarded_non_target = _radius(status).get("discarded_non_target", 0)
     progress(f"MD: alice's tap removed at Stop; {out.after_stop_sent} pings after it, "

@@ -3,6 +3,7 @@ owner-only, and refused when anyone else could have read them."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -56,3 +57,26 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replace_private_json(path: Path, data: object, what: str = "", durable: bool = False, **dump: object) -> None:
+    """Replace `path` atomically with `data` as JSON, owner-only (it names
+    intercepts): a temp file beside it, renamed over it, so a reader never
+    meets half a file. `durable`: the data and the rename are fsynced too,
+    for state a restart reads back (not for a status file rewritten every
+    second). `dump`: json.dump's options. Raises OSError."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC, OSError, what)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, **dump)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if durable:
+        fsync_dir(path)

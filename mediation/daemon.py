@@ -21,13 +21,12 @@ on exit, after the capture files are closed.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 from pathlib import Path
 
-from controller.private_files import open_private
+from controller.private_files import replace_private_json
 from mediation.config import AgencySpec, MdConfig
 from mediation.derived_state import FILE_NAME as DERIVED_STATE_FILE
 from mediation.derived_state import DerivedState
@@ -53,16 +52,7 @@ def delivery_for(agency: AgencySpec) -> Delivery:
 
 def write_private_json(path: Path, data: dict) -> None:
     """Replace `path` atomically with `data`, owner-only (it names intercepts)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.unlink()
-    except FileNotFoundError:
-        pass
-    fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC, OSError, "status file ")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-    os.replace(tmp, path)
+    replace_private_json(path, data, "status file ", indent=2, default=str)
 
 
 class MdDaemon:

@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from controller.private_files import fsync_dir, open_private
+from controller.private_files import open_private, replace_private_json
 from mediation.config import InterceptSpec
 from mediation.derived_taps import DerivedTap, DerivedTaps, Warrant
 from mediation.stream_filter import Filter
@@ -171,20 +171,9 @@ class DerivedState:
         the directory. A failure is logged (once until a write succeeds) and
         the MD goes on: the taps are in the keeper's hands regardless; only a
         restart would not know them (the keeper then removes them)."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                tmp.unlink()
-            except FileNotFoundError:
-                pass
-            fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC, OSError, "derived taps state ")
-            with os.fdopen(fd, "w") as f:
-                json.dump(encode(taps, memory), f, separators=(",", ":"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            fsync_dir(self.path)
+            replace_private_json(self.path, encode(taps, memory), "derived taps state ", durable=True,
+                                 separators=(",", ":"))
         except OSError as error:
             if not self.failed:
                 log.error("derived taps state %s cannot be written (%s): a restart now would not know the "

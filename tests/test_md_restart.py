@@ -27,7 +27,6 @@ import contextlib
 import json
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -45,14 +44,7 @@ WAIT = 60.0
 
 
 def until(status_file: Path, condition, what: str) -> dict:
-    """The MD's status once `condition` holds (polled; `WAIT` is a hang guard)."""
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        status = radius_scenario.md_status(status_file)
-        if status and condition(status):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {WAIT:.0f}s; last status {radius_scenario.md_status(status_file)}")
+    return radius_scenario.until(status_file, condition, what, WAIT)
 
 
 def kept(status: dict, cccid: int = ALICE) -> dict:
