@@ -263,21 +263,14 @@ class Keeper(InterceptChanges):
                 self._indexes[spec.content_id] = {f: at[_key(f)] for f in spec.filters}
             kept.iap_packets = sum(s.packets for s in have.streams.values())
             kept.iap_drops = sum(s.drops for s in have.streams.values())
-            due = have.timeout is None or (have.timeout - now).total_seconds() < spec.lifetime / 2
-            if due and (spec.until is None or have.timeout is None or have.timeout < spec.until):
-                timeout = self._timeout(spec, now)
-                client.refresh(spec.content_id, timeout)
-                kept.refreshed += 1
-                kept.timeout = timeout.isoformat(timespec="seconds")
-                log.info("intercept %d: Timeout refreshed to %s", spec.content_id, kept.timeout)
-            else:
-                kept.timeout = have.timeout.isoformat(timespec="seconds")
+            self._refresh(client, spec, have, now)
             return None
         if have is not None and settling(spec, have):
             if kept.state != "settling":
                 self._event(f"intercept {spec.content_id}: {wrong}; the others are there, not active yet: "
                             "left to the IAP, not provisioned again")
             kept.state, kept.last_problem = "settling", wrong
+            self._refresh(client, spec, have, now)  # its active streams must not lapse meanwhile
             return None
         again = kept.provisioned > 0
         if kept.state != "failed":  # a failing provisioning is reported once, by audit()
@@ -287,6 +280,19 @@ class Keeper(InterceptChanges):
         if have is not None:
             self.tear_down(client, have)
         return self._provisioning(spec, now)
+
+    def _refresh(self, client: TapClient, spec: InterceptSpec, have: IapIntercept, now: datetime) -> None:
+        """Move the mediation's Timeout on when half its lifetime is gone, never past the warrant's end."""
+        kept = self.status.intercepts[spec.content_id]
+        due = have.timeout is None or (have.timeout - now).total_seconds() < spec.lifetime / 2
+        if due and (spec.until is None or have.timeout is None or have.timeout < spec.until):
+            timeout = self._timeout(spec, now)
+            client.refresh(spec.content_id, timeout)
+            kept.refreshed += 1
+            kept.timeout = timeout.isoformat(timespec="seconds")
+            log.info("intercept %d: Timeout refreshed to %s", spec.content_id, kept.timeout)
+        else:
+            kept.timeout = have.timeout.isoformat(timespec="seconds")
 
     def _provision(self, client: TapClient, wanted: list[tuple[InterceptSpec, Provisioning]]) -> None:
         """Provision every intercept that needs it, PROVISION_WINDOW at a time

@@ -15,6 +15,7 @@ streams' status put back to what the IAP shows before it activates them
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime, timedelta, timezone
 
 from mediation.config import InterceptSpec, subject_filters
 from mediation.keeper import Keeper
@@ -53,6 +54,10 @@ def test_streams_not_active_yet_are_left_to_the_iap(tmp_path, tap_switch):
             kept = keeper.status.intercepts[ALICE]
             assert kept.state == "settling" and kept.provisioned == before and "2 of 4" in kept.last_problem
             assert [s.index for s in held(controller)[ALICE][1]] == [1, 2, 3, 4], "nothing torn down"
+            # still settling when its Timeout is due: the active streams' Timeout is moved on all the same
+            due = dataclasses.replace(settling, timeout=datetime.now(timezone.utc) + timedelta(seconds=10))
+            assert keeper._keep(client, keeper.specs[0], due) is None and kept.refreshed == 1
+            assert client.intercepts()[ALICE].timeout > datetime.now(timezone.utc) + timedelta(seconds=50)
             keeper.audit()  # the IAP as it really is by now: all four active
             assert keeper.status.intercepts[ALICE].state == "active"
         finally:
