@@ -131,17 +131,22 @@ class IdentityTaps:
         state.sessions[key] = Session(session_id, nas, addresses, stamp, "restored", 0)
         state.last = state.last or "restored"
 
-    def reassigned(self, addresses: tuple[str, ...]) -> dict[int, tuple[str, ...]]:
-        """Another subscriber's session now holds `addresses`: the target sessions
-        on any of them are over, their Stop lost (a NAS that restarted, a Stop
-        dropped on the way, an MD that was down). Past this point their
-        address carries someone who is under no warrant (minimality), so they
-        are no longer followed; per warrant, the keys of the parts to drop."""
+    def reassigned(self, addresses: tuple[str, ...], nas: str) -> dict[int, tuple[str, ...]]:
+        """Another subscriber's session on `nas` now holds `addresses`: the
+        target sessions the same NAS gave any of them are over, their Stop lost
+        (a NAS that restarted, a Stop dropped on the way, an MD that was down).
+        Past this point their address carries someone who is under no warrant
+        (minimality), so they are no longer followed; per warrant, the keys of
+        the parts to drop. Only the same NAS's word counts: another NAS may
+        hand out the same private address in a routing domain of its own, and
+        ending the target's tap on its say would lose her traffic
+        (completeness). A session restored after an MD restart, its NAS not
+        known ("?"), is ended by any."""
         given = [ipaddress.ip_network(a, strict=False) for a in addresses]
         ended: dict[int, tuple[str, ...]] = {}
         for cccid, state in self.targets.items():
-            keys = tuple(key for key, session in state.sessions.items()
-                         if any(held.version == new.version and held.overlaps(new)
+            keys = tuple(key for key, session in state.sessions.items() if session.nas in (nas, "?")
+                         and any(held.version == new.version and held.overlaps(new)
                                 for held in map(ipaddress.ip_network, session.addresses) for new in given))
             for key in keys:
                 del state.sessions[key]

@@ -86,7 +86,7 @@ class RadiusHandler:
         if not targets:
             self.discarded += 1
             if event.kind != "stop" and event.addresses():
-                self._reassigned(event.addresses(), stamp)
+                self._reassigned(event.addresses(), datagram.src, stamp)
             return
         for target in targets:
             self._follow(target, event, datagram.src, stamp)
@@ -111,11 +111,11 @@ class RadiusHandler:
         self.emit(IriRecord(target.cccid, stamp, self.protocol, IRI_KIND[event.kind], target.identity(),
                             event.addresses() or change.addresses, event.session_id, peer=nas))
 
-    def _reassigned(self, addresses: tuple[str, ...], stamp: float) -> None:
+    def _reassigned(self, addresses: tuple[str, ...], nas: str, stamp: float) -> None:
         """A non-target now holds `addresses` (the message itself is only compared, never kept): a
         target's session still tapped there lost its Stop and ends here (identity_taps.reassigned)."""
         with self._lock:
-            ended = self.state.reassigned(addresses)
+            ended = self.state.reassigned(addresses, nas)
         for cccid, keys in ended.items():
             self.reassigned += len(keys)
             log.warning("RADIUS: CCCID %d's session(s) at %s given to another subscriber (their Stop was never "

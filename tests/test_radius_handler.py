@@ -225,6 +225,10 @@ def test_an_address_given_to_another_subscriber_ends_the_target_session_whose_st
     radius.handle(1.5, copied(radclient_bytes(accounting("Start", "alice", None, session="laptop",
                                                          Framed_IPv6_Prefix="2001:db8:7::/64"))))
     keeper.taken()
+    elsewhere = bytes(IP(src="192.0.2.41", dst=SERVER) / UDP(sport=40000, dport=1813)
+                      / Raw(radclient_bytes(accounting("Start", "erin", "192.0.2.10", session="e1"))))
+    radius.handle(1.8, elsewhere)  # another NAS's 192.0.2.10 (a routing domain of its own): alice's stays
+    assert keeper.taken() == [] and keeper.held == {4242: both_ways("192.0.2.10/32", "2001:db8:7::/64")}
     radius.handle(2.0, copied(radclient_bytes(accounting("Start", "bob", "192.0.2.10", session="b1"))))
     assert keeper.taken() == [("want", 4242)] and keeper.held == {4242: both_ways("2001:db8:7::/64")}
     radius.handle(3.0, copied(radclient_bytes(accounting("Interim-Update", "carol", None, session="c1",
@@ -232,7 +236,7 @@ def test_an_address_given_to_another_subscriber_ends_the_target_session_whose_st
     assert keeper.taken() == [("unwant", 4242)] and keeper.held == {}
     assert [r.session for r in records] == ["phone", "laptop"], "nothing of bob's or carol's is emitted"
     summary = radius.summary()
-    assert summary["ended_by_reassignment"] == 2 and summary["discarded_non_target"] == 2
+    assert summary["ended_by_reassignment"] == 2 and summary["discarded_non_target"] == 3
     assert summary["targets"][0]["sessions"] == []
     radius.handle(4.0, copied(radclient_bytes(accounting("Start", "dave", "192.0.2.10", session="d1"))))
     assert keeper.taken() == [] and radius.summary()["ended_by_reassignment"] == 2
