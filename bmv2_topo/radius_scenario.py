@@ -25,7 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bmv2_topo.layouts import AAA, MD_ADDRESS, OTHER, PEER, SUBJECT, SUBJECT_B
+from bmv2_topo.demo_config import signalling_toml
+from bmv2_topo.layouts import AAA, OTHER, PEER, SUBJECT, SUBJECT_B
 from mediation.capture import CaptureError, capture_name, read_pcap
 from mediation.config import subject_filters
 from mediation.iri import IriRecord
@@ -53,25 +54,9 @@ class SignallingError(RuntimeError):
 
 
 def md_toml(lifetime: float) -> str:
-    return f"""
-[signalling]
-listen = "{MD_ADDRESS}:{SIGNALLING_PORT}"
-lifetime = {lifetime}
-
-[[radius_server]]
-address = "{AAA}"
-content_id = {CCCID_SIGNALLING}
-
-[[identity_target]]
-content_id = {CCCID_ALICE}
-radius_username = "alice"
-lifetime = {lifetime}
-
-[[identity_target]]
-content_id = {CCCID_CAROL}
-calling_station_id = "02-00-00-00-0c-01"
-lifetime = {lifetime}
-"""
+    return signalling_toml(SIGNALLING_PORT, lifetime, (("radius_server", AAA, CCCID_SIGNALLING),),
+                           ((CCCID_ALICE, "radius_username", "alice"),
+                            (CCCID_CAROL, "calling_station_id", "02-00-00-00-0c-01")))
 
 
 @dataclass

@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bmv2_topo.layouts import MD_ADDRESS, OTHER, PEER, PEER_B, SUBJECT
+from bmv2_topo.demo_config import signalling_toml
+from bmv2_topo.layouts import OTHER, PEER, PEER_B, SUBJECT
 from bmv2_topo.radius_scenario import SignallingError, md_status
 from controller.pipeline import REPO_ROOT
 from mediation.iri import IriRecord
@@ -45,29 +46,9 @@ WHAT_THE_MD_DOES = (f"it provisions standing signalling taps {CCCID_SERVER} and 
 
 
 def md_toml(lifetime: float) -> str:
-    return f"""
-[signalling]
-listen = "{MD_ADDRESS}:{SIGNALLING_PORT}"
-lifetime = {lifetime}
-
-[[sip_server]]
-address = "{PEER}"
-content_id = {CCCID_SERVER}
-
-[[sip_server]]
-address = "{PEER_B}"
-content_id = {CCCID_SERVER_B}
-
-[[identity_target]]
-content_id = {CCCID_ALICE}
-sip_uri = "sip:alice@example.test"
-lifetime = {lifetime}
-
-[[identity_target]]
-content_id = {CCCID_ERIN}
-sip_user = "erin"
-lifetime = {lifetime}
-"""
+    return signalling_toml(SIGNALLING_PORT, lifetime,
+                           (("sip_server", PEER, CCCID_SERVER), ("sip_server", PEER_B, CCCID_SERVER_B)),
+                           ((CCCID_ALICE, "sip_uri", "sip:alice@example.test"), (CCCID_ERIN, "sip_user", "erin")))
 
 
 @dataclass

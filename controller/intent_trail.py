@@ -175,16 +175,18 @@ class Behind:
     missing: list[int] = field(default_factory=list)   # held by the log, absent from a store that never saw them
 
 
-def store_behind_log(log_path: Path, store_path: Path, held_now: set[int], now: datetime) -> Behind:
+def store_behind_log(committed: dict[int, Committed], store_path: Path, held_now: set[int],
+                     now: datetime) -> Behind:
     """The intercepts whose version in the store (by its mark) predates the
-    log's last committed change of them, and those the log holds that the
-    store has no trace of. Unaudited changes (no seq) are `lagging`'s to
-    report, not this; so are stores written before the marks (none to compare)."""
+    log's last committed change of them (`committed`, committed_by_log), and
+    those the log holds that the store has no trace of. Unaudited changes
+    (no seq) are `lagging`'s to report, not this; so are stores written
+    before the marks (none to compare)."""
     marks = _marks(store_path)
     behind = Behind()
     if not marks and held_now:
         return behind  # written before the marks (or never written): the lost-store check covers a new one
-    for content_id, change in sorted(committed_by_log(log_path).items()):
+    for content_id, change in sorted(committed.items()):
         older = content_id in marks and marks[content_id][0] is not None and marks[content_id][0] < change.seq
         if content_id in held_now:
             if older:
@@ -208,16 +210,17 @@ def record_lost_intent(audit: AuditLog, store: IntentStore, now: datetime) -> li
       never comes back with the file; what the log holds and the old store
       lacks, or held in an older version, is then `intent-lost`.
     """
+    committed = committed_by_log(audit.path)  # the log read once, before the removal below is on it
+    held_by_log_now = {c for c, change in committed.items() if _held(change, now)}
     if store.created:
-        lost = held_by_log(audit.path, now)
+        lost = sorted(held_by_log_now)
         reason = "the intent store was new at start; the audit log records these as held"
     else:
         held_now = {m.content_id for m, _, _ in store.all()}
-        behind = store_behind_log(audit.path, store.path, held_now, now)
-        still = set(held_by_log(audit.path, now))  # before the removal below is on record
+        behind = store_behind_log(committed, store.path, held_now, now)
         if behind.outdated:
             _remove_outdated(audit, store, behind.outdated)
-        lost = sorted(set(behind.missing) | (set(behind.outdated) & still))
+        lost = sorted(set(behind.missing) | (set(behind.outdated) & held_by_log_now))
         reason = "the intent store is older than the audit log (restored from a backup?): it lacked these"
     if lost:
         log.error("the audit log records %d intercept(s) as held that the intent store %s did not keep (%s): the "
