@@ -148,6 +148,12 @@ class DerivedTaps:
         return InterceptSpec(warrant.cccid, self.md, filters, float(warrant.lifetime or DEFAULT_LIFETIME), self.dscp,
                              until=warrant.until, derived_from="; ".join(tap.why.values()))
 
+    def keys(self, cccid: int) -> tuple[str, ...]:
+        """The parts (sessions, calls) this warrant's tap holds now."""
+        with self._lock:
+            tap = self.taps.get(cccid)
+            return tuple(tap.parts) if tap is not None else ()
+
     def summary(self) -> dict:
         with self._lock:
             return {str(cccid): {"signalled_at": tap.signalled_at,

@@ -98,8 +98,7 @@ class RadiusHandler:
             with self._lock:
                 known = self.state.forget(target.cccid)
             # and any RADIUS part this process did not make (kept across a restart): nothing past the end
-            kept = tuple(k for k in self.taps.summary().get(str(target.cccid), {}).get("parts", {})
-                         if k.startswith(PREFIX))
+            kept = tuple(k for k in self.taps.keys(target.cccid) if k.startswith(PREFIX))
             if known or kept:
                 self.taps.change(target.cccid, {}, tuple(dict.fromkeys(known + kept)), stamp)
             return
